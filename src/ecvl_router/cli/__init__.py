@@ -1,0 +1,27 @@
+"""The `ecvl-router` command: one subcommand per pipeline stage."""
+
+from __future__ import annotations
+
+import typer
+
+from ecvl_router.cli import data
+from ecvl_router.cli.console import configure_logging
+
+app = typer.Typer(
+    name="ecvl-router",
+    help="Scenario-aware edge/cloud routing for vision-language models. Each subcommand runs one stage.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.add_typer(data.app, name="data")
+
+
+@app.callback()
+def _root(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log progress details.")) -> None:
+    configure_logging(verbose)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()
