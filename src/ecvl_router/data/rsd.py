@@ -96,9 +96,9 @@ class RSD:
         if edge == cloud:
             raise ValueError(f"edge and cloud must be different models, got {edge!r} twice")
         columns = ["item_id", "score", "latency_s", "output_tokens"]
-        by_model = {m: self.responses.loc[self.responses["model"] == m, columns].set_index("item_id") for m in (edge, cloud)}
-        frame = self.items[["item_id", "source"]].set_index("item_id")
-        frame = frame.join(by_model[edge], how="left").join(by_model[cloud], how="left", lsuffix="_edge", rsuffix="_cloud")
+        edge_rows, cloud_rows = (self.responses.loc[self.responses["model"] == m, columns] for m in (edge, cloud))
+        frame = self.items[["item_id", "source"]].merge(edge_rows, on="item_id", how="left")
+        frame = frame.merge(cloud_rows, on="item_id", how="left", suffixes=("_edge", "_cloud"))
         has_edge = frame["score_edge"].notna().to_numpy()
         has_cloud = frame["score_cloud"].notna().to_numpy()
         kept = frame[has_edge & has_cloud]
@@ -109,7 +109,7 @@ class RSD:
         return PairView(
             edge=edge,
             cloud=cloud,
-            item_ids=kept.index.to_numpy(dtype=object),
+            item_ids=kept["item_id"].to_numpy(dtype=object),
             sources=kept["source"].to_numpy(dtype=object),
             score_edge=column("score_edge"),
             score_cloud=column("score_cloud"),
