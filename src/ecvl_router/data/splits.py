@@ -23,34 +23,43 @@ class Split:
         return len(self.train), len(self.val), len(self.test)
 
 
-def _allocate(size: int, ratios: Sequence[float]) -> list[int]:
-    """Split ``size`` into parts proportional to ``ratios`` (largest remainder, earlier parts win ties)."""
-    exact = np.asarray(ratios, dtype=np.float64) / sum(ratios) * size
-    counts = np.floor(exact).astype(int)
-    order = sorted(range(len(ratios)), key=lambda i: (-(exact[i] - counts[i]), i))
-    for i in order[: size - counts.sum()]:
-        counts[i] += 1
-    return counts.tolist()
+def _apportion(total: int, quotas: np.ndarray, caps: np.ndarray) -> np.ndarray:
+    """Integer counts summing to ``total``, each within its cap, closest to ``quotas`` (largest remainder)."""
+    counts = np.minimum(np.floor(quotas), caps).astype(int)
+    order = sorted(range(len(quotas)), key=lambda i: (-(quotas[i] - counts[i]), i))
+    while counts.sum() < total:
+        for i in order:
+            if counts.sum() < total and counts[i] < caps[i]:
+                counts[i] += 1
+    return counts
 
 
 def stratified_split(strata: Sequence[str] | ArrayLike, *, seed: int = 0, ratios: Sequence[float] = DEFAULT_RATIOS) -> Split:
     """Split rows so that each stratum (e.g. ``f"{source}|{label}"``) keeps the given ratios.
 
-    Deterministic for a seed: rows are shuffled within each stratum with a generator derived from the seed,
-    and strata are visited in sorted order.
+    The part sizes are the ratios applied to all rows (largest remainder); each stratum's share of every part
+    is within one row of its exact proportion. Deterministic for a seed: rows are shuffled within each stratum
+    by a generator seeded once, strata being visited in sorted order.
     """
     if len(ratios) != 3 or any(r < 0 for r in ratios) or sum(ratios) <= 0:
         raise ValueError(f"ratios must be three non-negative numbers, got {tuple(ratios)}")
     keys = np.asarray([str(s) for s in strata], dtype=object)
+    shares = np.asarray(ratios, dtype=np.float64) / sum(ratios)
+    n = len(keys)
+    totals = _apportion(n, shares * n, np.full(3, n))
     rng = np.random.default_rng(seed)
-    parts: list[list[np.ndarray]] = [[], [], []]
+    rows_by_stratum = []
     for stratum in sorted(set(keys)):
         rows = np.flatnonzero(keys == stratum)
-        rows = rows[rng.permutation(len(rows))]
-        start = 0
-        for part, count in zip(parts, _allocate(len(rows), ratios)):
-            part.append(rows[start : start + count])
-            start += count
+        rows_by_stratum.append(rows[rng.permutation(len(rows))])
+    sizes = np.array([len(rows) for rows in rows_by_stratum])
+    train_counts = _apportion(totals[0], shares[0] * sizes, sizes)
+    val_counts = _apportion(totals[1], shares[1] * sizes, sizes - train_counts)
+    parts: list[list[np.ndarray]] = [[], [], []]
+    for rows, n_train, n_val in zip(rows_by_stratum, train_counts, val_counts):
+        parts[0].append(rows[:n_train])
+        parts[1].append(rows[n_train : n_train + n_val])
+        parts[2].append(rows[n_train + n_val :])
     train, val, test = (np.sort(np.concatenate(p)) if p else np.array([], dtype=np.int64) for p in parts)
     return Split(train=train, val=val, test=test)
 
