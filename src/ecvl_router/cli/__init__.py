@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from ecvl_router.cli import data
+from ecvl_router.cli import collect, data, demo, train
 from ecvl_router.cli.console import configure_logging
 
 app = typer.Typer(
@@ -15,6 +15,9 @@ app = typer.Typer(
     add_completion=False,
 )
 app.add_typer(data.app, name="data")
+collect.register(app)
+for command in (demo.demo, train.embed, train.train, train.evaluate, train.route):
+    app.command()(command)
 
 
 @app.callback()

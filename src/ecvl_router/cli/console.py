@@ -57,3 +57,23 @@ def progress_bar(description: str) -> Iterator[ProgressCallback]:
 def print_json(document: Any) -> None:
     """Print a JSON document on stdout (for --json output)."""
     console.print_json(json.dumps(document, default=float))
+
+
+@contextmanager
+def stage_progress() -> Iterator[Callable[[str, int, int], None]]:
+    """A rich progress display with one bar per named stage; yields ``callback(stage, done, total)``."""
+    columns = (
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=err_console) as progress:
+        tasks: dict[str, int] = {}
+
+        def update(stage: str, done: int, total: int) -> None:
+            if stage not in tasks:
+                tasks[stage] = progress.add_task(stage, total=total)
+            progress.update(tasks[stage], completed=done, total=total)
+
+        yield update

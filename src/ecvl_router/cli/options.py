@@ -1,0 +1,37 @@
+"""Options shared by several commands: encoder settings and the cache folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+import yaml
+from pydantic import ValidationError
+
+from ecvl_router.cli.console import fail
+from ecvl_router.features.extractor import ExtractorSettings, FeatureExtractor
+from ecvl_router.features.weights import WeightsIntegrityError, WeightsNotFoundError
+
+EncodersOption = typer.Option(None, "--encoders", help="YAML file of encoder settings (text_model, image_model, image_size, …).")
+CacheOption = typer.Option(None, "--cache-dir", help="Embedding/router cache folder [default: $ECVL_ROUTER_CACHE or ~/.cache/ecvl-router].")
+
+
+def extractor_settings(path: Path | None) -> ExtractorSettings:
+    """Encoder settings from a YAML file, or the defaults (MiniLM-L6 + MobileNetV2)."""
+    if path is None:
+        return ExtractorSettings()
+    try:
+        return ExtractorSettings(**(yaml.safe_load(path.read_text(encoding="utf-8")) or {}))
+    except (OSError, yaml.YAMLError) as exc:
+        fail(f"{path}: cannot read encoder settings: {exc}")
+    except ValidationError as exc:
+        details = "; ".join(f"field {'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        fail(f"{path}: {details}")
+
+
+def load_extractor(settings: ExtractorSettings) -> FeatureExtractor:
+    """Load the encoders, turning missing or corrupt weights into a clear CLI error."""
+    try:
+        return FeatureExtractor.from_settings(settings)
+    except (WeightsNotFoundError, WeightsIntegrityError) as exc:
+        fail(str(exc))

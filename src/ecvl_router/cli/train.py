@@ -1,0 +1,166 @@
+"""`ecvl-router embed | train | evaluate | route`: featurise, train a router bundle, evaluate it, route one query."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from ecvl_router.bundle import BundleError, save_bundle
+from ecvl_router.cli.console import console, fail, print_json, progress_bar
+from ecvl_router.cli.data import load_or_fail
+from ecvl_router.cli.options import CacheOption, EncodersOption, extractor_settings, load_extractor
+from ecvl_router.evaluation import REFERENCE_POLICIES, evaluate_decisions, reference_decisions
+from ecvl_router.labels import LABEL_RULES
+from ecvl_router.routers import ROUTER_NAMES, create_router
+from ecvl_router.routing_task import PARTS, build_task
+from ecvl_router.runs import default_cache_dir, open_run, rsd_features, run_settings, write_split
+from ecvl_router.scenarios import SCENARIOS, ScenarioError, resolve_scenario
+from ecvl_router.training import train_router
+
+SUMMARY_KEYS = ("apsp", "ca", "ail", "rcs", "accuracy", "pgr", "time_saving", "token_saving")
+
+
+def embed(
+    data: Path = typer.Argument(..., help="Dataset folder."),
+    encoders: Path | None = EncodersOption,
+    cache_dir: Path | None = CacheOption,
+) -> None:
+    """Compute and cache the text, image and statistics features of every item (re-runs compute nothing twice)."""
+    rsd = load_or_fail(data)
+    extractor = load_extractor(extractor_settings(encoders))
+    started = time.perf_counter()
+    with progress_bar("embedding items") as progress:
+        features = rsd_features(rsd, extractor, cache_dir=cache_dir or default_cache_dir(), progress=progress)
+    console.print(
+        f"[green]features[/] for {len(features)} items: text {features.text.shape[1]}-d, image {features.image.shape[1]}-d, "
+        f"{features.stats.shape[1]} statistics ({time.perf_counter() - started:.1f} s)"
+    )
+
+
+def train(
+    data: Path = typer.Option(..., "--data", help="Dataset folder (interchange or Parquet)."),
+    edge: str = typer.Option(..., "--edge", help="Edge (small) model name as in the dataset."),
+    cloud: str = typer.Option(..., "--cloud", help="Cloud (large) model name as in the dataset."),
+    out: Path = typer.Option(..., "--out", help="Run folder to write the router bundle into."),
+    scenario: list[str] = typer.Option(list(SCENARIOS), "--scenario", help="Preset (quality, efficiency, speed) or YAML file; repeatable."),
+    mes: float | None = typer.Option(None, "--mes", help="Minimal Expectation Score for every scenario (dataset scale)."),
+    label_rule: str = typer.Option("mes", "--label-rule", help=f"Competence labels: {', '.join(LABEL_RULES)}."),
+    k: float = typer.Option(1, "--k", help="Margin of win-soft(k)."),
+    router: str = typer.Option("ecvl", "--router", help=f"Router: {', '.join(ROUTER_NAMES)}."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the split and the router."),
+    epochs: int | None = typer.Option(None, "--epochs", min=1, help="Training epochs of neural routers [default: 50]."),
+    edge_share: float | None = typer.Option(None, "--edge-share", min=0, max=1, help="Calibrate τ so this share of validation queries goes to the edge instead of maximising RCS."),
+    holdout_sources: str | None = typer.Option(None, "--holdout-sources", help="Comma-separated sources used only as the test split."),
+    encoders: Path | None = EncodersOption,
+    cache_dir: Path | None = CacheOption,
+    force: bool = typer.Option(False, "--force", help="Replace an existing run folder."),
+) -> None:
+    """Train a router for one model pair and one or more scenarios sharing an MES; writes a bundle with τ* per scenario."""
+    rsd = load_or_fail(data)
+    try:
+        scenarios = [s for spec in scenario for s in resolve_scenario(spec, mes=mes)]
+        for s in scenarios:
+            s.check_scale(rsd.info.score_min, rsd.info.score_max)
+    except ScenarioError as exc:
+        fail(str(exc))
+    if len({s.mes for s in scenarios}) != 1:
+        fail(f"scenarios of one run must share one MES (got {sorted({s.mes for s in scenarios})}); train them in separate runs")
+    if out.exists() and not force:
+        fail(f"{out} exists; use --force to replace it")
+    try:
+        task = build_task(rsd, edge, cloud, mes=scenarios[0].mes, rule=label_rule, k=k, seed=seed,
+                          holdout_sources=holdout_sources.split(",") if holdout_sources else ())
+        params = {"random_state": seed, **({"epochs": epochs} if epochs else {})}
+        model = create_router(router, **params)
+    except (KeyError, ValueError) as exc:
+        fail(str(exc).strip('"'))
+    if task.pair.n_excluded:
+        console.print(f"[yellow]note[/] {task.pair.n_excluded} items lack a response from {edge!r} or {cloud!r} and are left out")
+    settings = extractor_settings(encoders)
+    extractor = load_extractor(settings)
+    with progress_bar("embedding items") as progress:
+        features = rsd_features(rsd, extractor, cache_dir=cache_dir or default_cache_dir(), item_ids=task.pair.item_ids, progress=progress)
+    train_rows, val_rows = task.part("train"), task.part("val")
+    started = time.perf_counter()
+    with progress_bar(f"training {router}") as progress:
+        trained = train_router(model, features.take(train_rows), task.labels[train_rows], features.take(val_rows),
+                               task.pair.take(val_rows), scenarios, edge_share=edge_share, progress=progress)
+    save_bundle(trained, out, extra_manifest=run_settings(rsd, task, settings, extractor.identity()), overwrite=True)
+    write_split(out, task)
+    console.print(f"[green]trained[/] {router} on {len(train_rows)} items in {time.perf_counter() - started:.1f} s → {out}")
+    for name, choice in trained.choices.items():
+        console.print(f"  {name}: τ* = {choice.tau:.2f}, validation RCS* = {choice.rcs:.4f} (epoch {choice.epoch + 1})")
+
+
+def evaluate(
+    run_dir: Path = typer.Argument(..., help="Run folder written by `ecvl-router train`."),
+    split: str = typer.Option("test", "--split", help=f"Split part: {', '.join(PARTS)}."),
+    data: Path | None = typer.Option(None, "--data", help="Dataset folder if it moved since training."),
+    cache_dir: Path | None = CacheOption,
+    as_json: bool = typer.Option(False, "--json", help="Print the metrics as JSON."),
+) -> None:
+    """APSP, CA, AIL, RCS, accuracy, PGR and savings per scenario, next to all-at-large, all-at-small and the oracle."""
+    try:
+        with progress_bar("loading run and features") as progress:
+            run = open_run(run_dir, data=data, cache_dir=cache_dir or default_cache_dir(), progress=progress)
+        view, labels = run.task.view(split)
+    except (BundleError, FileNotFoundError, ValueError, KeyError) as exc:
+        fail(str(exc))
+    features = run.features.take(run.task.part(split))
+    results = {}
+    for name in run.trained.scenario_names:
+        scenario = run.trained.choice(name).scenario
+        to_edge, _, tau = run.trained.decide(features, name)
+        rows = {run.trained.router.name: {"tau": tau, **evaluate_decisions(to_edge, view, labels, scenario)}}
+        for policy in REFERENCE_POLICIES:
+            rows[policy] = evaluate_decisions(reference_decisions(policy, labels), view, labels, scenario)
+        results[name] = rows
+    if as_json:
+        print_json({"split": split, "n": len(view), "scenarios": results})
+        return
+    for name, rows in results.items():
+        table = Table(title=f"{name} scenario — {split} split, {len(view)} queries")
+        table.add_column("policy")
+        for key in ("tau", *SUMMARY_KEYS):
+            table.add_column(key, justify="right")
+        for policy, metrics in rows.items():
+            cells = [f"{metrics['tau']:.2f}" if "tau" in metrics else "–"]
+            cells += [f"{metrics[key]:.4f}" if key in ("apsp", "ca", "rcs", "accuracy", "pgr") else f"{metrics.get(key, float('nan')):.2f}" for key in SUMMARY_KEYS]
+            table.add_row(policy, *cells)
+        console.print(table)
+
+
+def route(
+    run_dir: Path = typer.Argument(..., help="Run folder written by `ecvl-router train`."),
+    question: str = typer.Option(..., "--question", help="The user's question."),
+    image: Path | None = typer.Option(None, "--image", exists=True, dir_okay=False, help="Image file (optional)."),
+    scenario: str | None = typer.Option(None, "--scenario", help="Scenario of the bundle [default: its first]."),
+    as_json: bool = typer.Option(False, "--json", help="Print the decision as JSON."),
+) -> None:
+    """Route one query: edge or cloud, P(edge competent), τ, and how long the decision took."""
+    from ecvl_router.bundle import load_bundle
+    from ecvl_router.features.extractor import ExtractorSettings
+
+    try:
+        trained = load_bundle(run_dir)
+    except BundleError as exc:
+        fail(str(exc))
+    name = scenario or trained.scenario_names[0]
+    if name not in trained.choices:
+        fail(f"unknown scenario {name!r}; this bundle knows {', '.join(trained.scenario_names)}")
+    extractor = load_extractor(ExtractorSettings(**trained.manifest["settings"]["extractor"]))
+    extractor.extract_one("warm-up", None)
+    started = time.perf_counter()
+    to_edge, p, tau = trained.decide(extractor.extract_one(question, image), name)
+    elapsed_ms = (time.perf_counter() - started) * 1000
+    task = trained.manifest["settings"]["task"]
+    decision = {"route": "edge" if to_edge[0] else "cloud", "model": task["edge"] if to_edge[0] else task["cloud"],
+                "p": float(p[0]), "tau": tau, "scenario": name, "router_ms": elapsed_ms}
+    if as_json:
+        print_json(decision)
+    else:
+        console.print(f"[bold]{decision['route']}[/] ({decision['model']}): p = {decision['p']:.3f} "
+                      f"{'≥' if to_edge[0] else '<'} τ = {tau:.2f} [{name}], decided in {elapsed_ms:.1f} ms")

@@ -1,0 +1,128 @@
+"""The main experiment (paper Table 1 and Figure 2): every router on every model pair and scenario."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ecvl_router.data.rsd import RSD
+from ecvl_router.evaluation import evaluate_decisions, reference_decisions
+from ecvl_router.experiments.trained_cache import train_or_load
+from ecvl_router.features.features import QueryFeatures
+from ecvl_router.labels import LabelRule
+from ecvl_router.routing_task import RoutingTask, build_task
+from ecvl_router.scenarios import Scenario
+
+logger = logging.getLogger(__name__)
+
+MAIN_ROUTERS = ("ecvl", "gbdt", "mlp", "mf", "random", "all-large", "all-small")
+ORACLE = "oracle"
+
+StageProgress = Callable[[str, int, int], None]
+"""``progress(stage description, done, total)``."""
+
+
+@dataclass(frozen=True)
+class ModelPair:
+    """A (cloud, edge) pair of models of a dataset."""
+
+    cloud: str
+    edge: str
+
+    @property
+    def label(self) -> str:
+        return f"{self.cloud} / {self.edge}"
+
+    @classmethod
+    def parse(cls, text: str) -> ModelPair:
+        """``"large/small"`` → ModelPair(cloud="large", edge="small")."""
+        cloud, sep, edge = text.partition("/")
+        if not sep or not cloud.strip() or not edge.strip():
+            raise ValueError(f"model pair {text!r} must be written CLOUD/EDGE")
+        return cls(cloud.strip(), edge.strip())
+
+
+@dataclass
+class PairResult:
+    """Test-set outcomes for one model pair: result rows and each router's test probabilities."""
+
+    pair: ModelPair
+    task: RoutingTask
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    probabilities: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
+    taus: dict[str, dict[str, float]] = field(default_factory=dict)
+    trained_from_cache: int = 0
+
+
+def result_row(pair: ModelPair, router: str, scenario: Scenario, tau: float | None, metrics: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    """One long-format result row."""
+    keys = ("apsp", "ca", "ail", "rcs", "accuracy", "pgr", "mean_score", "time_saving", "token_saving")
+    return {
+        "pair": pair.label,
+        "cloud": pair.cloud,
+        "edge": pair.edge,
+        "router": router,
+        "scenario": scenario.name,
+        "mes": scenario.mes,
+        "tau": np.nan if tau is None else tau,
+        **{key: float(metrics[key]) for key in keys if key in metrics},
+        "n_test": metrics["n"],
+        **extra,
+    }
+
+
+def run_pair(
+    rsd: RSD,
+    pair: ModelPair,
+    features: QueryFeatures,
+    scenarios: Sequence[Scenario],
+    *,
+    routers: Sequence[str] = MAIN_ROUTERS,
+    seed: int = 0,
+    rule: LabelRule = "mes",
+    k: float = 1,
+    cache_dir: Path,
+    feature_identity: dict[str, Any],
+    router_params: dict[str, dict[str, Any]] | None = None,
+    holdout_sources: Sequence[str] = (),
+    progress: StageProgress | None = None,
+) -> PairResult:
+    """Train every router on one pair (one run for all scenarios sharing the MES) and evaluate on test."""
+    mes_values = {s.mes for s in scenarios}
+    if len(mes_values) != 1:
+        raise ValueError(f"scenarios of one run must share one MES; got {sorted(mes_values)}")
+    task = build_task(rsd, pair.edge, pair.cloud, mes=mes_values.pop(), rule=rule, k=k, seed=seed, holdout_sources=holdout_sources)
+    task_features = features.select(task.pair.item_ids)
+    test = task.part("test")
+    view, labels = task.view("test")
+    result = PairResult(pair=pair, task=task)
+    for router_name in routers:
+        stage = f"{pair.label}: {router_name}"
+        trained, cached = train_or_load(
+            task,
+            task_features,
+            router_name,
+            scenarios,
+            cache_dir=cache_dir,
+            feature_identity=feature_identity,
+            router_params=(router_params or {}).get(router_name),
+            progress=(lambda done, total, stage=stage: progress(stage, done, total)) if progress else None,
+        )
+        result.trained_from_cache += cached
+        result.probabilities[router_name] = {}
+        result.taus[router_name] = {}
+        for scenario in scenarios:
+            to_edge, p, tau = trained.decide(task_features.take(test), scenario.name)
+            result.probabilities[router_name][scenario.name] = p
+            result.taus[router_name][scenario.name] = tau
+            metrics = evaluate_decisions(to_edge, view, labels, scenario)
+            result.rows.append(result_row(pair, router_name, scenario, tau, metrics, best_epoch=trained.choice(scenario.name).epoch, seed=seed))
+    for scenario in scenarios:
+        metrics = evaluate_decisions(reference_decisions(ORACLE, labels), view, labels, scenario)
+        result.rows.append(result_row(pair, ORACLE, scenario, None, metrics, seed=seed))
+    return result

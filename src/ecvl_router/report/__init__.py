@@ -1,0 +1,1 @@
+"""Rendering results: Markdown/CSV tables and matplotlib figures."""

@@ -1,0 +1,53 @@
+"""Result tables: long-format rows (one per pair × router × scenario [× seed]) rendered as CSV and Markdown."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+METRIC_COLUMNS = ("apsp", "ca", "ail", "tau", "rcs")
+HEADERS = {"apsp": "APSP ↑", "ca": "CA ↑", "ail": "AIL [s] ↓", "tau": "τ*", "rcs": "RCS ↑"}
+DIGITS = {"apsp": 3, "ca": 3, "ail": 2, "tau": 2, "rcs": 4}
+
+
+def write_csv(rows: Sequence[dict[str, Any]], path: Path) -> Path:
+    """Write long-format result rows as CSV."""
+    pd.DataFrame(list(rows)).to_csv(path, index=False)
+    return path
+
+
+def _cell(values: pd.Series, digits: int) -> str:
+    if len(values) > 1:
+        return f"{values.mean():.{digits}f} ± {values.std(ddof=1):.{digits}f}"
+    return f"{values.iloc[0]:.{digits}f}"
+
+
+def scenario_table_markdown(rows: Sequence[dict[str, Any]], scenarios: Sequence[str], *, row_keys: Sequence[str] = ("pair", "router")) -> str:
+    """A wide Markdown table: one row per ``row_keys`` combination, APSP/CA/AIL/τ*/RCS per scenario.
+
+    Each scenario's columns are that scenario's own operating point. With several seeds per row, cells
+    show mean ± standard deviation over seeds.
+    """
+    frame = pd.DataFrame(list(rows))
+    header = [*row_keys] + [f"{s}: {HEADERS[m]}" for s in scenarios for m in METRIC_COLUMNS]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for keys, group in frame.groupby(list(row_keys), sort=False):
+        keys = keys if isinstance(keys, tuple) else (keys,)
+        cells = [str(k) for k in keys]
+        for scenario in scenarios:
+            part = group[group["scenario"] == scenario]
+            cells += [_cell(part[m], DIGITS[m]) if len(part) else "–" for m in METRIC_COLUMNS]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def markdown_table(frame: pd.DataFrame, digits: int = 4) -> str:
+    """Any small DataFrame as a Markdown table (floats rounded)."""
+    header = [str(c) for c in frame.columns]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for _, row in frame.iterrows():
+        lines.append("| " + " | ".join(f"{v:.{digits}f}" if isinstance(v, float) else str(v) for v in row) + " |")
+    return "\n".join(lines) + "\n"
