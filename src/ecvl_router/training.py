@@ -1,0 +1,306 @@
+"""The training loop and threshold search every router shares (paper, section 4.2.2).
+
+After every epoch the router predicts the validation split once; for each scenario a grid search over
+the threshold tau picks tau* with the highest validation RCS (RCS*), and each scenario keeps the epoch
+with the highest RCS* together with its tau* and a snapshot of the router's parameters. Scenarios whose
+labels are the same (same MES and label rule) therefore share one training run.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+from ecvl_router.data.rsd import PairView
+from ecvl_router.features.features import QueryFeatures
+from ecvl_router.metrics import decisions_at, routing_metrics
+from ecvl_router.routers.base import Router
+from ecvl_router.scenarios import Scenario
+
+logger = logging.getLogger(__name__)
+
+THRESHOLD_GRID: np.ndarray = np.round(np.arange(21) * 0.05, 2)
+"""The paper's tau grid: 0, 0.05, ..., 1 (exact two-decimal values)."""
+
+_RCS_TIE = 1e-12
+"""RCS values this close count as equal when choosing tau (they differ only by rounding)."""
+
+
+@dataclass(frozen=True)
+class ThresholdChoice:
+    """A threshold and the validation metrics it gives.
+
+    ``grid`` and ``rcs_by_tau`` hold the RCS of every candidate (empty when tau was not searched).
+    """
+
+    tau: float
+    rcs: float
+    metrics: dict[str, Any]
+    grid: np.ndarray = field(default_factory=lambda: np.empty(0))
+    rcs_by_tau: np.ndarray = field(default_factory=lambda: np.empty(0))
+
+
+@dataclass(frozen=True)
+class EpochResult:
+    """One scenario's validation result after one epoch."""
+
+    epoch: int
+    tau: float
+    rcs: float
+
+
+@dataclass(frozen=True)
+class ScenarioChoice:
+    """What training keeps for one scenario: the best epoch, its tau* and validation RCS* and metrics."""
+
+    scenario: Scenario
+    epoch: int
+    threshold: ThresholdChoice
+
+    @property
+    def tau(self) -> float:
+        return self.threshold.tau
+
+    @property
+    def rcs(self) -> float:
+        return self.threshold.rcs
+
+
+def _pair_metrics(to_edge: np.ndarray, pair: PairView, scenario: Scenario, labels: ArrayLike | None = None) -> dict[str, Any]:
+    return routing_metrics(
+        to_edge,
+        pair.score_edge,
+        pair.score_cloud,
+        pair.latency_edge,
+        pair.latency_cloud,
+        scenario,
+        labels,
+        tokens_edge=pair.tokens_edge,
+        tokens_cloud=pair.tokens_cloud,
+    )
+
+
+def _check_probabilities(p: ArrayLike, n: int | None = None) -> np.ndarray:
+    p = np.asarray(p, dtype=np.float64)
+    if p.ndim != 1:
+        raise ValueError(f"probabilities must be a vector, got shape {p.shape}")
+    if n is not None and len(p) != n:
+        raise ValueError(f"{len(p)} probabilities for {n} queries")
+    if not ((p >= 0) & (p <= 1)).all():
+        raise ValueError("probabilities must lie in [0, 1]")
+    return p
+
+
+def fixed_choice(p: ArrayLike, pair: PairView, scenario: Scenario, tau: float) -> ThresholdChoice:
+    """The metrics of threshold ``tau`` on ``pair`` (no search)."""
+    p = _check_probabilities(p, len(pair))
+    metrics = _pair_metrics(p >= tau, pair, scenario)
+    return ThresholdChoice(tau=float(tau), rcs=float(metrics["rcs"]), metrics=metrics)
+
+
+def search_threshold(
+    p_val: ArrayLike, pair_val: PairView, scenario: Scenario, grid: ArrayLike = THRESHOLD_GRID
+) -> ThresholdChoice:
+    """The tau of ``grid`` with the highest RCS of ``scenario`` on the validation pair.
+
+    Ties (RCS within 1e-12) go to the smallest tau: of equally good thresholds, the one that sends the
+    most queries to the edge, also on unseen data. A scenario that forbids the cloud
+    (``cloud_allowed=False``) gets tau = 0, which sends every query to the edge; its RCS curve is
+    still reported.
+    """
+    p = _check_probabilities(p_val, len(pair_val))
+    taus = np.asarray(grid, dtype=np.float64)
+    if taus.ndim != 1 or len(taus) == 0:
+        raise ValueError("the threshold grid must be a non-empty vector")
+    rcs = np.atleast_1d(_pair_metrics(decisions_at(p, taus), pair_val, scenario)["rcs"])
+    if not scenario.cloud_allowed:
+        best = fixed_choice(p, pair_val, scenario, 0.0)
+        return ThresholdChoice(best.tau, best.rcs, best.metrics, taus, rcs)
+    tied = np.flatnonzero(rcs >= rcs.max() - _RCS_TIE)
+    best = fixed_choice(p, pair_val, scenario, taus[tied].min())
+    return ThresholdChoice(best.tau, best.rcs, best.metrics, taus, rcs)
+
+
+def threshold_for_edge_share(p_val: ArrayLike, share: float) -> float:
+    """tau such that a fraction ``share`` of the validation queries has p >= tau (goes to the edge).
+
+    With k = round(share * n), tau is the k-th largest probability, so exactly k queries go to the edge
+    unless others tie with it: tied queries are routed together, and the realised share can exceed
+    ``share`` by the size of that tie. ``share = 0`` gives a tau just above the largest probability.
+    """
+    p = _check_probabilities(p_val)
+    if len(p) == 0:
+        raise ValueError("threshold_for_edge_share needs at least one probability")
+    if not 0 <= share <= 1:
+        raise ValueError(f"edge share must lie in [0, 1], got {share!r}")
+    descending = np.sort(p)[::-1]
+    k = int(round(share * len(p)))
+    if k == 0:
+        return float(np.nextafter(descending[0], math.inf))
+    return float(descending[k - 1])
+
+
+def oracle_decisions(labels: ArrayLike) -> np.ndarray:
+    """The oracle's routing (the upper bound in reports): the edge exactly where it is competent."""
+    return np.asarray(labels).astype(bool)
+
+
+def evaluate(
+    p_test: ArrayLike, tau: float, pair_test: PairView, scenario: Scenario, labels: ArrayLike | None = None
+) -> dict[str, Any]:
+    """All routing metrics of routing ``p >= tau`` on a test pair (``labels`` adds accuracy)."""
+    p = _check_probabilities(p_test, len(pair_test))
+    return _pair_metrics(p >= tau, pair_test, scenario, labels)
+
+
+class TrainedRouter:
+    """A router trained for several scenarios: each scenario's best epoch (state) and tau*.
+
+    ``choices`` maps scenario name to its ScenarioChoice; ``history`` to the per-epoch validation
+    results; ``states`` holds one snapshot per distinct best epoch; ``manifest`` is set for a loaded bundle.
+    """
+
+    def __init__(
+        self,
+        router: Router,
+        choices: dict[str, ScenarioChoice],
+        states: dict[int, Any],
+        history: dict[str, list[EpochResult]],
+        *,
+        edge_share: float | None = None,
+        manifest: dict[str, Any] | None = None,
+    ) -> None:
+        missing = {choice.epoch for choice in choices.values()} - set(states)
+        if missing:
+            raise ValueError(f"no router state for epoch {min(missing)}")
+        self.router = router
+        self.choices = choices
+        self.states = states
+        self.history = history
+        self.edge_share = edge_share
+        self.manifest = manifest
+        self._loaded_epoch: int | None = None
+
+    @property
+    def scenario_names(self) -> list[str]:
+        return list(self.choices)
+
+    def choice(self, scenario_name: str) -> ScenarioChoice:
+        """The ScenarioChoice of ``scenario_name``; KeyError lists the trained scenarios."""
+        try:
+            return self.choices[scenario_name]
+        except KeyError:
+            raise KeyError(
+                f"router was not trained for scenario {scenario_name!r}; it knows {', '.join(self.choices)}"
+            ) from None
+
+    def router_at(self, epoch: int) -> Router:
+        """The router with the state kept from ``epoch`` (restored only when another one is loaded)."""
+        if epoch not in self.states:
+            raise KeyError(f"no router state kept for epoch {epoch}; kept: {sorted(self.states)}")
+        if self._loaded_epoch != epoch:
+            self.router.set_state(self.states[epoch])
+            self._loaded_epoch = epoch
+        return self.router
+
+    def predict_proba(self, X: QueryFeatures, scenario_name: str) -> np.ndarray:
+        """P(edge competent) from the state kept for ``scenario_name``."""
+        return self.router_at(self.choice(scenario_name).epoch).predict_proba(X)
+
+    def decide(self, X: QueryFeatures, scenario_name: str) -> tuple[np.ndarray, np.ndarray, float]:
+        """(to_edge, p, tau) for the queries of ``X`` under ``scenario_name``."""
+        tau = self.choice(scenario_name).tau
+        p = self.predict_proba(X, scenario_name)
+        return p >= tau, p, tau
+
+
+def train_router(
+    router: Router,
+    X_train: QueryFeatures,
+    y_train: ArrayLike,
+    X_val: QueryFeatures,
+    pair_val: PairView,
+    scenarios: Sequence[Scenario],
+    *,
+    edge_share: float | None = None,
+    grid: ArrayLike = THRESHOLD_GRID,
+    progress: Callable[[int, int], None] | None = None,
+) -> TrainedRouter:
+    """Train ``router`` once and keep, per scenario, the epoch and tau with the best validation RCS.
+
+    ``y_train`` are the labels shared by all ``scenarios``. A fixed policy keeps its fixed tau. With
+    ``edge_share``, tau is instead calibrated each epoch so that this share of validation queries goes
+    to the edge (``threshold_for_edge_share``), and each scenario keeps the epoch with the best RCS at
+    that tau. Of epochs with equal RCS*, the earliest is kept. ``progress(done, total)`` is called after
+    each epoch with the number of epochs completed.
+    """
+    _check_scenarios(scenarios)
+    _check_alignment(X_val, pair_val)
+    if edge_share is not None and not 0 <= edge_share <= 1:
+        raise ValueError(f"edge share must lie in [0, 1], got {edge_share!r}")
+    best: dict[str, ScenarioChoice] = {}
+    states: dict[int, Any] = {}
+    history: dict[str, list[EpochResult]] = {s.name: [] for s in scenarios}
+    for epoch in router.iter_fit(X_train, np.asarray(y_train)):
+        p_val = router.predict_proba(X_val)
+        improved = False
+        for scenario in scenarios:
+            threshold = _threshold(router, p_val, pair_val, scenario, edge_share, grid)
+            history[scenario.name].append(EpochResult(epoch, threshold.tau, threshold.rcs))
+            if scenario.name not in best or threshold.rcs > best[scenario.name].threshold.rcs:
+                best[scenario.name] = ScenarioChoice(scenario, epoch, threshold)
+                improved = True
+        if improved:
+            states[epoch] = router.get_state()
+            kept = {choice.epoch for choice in best.values()}
+            states = {e: state for e, state in states.items() if e in kept}
+        logger.debug(
+            "%s epoch %d/%d: %s",
+            router.name,
+            epoch + 1,
+            router.n_epochs,
+            ", ".join(f"{r[-1].rcs:.4f} RCS* at tau {r[-1].tau:.2f} ({name})" for name, r in history.items()),
+        )
+        if progress is not None:
+            progress(epoch + 1, router.n_epochs)
+    if not best:
+        raise RuntimeError(f"router {router.name!r} trained no epoch")
+    return TrainedRouter(router, best, states, history, edge_share=edge_share)
+
+
+def _threshold(
+    router: Router, p_val: np.ndarray, pair_val: PairView, scenario: Scenario, edge_share: float | None, grid: ArrayLike
+) -> ThresholdChoice:
+    if not router.searches_threshold:
+        tau = router.fixed_threshold if scenario.cloud_allowed else 0.0
+        return fixed_choice(p_val, pair_val, scenario, tau)
+    if edge_share is not None and scenario.cloud_allowed:
+        return fixed_choice(p_val, pair_val, scenario, threshold_for_edge_share(p_val, edge_share))
+    return search_threshold(p_val, pair_val, scenario, grid)
+
+
+def _check_scenarios(scenarios: Sequence[Scenario]) -> None:
+    if not scenarios:
+        raise ValueError("train_router needs at least one scenario")
+    names = [s.name for s in scenarios]
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise ValueError(f"scenario names must be unique; {repeated[0]!r} appears twice")
+
+
+def _check_alignment(X_val: QueryFeatures, pair_val: PairView) -> None:
+    if len(X_val) != len(pair_val):
+        raise ValueError(f"validation features have {len(X_val)} queries but the validation pair has {len(pair_val)}")
+    mismatch = np.flatnonzero(np.asarray(X_val.item_ids) != np.asarray(pair_val.item_ids))
+    if len(mismatch):
+        row = int(mismatch[0])
+        raise ValueError(
+            f"validation features and pair are not aligned: row {row} is item {X_val.item_ids[row]!r} "
+            f"in the features and {pair_val.item_ids[row]!r} in the pair"
+        )
