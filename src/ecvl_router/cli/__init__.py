@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import typer
 
 from ecvl_router.cli import collect, data, demo, train
@@ -27,4 +29,6 @@ def _root(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log progr
 
 def main() -> None:
     """Console-script entry point."""
+    # Our rich progress bars replace the Hugging Face libraries' tqdm bars.
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     app()

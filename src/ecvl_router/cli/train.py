@@ -21,6 +21,7 @@ from ecvl_router.scenarios import SCENARIOS, ScenarioError, resolve_scenario
 from ecvl_router.training import train_router
 
 SUMMARY_KEYS = ("apsp", "ca", "ail", "rcs", "accuracy", "pgr", "time_saving", "token_saving")
+PROPORTIONS = ("apsp", "ca", "rcs", "accuracy", "pgr")
 
 
 def embed(
@@ -128,7 +129,7 @@ def evaluate(
             table.add_column(key, justify="right")
         for policy, metrics in rows.items():
             cells = [f"{metrics['tau']:.2f}" if "tau" in metrics else "–"]
-            cells += [f"{metrics[key]:.4f}" if key in ("apsp", "ca", "rcs", "accuracy", "pgr") else f"{metrics.get(key, float('nan')):.2f}" for key in SUMMARY_KEYS]
+            cells += [f"{metrics.get(key, float('nan')):.{4 if key in PROPORTIONS else 2}f}" for key in SUMMARY_KEYS]
             table.add_row(policy, *cells)
         console.print(table)
 
