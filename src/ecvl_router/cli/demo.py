@@ -68,6 +68,6 @@ def demo(
     for line in headline(results, scenarios[0]):
         console.print(
             f"  {line['pair']}: {line['router']} keeps {line['edge_share']:.0%} of queries on the edge; APSP "
-            f"{line['apsp']:.3f} vs {line['apsp_all_large']:.3f} all-at-large ({line['apsp_drop_relative']:+.1%} drop), "
+            f"{line['apsp']:.3f} vs {line['apsp_all_large']:.3f} for all-at-large ({line['apsp_drop_relative']:.1%} relative drop), "
             f"AIL {line['ail']:.2f} s vs {line['ail_all_large']:.2f} s"
         )

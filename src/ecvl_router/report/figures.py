@@ -56,13 +56,13 @@ def threshold_sensitivity_figure(
     labels = [("APSP ↑", "(a.1) APSP vs τ"), ("CA ↑ (share on edge)", "(a.2) CA vs τ"), ("AIL [s] ↓", "(a.3) AIL vs τ")]
     for ax, (ylabel, heading) in zip(axes[0], labels):
         ax.set(xlabel="decision threshold τ", ylabel=ylabel, title=f"{heading} ({first.name} weights)")
-    for ax, scenario in zip(axes[1], scenarios):
+    for number, (ax, scenario) in enumerate(zip(axes[1], scenarios), start=1):
         ax.set(xlabel="decision threshold τ", ylabel=f"RCS ({scenario.name})",
-               title=f"(b) RCS {scenario.name}: α={scenario.alpha:g} β={scenario.beta:g} γ={scenario.gamma:g}; ★ = τ* from validation")
+               title=f"(b.{number}) RCS {scenario.name} (α {scenario.alpha:g}, β {scenario.beta:g}, γ {scenario.gamma:g})")
     for ax in axes.flat:
         ax.grid(alpha=0.3)
     axes[0, 0].legend(fontsize=8)
-    figure.suptitle(title)
+    figure.suptitle(f"{title} — ★ marks each router's τ* chosen on validation")
     figure.savefig(path, dpi=110)
     plt.close(figure)
     return Path(path)
