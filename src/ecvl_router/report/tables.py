@@ -20,6 +20,9 @@ def write_csv(rows: Sequence[dict[str, Any]], path: Path) -> Path:
 
 
 def _cell(values: pd.Series, digits: int) -> str:
+    values = values.dropna()
+    if values.empty:
+        return "–"
     if len(values) > 1:
         return f"{values.mean():.{digits}f} ± {values.std(ddof=1):.{digits}f}"
     return f"{values.iloc[0]:.{digits}f}"
@@ -39,7 +42,7 @@ def scenario_table_markdown(rows: Sequence[dict[str, Any]], scenarios: Sequence[
         cells = [str(k) for k in keys]
         for scenario in scenarios:
             part = group[group["scenario"] == scenario]
-            cells += [_cell(part[m], DIGITS[m]) if len(part) else "–" for m in METRIC_COLUMNS]
+            cells += [_cell(part[m], DIGITS[m]) for m in METRIC_COLUMNS]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
