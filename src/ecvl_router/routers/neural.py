@@ -130,7 +130,6 @@ class NeuralRouter(Router):
         return torch.load(directory / STATE_FILE, map_location="cpu", weights_only=True)
 
 
-
 class ConcatenatedInput(nn.Module):
     """Applies ``body`` (rows -> logits of shape (n,)) to the branches side by side."""
 
