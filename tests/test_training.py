@@ -5,13 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ecvl_router.metrics import routing_metrics
+from ecvl_router.evaluation import evaluate_decisions
 from ecvl_router.routers import create_router
 from ecvl_router.scenarios import SCENARIOS, Scenario
 from ecvl_router.training import (
     THRESHOLD_GRID,
-    evaluate,
-    oracle_decisions,
     search_threshold,
     threshold_for_edge_share,
     train_router,
@@ -107,16 +105,6 @@ def test_edge_share_routes_ties_together():
         threshold_for_edge_share(p, 1.5)
 
 
-def test_oracle_and_evaluate(data):
-    _, _, _, y_val, pair = data
-    np.testing.assert_array_equal(oracle_decisions(y_val), y_val.astype(bool))
-    p = np.random.default_rng(0).random(len(pair))
-    scenario = PRESETS[0]
-    expected = routing_metrics(p >= 0.3, pair.score_edge, pair.score_cloud, pair.latency_edge, pair.latency_cloud,
-                               scenario, y_val, tokens_edge=pair.tokens_edge, tokens_cloud=pair.tokens_cloud)
-    assert evaluate(p, 0.3, pair, scenario, y_val) == expected
-
-
 SPLIT_SCENARIOS = [
     Scenario(name="quality-only", alpha=1.0, beta=0.0, gamma=0.0),
     Scenario(name="edge-lover", alpha=0.2, beta=1.0, gamma=0.0),
@@ -146,7 +134,7 @@ def test_each_scenario_keeps_its_own_best_epoch_and_tau(data, trained):
         # the kept state reproduces the validation RCS* of that scenario's best epoch at its tau*
         to_edge, p, tau = result.decide(X_val, scenario.name)
         assert tau == choice.tau and np.array_equal(to_edge, p >= tau)
-        assert evaluate(p, tau, pair_val, scenario)["rcs"] == pytest.approx(choice.rcs, abs=1e-12)
+        assert evaluate_decisions(to_edge, pair_val, None, scenario)["rcs"] == pytest.approx(choice.rcs, abs=1e-12)
     assert result.choice("edge-lover").tau < result.choice("quality-only").tau
     assert len({c.epoch for c in result.choices.values()}) > 1  # the scenarios really kept different epochs
     assert set(result.states) == {c.epoch for c in result.choices.values()}

@@ -4,6 +4,8 @@ After every epoch the router predicts the validation split once; for each scenar
 the threshold tau picks tau* with the highest validation RCS (RCS*), and each scenario keeps the epoch
 with the highest RCS* together with its tau* and a snapshot of the router's parameters. Scenarios whose
 labels are the same (same MES and label rule) therefore share one training run.
+Evaluation on a test split and the reference policies (all-large, all-small, the oracle) live in
+``ecvl_router.evaluation``.
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ from numpy.typing import ArrayLike
 
 from ecvl_router.data.rsd import PairView
 from ecvl_router.features.features import QueryFeatures
-from ecvl_router.metrics import decisions_at, routing_metrics
+from ecvl_router.evaluation import evaluate_decisions
+from ecvl_router.metrics import decisions_at
 from ecvl_router.routers.base import Router
 from ecvl_router.scenarios import Scenario
 
@@ -72,20 +75,6 @@ class ScenarioChoice:
         return self.threshold.rcs
 
 
-def _pair_metrics(to_edge: np.ndarray, pair: PairView, scenario: Scenario, labels: ArrayLike | None = None) -> dict[str, Any]:
-    return routing_metrics(
-        to_edge,
-        pair.score_edge,
-        pair.score_cloud,
-        pair.latency_edge,
-        pair.latency_cloud,
-        scenario,
-        labels,
-        tokens_edge=pair.tokens_edge,
-        tokens_cloud=pair.tokens_cloud,
-    )
-
-
 def _check_probabilities(p: ArrayLike, n: int | None = None) -> np.ndarray:
     p = np.asarray(p, dtype=np.float64)
     if p.ndim != 1:
@@ -97,10 +86,10 @@ def _check_probabilities(p: ArrayLike, n: int | None = None) -> np.ndarray:
     return p
 
 
-def fixed_choice(p: ArrayLike, pair: PairView, scenario: Scenario, tau: float) -> ThresholdChoice:
+def choice_at(p: ArrayLike, pair: PairView, scenario: Scenario, tau: float) -> ThresholdChoice:
     """The metrics of threshold ``tau`` on ``pair`` (no search)."""
     p = _check_probabilities(p, len(pair))
-    metrics = _pair_metrics(p >= tau, pair, scenario)
+    metrics = evaluate_decisions(p >= tau, pair, None, scenario)
     return ThresholdChoice(tau=float(tau), rcs=float(metrics["rcs"]), metrics=metrics)
 
 
@@ -118,12 +107,12 @@ def search_threshold(
     taus = np.asarray(grid, dtype=np.float64)
     if taus.ndim != 1 or len(taus) == 0:
         raise ValueError("the threshold grid must be a non-empty vector")
-    rcs = np.atleast_1d(_pair_metrics(decisions_at(p, taus), pair_val, scenario)["rcs"])
+    rcs = np.atleast_1d(evaluate_decisions(decisions_at(p, taus), pair_val, None, scenario)["rcs"])
     if not scenario.cloud_allowed:
-        best = fixed_choice(p, pair_val, scenario, 0.0)
+        best = choice_at(p, pair_val, scenario, 0.0)
         return ThresholdChoice(best.tau, best.rcs, best.metrics, taus, rcs)
     tied = np.flatnonzero(rcs >= rcs.max() - _RCS_TIE)
-    best = fixed_choice(p, pair_val, scenario, taus[tied].min())
+    best = choice_at(p, pair_val, scenario, taus[tied].min())
     return ThresholdChoice(best.tau, best.rcs, best.metrics, taus, rcs)
 
 
@@ -144,19 +133,6 @@ def threshold_for_edge_share(p_val: ArrayLike, share: float) -> float:
     if k == 0:
         return float(np.nextafter(descending[0], math.inf))
     return float(descending[k - 1])
-
-
-def oracle_decisions(labels: ArrayLike) -> np.ndarray:
-    """The oracle's routing (the upper bound in reports): the edge exactly where it is competent."""
-    return np.asarray(labels).astype(bool)
-
-
-def evaluate(
-    p_test: ArrayLike, tau: float, pair_test: PairView, scenario: Scenario, labels: ArrayLike | None = None
-) -> dict[str, Any]:
-    """All routing metrics of routing ``p >= tau`` on a test pair (``labels`` adds accuracy)."""
-    p = _check_probabilities(p_test, len(pair_test))
-    return _pair_metrics(p >= tau, pair_test, scenario, labels)
 
 
 class TrainedRouter:
@@ -279,9 +255,9 @@ def _threshold(
 ) -> ThresholdChoice:
     if not router.searches_threshold:
         tau = router.fixed_threshold if scenario.cloud_allowed else 0.0
-        return fixed_choice(p_val, pair_val, scenario, tau)
+        return choice_at(p_val, pair_val, scenario, tau)
     if edge_share is not None and scenario.cloud_allowed:
-        return fixed_choice(p_val, pair_val, scenario, threshold_for_edge_share(p_val, edge_share))
+        return choice_at(p_val, pair_val, scenario, threshold_for_edge_share(p_val, edge_share))
     return search_threshold(p_val, pair_val, scenario, grid)
 
 
