@@ -14,8 +14,8 @@ REFERENCE_POLICIES = ("all-large", "all-small", "oracle")
 """Always cloud, always edge, and the upper bound that routes by the true label."""
 
 
-def evaluate_decisions(to_edge: np.ndarray, view: PairView, labels: np.ndarray, scenario: Scenario) -> dict[str, Any]:
-    """All routing metrics of ``to_edge`` on the queries of ``view`` (tokens included when known)."""
+def evaluate_decisions(to_edge: np.ndarray, view: PairView, labels: np.ndarray | None, scenario: Scenario) -> dict[str, Any]:
+    """All routing metrics of ``to_edge`` on the queries of ``view`` (tokens included when known; accuracy with ``labels``)."""
     return routing_metrics(
         to_edge,
         view.score_edge,
