@@ -116,7 +116,8 @@ def test_agreement_command_writes_table_csv_json_and_plot(tmp_path: Path) -> Non
     out = rsd / "agreement"
     figures = json.loads((out / "agreement.json").read_text())
     assert figures["n_responses"] == 5 and figures["n_raters"] == 2
-    rows = {row["statistic"]: row for row in csv.DictReader(open(out / "agreement.csv"))}
+    with open(out / "agreement.csv", newline="") as handle:
+        rows = {row["statistic"]: row for row in csv.DictReader(handle)}
     assert float(rows["pearson_r"]["value"]) == pytest.approx(figures["pearson_r"], rel=1e-5)
     with Image.open(out / "agreement.png") as plot:
         assert plot.format == "PNG" and plot.size[0] > 300

@@ -1,19 +1,23 @@
 """Append-only JSONL result stores that survive crashes, kill -9 and Ctrl-C.
 
-Each record is one line. A background task writes whatever records have queued up, flushes and fsyncs
-them (group commit), so a crash loses at most the records not yet written: the calls still in flight.
-A line cut short by a crash is dropped when the store is next opened. One process at a time may write a
-store (an advisory lock, released by the operating system when the process dies).
+Each record is one line. A writer thread takes the records as they are appended, writes and flushes them
+to the operating system at once (a crash of the process then loses only the calls still in flight) and
+fsyncs the file at most every ``sync_interval_s`` while it has unsynced lines (group commit), which bounds
+what a power loss or kernel crash can take. File I/O never blocks the event loop: on common filesystems a
+write to a page being synced waits for the disk. A line cut short by a crash is dropped when the store is
+next opened. One process at a time may write a store (an advisory lock, released by the operating system
+when the process dies).
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import os
+import queue
+import threading
+import time
 from collections.abc import Iterable
-from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
@@ -76,15 +80,20 @@ def _drop_torn_tail(handle: Any, path: Path) -> None:
     logger.warning("%s: dropped an incomplete last line (%d bytes) left by an interrupted run", path, size - keep)
 
 
+_STOP = object()
+
+
 class RecordWriter:
     """Durably appends records to a JSONL store: ``async with RecordWriter(path) as out: out.append(record)``."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, sync_interval_s: float = 0.05) -> None:
         self.path = Path(path)
-        self._queue: asyncio.Queue[Record] = asyncio.Queue()
-        self._handle: Any = None
-        self._task: asyncio.Task[None] | None = None
+        self.sync_interval_s = sync_interval_s
         self.written = 0
+        self._handle: Any = None
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
 
     async def __aenter__(self) -> RecordWriter:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -96,38 +105,46 @@ class RecordWriter:
                 self._handle.close()
                 raise StoreLockedError(f"{self.path}: another process is writing this store") from None
         _drop_torn_tail(self._handle, self.path)
-        self._task = asyncio.create_task(self._run(), name=f"writer:{self.path.name}")
+        self._thread = threading.Thread(target=self._run, name=f"writer:{self.path.name}", daemon=True)
+        self._thread.start()
         return self
 
     def append(self, record: Record) -> None:
-        """Queue a record; it reaches the disk with the next group commit."""
-        self._queue.put_nowait(record)
+        """Hand a record to the writer thread, which writes it at once."""
+        if self._error is not None:
+            raise OSError(f"{self.path}: cannot write results") from self._error
+        self._queue.put(record)
 
-    def _take_queued(self) -> list[Record]:
-        batch = []
-        while not self._queue.empty():
-            batch.append(self._queue.get_nowait())
-        return batch
-
-    def _write(self, batch: list[Record]) -> None:
-        data = "".join(json.dumps(record, ensure_ascii=False) + "\n" for record in batch).encode("utf-8")
-        self._handle.write(data)
-        self._handle.flush()
-        self.written += len(batch)
-
-    async def _run(self) -> None:
-        while True:
-            batch = [await self._queue.get()] + self._take_queued()
-            self._write(batch)
-            await asyncio.to_thread(os.fsync, self._handle.fileno())
+    def _run(self) -> None:
+        try:
+            synced_at, unsynced = time.monotonic(), False
+            while True:
+                wait = max(0.0, self.sync_interval_s - (time.monotonic() - synced_at)) if unsynced else None
+                try:
+                    batch = [self._queue.get(timeout=wait)]
+                except queue.Empty:
+                    batch = []
+                while not self._queue.empty():
+                    batch.append(self._queue.get_nowait())
+                stop = _STOP in batch
+                records = [record for record in batch if record is not _STOP]
+                if records:
+                    self._handle.write("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records).encode("utf-8"))
+                    self._handle.flush()
+                    self.written += len(records)
+                    unsynced = True
+                if unsynced and (stop or time.monotonic() - synced_at >= self.sync_interval_s):
+                    os.fsync(self._handle.fileno())
+                    synced_at, unsynced = time.monotonic(), False
+                if stop:
+                    return
+        except BaseException as exc:  # reported to the event loop by append() and on close
+            self._error = exc
 
     async def __aexit__(self, *exc_info: object) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with suppress(asyncio.CancelledError):
-                await self._task
-        remaining = self._take_queued()
-        if remaining:
-            self._write(remaining)
-        os.fsync(self._handle.fileno())
+        self._queue.put(_STOP)
+        if self._thread is not None:
+            self._thread.join()
         self._handle.close()  # closing releases the lock
+        if self._error is not None:
+            raise OSError(f"{self.path}: cannot write results") from self._error
