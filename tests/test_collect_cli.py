@@ -129,7 +129,8 @@ def test_self_judging_is_refused_unless_allowed(server: FakeServer, tmp_path: Pa
 
 
 @pytest.mark.slow
-def test_a_killed_collector_resumes_without_loss_or_duplicates(server: FakeServer, tmp_path: Path) -> None:
+@pytest.mark.parametrize("stop, returncode", [(signal.SIGKILL, -signal.SIGKILL), (signal.SIGINT, 130)], ids=["kill-9", "ctrl-c"])
+def test_a_stopped_collector_resumes_without_loss_or_duplicates(server: FakeServer, tmp_path: Path, stop: signal.Signals, returncode: int) -> None:
     server.state.delay_s = 0.1
     bench = write_benchmark(tmp_path / "bench", 40)
     models = write_models(tmp_path / "models.yaml", server, [("one", "slow"), ("two", "slow")], max_concurrency=2)
@@ -143,15 +144,18 @@ def test_a_killed_collector_resumes_without_loss_or_duplicates(server: FakeServe
             assert process.poll() is None, "the collector ended before it could be killed"
             assert time.monotonic() < deadline, "the collector made no progress"
             time.sleep(0.02)
-        process.send_signal(signal.SIGKILL)
+        process.send_signal(stop)
         process.wait(timeout=30)
     finally:
         if process.poll() is None:
             process.kill()
-    assert process.returncode == -signal.SIGKILL
+    assert process.returncode == returncode
     survived = read_records(store)
     assert 12 <= len(survived) < 80
     assert len({(r["item_id"], r["model"]) for r in survived}) == len(survived)
+    if stop == signal.SIGINT:  # an interrupted run still records itself
+        (run,) = json.loads((out / "raw" / "collect-manifest.json").read_text())["runs"]
+        assert sum(counts["answered"] for counts in run["counts"].values()) == len(survived)
 
     requests_before = len(server.state.requests)
     result = invoke("collect", "--benchmarks", str(bench), "--models", str(models), "--out", str(out))

@@ -9,7 +9,6 @@ import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, Task, TextColumn, TimeRemainingColumn
@@ -126,27 +125,27 @@ def _print_tallies(tallies: list[Tally], title: str) -> None:
 
 
 def collect(
-    benchmarks: Optional[list[str]] = typer.Option(
+    benchmarks: list[str] | None = typer.Option(
         None, "--benchmarks", "-b", help="Comma-separated: presets (wildvision, chartqa, gqa, vizwiz, mmvet, mmmu-pro, mmstar), interchange folders, .jsonl/.csv files."
     ),
-    models: Optional[list[str]] = typer.Option(
+    models: list[str] | None = typer.Option(
         None, "--models", "-m", help="models.yaml (default ./models.yaml) and/or comma-separated model names to run (default: all)."
     ),
     out: Path = typer.Option(..., "--out", help="Collection folder; re-running the same command resumes."),
-    limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Use the first N items of each benchmark."),
-    shard: Optional[str] = typer.Option(None, "--shard", help="i/n: this machine's share of the items (by a hash of item_id)."),
+    limit: int | None = typer.Option(None, "--limit", min=1, help="Use the first N items of each benchmark."),
+    shard: str | None = typer.Option(None, "--shard", help="i/n: this machine's share of the items (by a hash of item_id)."),
     no_retry_failed: bool = typer.Option(False, "--no-retry-failed", help="Keep recorded failures instead of calling again."),
-    name: Optional[str] = typer.Option(None, "--name", help="Dataset name (default: the folder name)."),
-    hf_dataset: Optional[list[str]] = typer.Option(None, "--hf-dataset", help="A Hugging Face dataset id or local folder (repeatable)."),
-    hf_config: Optional[str] = typer.Option(None, "--hf-config", help="Config (subset) of --hf-dataset."),
-    split: Optional[str] = typer.Option(None, "--split", help="Split of --hf-dataset (default test); overrides a preset's split."),
-    question_col: Optional[str] = typer.Option(None, "--question-col", help="Question column (default 'question')."),
-    image_col: Optional[str] = typer.Option(None, "--image-col", help="Image column (default 'image' when present)."),
-    answer_col: Optional[str] = typer.Option(None, "--answer-col", "--reference-col", help="Reference-answer column (default 'reference' or 'answer')."),
-    id_col: Optional[str] = typer.Option(None, "--id-col", help="Item id column (default 'item_id' or 'id'; else the row number)."),
-    source_col: Optional[str] = typer.Option(None, "--source-col", help="Column naming each row's source."),
-    choices_col: Optional[str] = typer.Option(None, "--choices-col", help="Column of answer options, appended to the question as A. … B. …"),
-    source: Optional[str] = typer.Option(None, "--source", help="Source name for --hf-dataset items (default: the dataset name)."),
+    name: str | None = typer.Option(None, "--name", help="Dataset name (default: the folder name)."),
+    hf_dataset: list[str] | None = typer.Option(None, "--hf-dataset", help="A Hugging Face dataset id or local folder (repeatable)."),
+    hf_config: str | None = typer.Option(None, "--hf-config", help="Config (subset) of --hf-dataset."),
+    split: str | None = typer.Option(None, "--split", help="Split of --hf-dataset (default test); overrides a preset's split."),
+    question_col: str | None = typer.Option(None, "--question-col", help="Question column (default 'question')."),
+    image_col: str | None = typer.Option(None, "--image-col", help="Image column (default 'image' when present)."),
+    answer_col: str | None = typer.Option(None, "--answer-col", "--reference-col", help="Reference-answer column (default 'reference' or 'answer')."),
+    id_col: str | None = typer.Option(None, "--id-col", help="Item id column (default 'item_id' or 'id'; else the row number)."),
+    source_col: str | None = typer.Option(None, "--source-col", help="Column naming each row's source."),
+    choices_col: str | None = typer.Option(None, "--choices-col", help="Column of answer options, appended to the question as A. … B. …"),
+    source: str | None = typer.Option(None, "--source", help="Source name for --hf-dataset items (default: the dataset name)."),
 ) -> None:
     """Ask every configured VLM about every benchmark item; results are saved as they arrive."""
     specs = _split_list(benchmarks)
@@ -230,7 +229,7 @@ def _fmt(value: float | None, digits: int = 4) -> str:
 def agreement(
     judged: Path = typer.Option(..., "--judge", help="Judged dataset folder (its responses.jsonl scores)."),
     human: Path = typer.Option(..., "--human", help="CSV of human ratings: item_id, model, rater, score."),
-    out: Optional[Path] = typer.Option(None, "--out", help="Output folder (default: DIR/agreement)."),
+    out: Path | None = typer.Option(None, "--out", help="Output folder (default: DIR/agreement)."),
     as_json: bool = typer.Option(False, "--json", help="Print the figures as JSON."),
 ) -> None:
     """Judge-human agreement (Appendix A.3): Pearson, Spearman, within 1/2 points, inter-rater r, bias t-test, per rater."""

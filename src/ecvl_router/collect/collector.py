@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
 from contextlib import AsyncExitStack
 from datetime import datetime, timezone
@@ -26,14 +27,20 @@ def now_iso() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
 
 
-async def build_messages(item: Item, root: Path, *, multimodal: bool, image_max_side: int | None, text: str | None = None, system_prompt: str | None = None) -> Messages:
-    """The chat messages for an item: its image (when sent) before the text, which defaults to the question."""
+def failure_record(base: Record, kind: str, message: str, attempts: int) -> Record:
+    """The record of a call that failed for good: why, and after how many attempts."""
+    return {**base, "ok": False, "error_kind": kind, "error_message": message, "attempts": attempts, "finished_at": now_iso()}
+
+
+async def build_messages(item: Item, root: Path, backend: BackendConfig, text: str | None = None) -> Messages:
+    """The chat messages for an item: its image (for a multimodal backend) before the text, which defaults to
+    the question; the backend's system prompt first."""
     prompt = item["question"] if text is None else text
     content: str | list[dict[str, Any]] = prompt
-    if item["image"] is not None and multimodal:
-        uri = await asyncio.to_thread(image_data_uri, root / item["image"], image_max_side)
+    if item["image"] is not None and backend.multimodal:
+        uri = await asyncio.to_thread(image_data_uri, root / item["image"], backend.image_max_side)
         content = [{"type": "image_url", "image_url": {"url": uri}}, {"type": "text", "text": prompt}]
-    system = [{"role": "system", "content": system_prompt}] if system_prompt else []
+    system = [{"role": "system", "content": backend.system_prompt}] if backend.system_prompt else []
     return [*system, {"role": "user", "content": content}]
 
 
@@ -60,14 +67,12 @@ class _BackendRun:
         base = {"item_id": item["item_id"], "model": backend.name, "model_id": backend.model}
         image_sent = item["image"] is not None and backend.multimodal
         try:
-            messages = await build_messages(
-                item, self.root, multimodal=backend.multimodal, image_max_side=backend.image_max_side, system_prompt=backend.system_prompt
-            )
+            messages = await build_messages(item, self.root, backend)
             completion, attempts = await client.complete_with_retries(messages)
         except CallError as error:
-            return {**base, "ok": False, "error_kind": error.kind, "error_message": error.message, "attempts": error.attempts, "finished_at": now_iso()}
+            return failure_record(base, error.kind, error.message, error.attempts)
         except OSError as error:  # the stored image could not be read
-            return {**base, "ok": False, "error_kind": "image_error", "error_message": str(error), "attempts": 0, "finished_at": now_iso()}
+            return failure_record(base, "image_error", str(error), 0)
         return {
             **base,
             "ok": True,
@@ -106,15 +111,9 @@ async def collect_responses(
         clients = [await stack.enter_async_context(ChatClient(run.backend, api_keys.get(run.backend.name))) for run in runs]
         async with asyncio.TaskGroup() as group:
             for run, client in zip(runs, clients):
+                work = functools.partial(run.answer, client)
                 group.create_task(
-                    drain(
-                        run.todo,
-                        lambda item, run=run, client=client: run.answer(client, item),
-                        workers=run.backend.max_concurrency,
-                        writer=writer,
-                        tally=run.tally,
-                        on_progress=on_progress,
-                    )
+                    drain(run.todo, work, workers=run.backend.max_concurrency, writer=writer, tally=run.tally, on_progress=on_progress)
                 )
     return [run.tally for run in runs]
 

@@ -8,6 +8,7 @@ judge is judged afresh.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 from collections import Counter
@@ -17,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ecvl_router.collect.client import ChatClient
-from ecvl_router.collect.collector import Item, build_messages, collected_records, now_iso
+from ecvl_router.collect.collector import Item, build_messages, collected_records, failure_record, now_iso
 from ecvl_router.collect.config import ConfigError, JudgeConfig
 from ecvl_router.collect.pool import ProgressCallback, Tally, drain
 from ecvl_router.collect.retry import CallError
@@ -98,12 +99,12 @@ class _JudgeRun:
         }
         prompt = render_prompt(self.template, question=item["question"], reference=item["reference"], prediction=answer["response"])
         try:
-            messages = await build_messages(
-                item, self.root, multimodal=judge.multimodal, image_max_side=judge.image_max_side, text=prompt, system_prompt=judge.system_prompt
-            )
+            messages = await build_messages(item, self.root, judge, text=prompt)
             completion, attempts = await client.complete_with_retries(messages)
         except CallError as error:
-            return {**base, "ok": False, "error_kind": error.kind, "error_message": error.message, "attempts": error.attempts, "finished_at": now_iso()}
+            return failure_record(base, error.kind, error.message, error.attempts)
+        except OSError as error:  # the stored image could not be read
+            return failure_record(base, "image_error", str(error), 0)
         parsed = parse_score(completion.text, judge.score_min, judge.score_max)
         return {
             **base,
@@ -130,6 +131,7 @@ async def judge_responses(
 ) -> Tally:
     """Judge every collected answer that has no current judgement (and, with ``retry_failed``, those whose
     judgement failed or could not be read); raises SelfJudgingError when the judge is a judged model."""
+    run = _JudgeRun(judge, load_template(judge.template), workspace.root)
     items = {item["item_id"]: item for item in workspace.read_items()}
     collected = {key: record for key, record in collected_records(workspace).items() if record["ok"] and key[0] in items}
     conflicts = self_judging_conflicts(judge, collected)
@@ -147,9 +149,8 @@ async def judge_responses(
     tally = Tally(str(judge.name), total=len(collected), resumed=len(collected) - len(jobs))
     if on_progress is not None:
         on_progress(tally)
-    run = _JudgeRun(judge, load_template(judge.template), workspace.root)
     async with RecordWriter(workspace.judgements_path) as writer, ChatClient(judge, api_key) as client:
-        await drain(jobs, lambda job: run.score(client, job), workers=judge.max_concurrency, writer=writer, tally=tally, on_progress=on_progress)
+        await drain(jobs, functools.partial(run.score, client), workers=judge.max_concurrency, writer=writer, tally=tally, on_progress=on_progress)
     return tally
 
 
