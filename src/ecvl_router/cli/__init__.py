@@ -6,7 +6,7 @@ import os
 
 import typer
 
-from ecvl_router.cli import collect, data, demo, train
+from ecvl_router.cli import collect, data, demo, serve, train
 from ecvl_router.cli.console import configure_logging
 
 app = typer.Typer(
@@ -18,6 +18,7 @@ app = typer.Typer(
 )
 app.add_typer(data.app, name="data")
 collect.register(app)
+serve.register(app)
 for command in (demo.demo, train.embed, train.train, train.evaluate, train.route):
     app.command()(command)
 

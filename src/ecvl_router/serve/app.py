@@ -1,0 +1,136 @@
+"""The gateway's HTTP face: an OpenAI-compatible FastAPI app around a :class:`Gateway`.
+
+Endpoints: ``POST /v1/chat/completions``, ``GET /v1/models``, ``GET /healthz`` (alive), ``GET /readyz``
+(bundle loaded, backends reachable), ``GET /metrics`` (Prometheus). Every error, a malformed request or a
+wrong path included, is answered in the OpenAI error format.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import anyio
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
+
+from ecvl_router.serve.chat import parse_json
+from ecvl_router.serve.config import SERVED_MODEL
+from ecvl_router.serve.errors import GatewayError
+from ecvl_router.serve.gateway import Gateway
+
+logger = logging.getLogger(__name__)
+
+_PARSE_IN_THREAD_FROM = 1 << 20  # bodies this large are parsed off the event loop
+
+
+def create_app(gateway: Gateway) -> FastAPI:
+    """The FastAPI app serving ``gateway``; the app closes the gateway when it shuts down."""
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        await gateway.aclose()
+
+    app = FastAPI(title="ECVL-Router gateway", version="1", lifespan=lifespan, docs_url=None, redoc_url=None)
+    limits = gateway.config.limits
+
+    def authorize(request: Request) -> None:
+        if not gateway.client_keys:
+            return
+        header = request.headers.get("authorization", "")
+        scheme, _, key = header.partition(" ")
+        if not header:
+            raise GatewayError(401, "missing API key: send 'Authorization: Bearer <key>'", code="missing_api_key")
+        key = key.strip().encode()
+        if scheme.lower() != "bearer" or not any(hmac.compare_digest(key, known.encode()) for known in gateway.client_keys):
+            raise GatewayError(401, "invalid API key", code="invalid_api_key")
+
+    @app.post("/v1/chat/completions")
+    async def chat_completions(request: Request) -> Response:
+        try:
+            authorize(request)
+            _check_content_type(request)
+            raw = await _read_body(request, limits.max_body_bytes)
+            body = await anyio.to_thread.run_sync(parse_json, raw) if len(raw) >= _PARSE_IN_THREAD_FROM else parse_json(raw)
+        except GatewayError:
+            gateway.metrics.requests.labels("unknown", "none", "rejected").inc()
+            raise
+        reply = await gateway.handle(body, scenario_header=request.headers.get("x-ecvl-scenario"))
+        headers = reply.outcome.headers()
+        if reply.chunks is not None:
+            return StreamingResponse(reply.chunks, media_type="text/event-stream", headers={**headers, "Cache-Control": "no-cache"})
+        return Response(json.dumps(reply.body, ensure_ascii=False).encode(), media_type="application/json", headers=headers)
+
+    @app.get("/v1/models")
+    async def list_models(request: Request) -> JSONResponse:
+        authorize(request)
+        return JSONResponse({"object": "list", "data": gateway.models()})
+
+    @app.get("/v1/models/{model_id:path}")
+    async def get_model(model_id: str, request: Request) -> JSONResponse:
+        authorize(request)
+        for entry in gateway.models():
+            if entry["id"] == model_id:
+                return JSONResponse(entry)
+        raise GatewayError(404, f"model {model_id!r} is not served here; see GET /v1/models ({SERVED_MODEL}[:<scenario>])", code="model_not_found")
+
+    @app.get("/healthz")
+    async def healthz() -> JSONResponse:
+        return JSONResponse({"status": "ok"})
+
+    @app.get("/readyz")
+    async def readyz() -> JSONResponse:
+        report = await gateway.readiness()
+        return JSONResponse(report, status_code=200 if report["ready"] else 503)
+
+    @app.get("/metrics")
+    async def metrics() -> Response:
+        return Response(gateway.metrics.exposition(), media_type=gateway.metrics.content_type)
+
+    @app.exception_handler(GatewayError)
+    async def gateway_error(_: Request, error: GatewayError) -> JSONResponse:
+        return JSONResponse(error.body(), status_code=error.status)
+
+    @app.exception_handler(HTTPException)
+    async def http_error(_: Request, error: HTTPException) -> JSONResponse:
+        message = "no such endpoint" if error.status_code == 404 else str(error.detail)
+        wrapped = GatewayError(error.status_code, message, code="not_found" if error.status_code == 404 else None)
+        return JSONResponse(wrapped.body(), status_code=error.status_code, headers=getattr(error, "headers", None))
+
+    @app.exception_handler(Exception)
+    async def unexpected(_: Request, error: Exception) -> JSONResponse:
+        logger.exception("unexpected error while serving a request")
+        wrapped = GatewayError(500, "internal gateway error; see the gateway log", type="server_error", code="internal_error")
+        return JSONResponse(wrapped.body(), status_code=500)
+
+    return app
+
+
+def _check_content_type(request: Request) -> None:
+    content_type = request.headers.get("content-type")
+    if content_type is None:
+        return
+    mime = content_type.split(";", 1)[0].strip().lower()
+    if mime != "application/json" and not mime.endswith("+json"):
+        raise GatewayError(415, f"Content-Type {mime!r} is not supported; send application/json", code="unsupported_media_type")
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise GatewayError(413, f"the request body of {declared} bytes exceeds the limit of {limit}", code="request_too_large")
+    body = bytearray()
+    try:
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > limit:
+                raise GatewayError(413, f"the request body exceeds the limit of {limit} bytes", code="request_too_large")
+    except ClientDisconnect:
+        raise GatewayError(400, "the client disconnected before sending the whole body", code="client_disconnected") from None
+    return bytes(body)

@@ -1,0 +1,134 @@
+"""The two upstream backends: chat requests forwarded over httpx, with the retry policy of ``collect.retry``."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from typing import Any
+
+import httpx
+
+from ecvl_router.collect.retry import CallError, retry_after_seconds, with_retries
+from ecvl_router.serve.config import BackendSpec
+from ecvl_router.serve.routing import Route
+
+_EXCERPT = 300
+
+
+class BackendError(CallError):
+    """A failed backend call; ``status`` is the backend's HTTP status, or None when there was no answer."""
+
+    def __init__(self, kind: str, message: str, *, status: int | None = None, **kwargs: Any) -> None:
+        super().__init__(kind, message, **kwargs)
+        self.status = status
+
+
+class Backend:
+    """One OpenAI-compatible endpoint; the client's ``model`` is replaced by this backend's model id.
+
+    The API key goes into the request header only: error messages replace it with ``***``.
+    """
+
+    def __init__(self, role: Route, spec: BackendSpec, model: str, api_key: str | None) -> None:
+        self.role = role
+        self.spec = spec
+        self.model = model
+        self._api_key = api_key
+        headers = {"Content-Type": "application/json", **spec.headers}
+        if api_key:
+            headers[spec.api_key_header] = ("Bearer " if spec.api_key_header.lower() == "authorization" else "") + api_key
+        self._client = httpx.AsyncClient(
+            base_url=spec.base_url,
+            headers=headers,
+            timeout=httpx.Timeout(spec.timeout_s, connect=spec.connect_timeout_s),
+            limits=httpx.Limits(max_connections=spec.max_connections, max_keepalive_connections=spec.max_connections),
+            trust_env=False,
+        )
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    def payload(self, body: dict[str, Any]) -> bytes:
+        """The request body for this backend."""
+        return json.dumps({**body, "model": self.model}, ensure_ascii=False).encode()
+
+    async def complete(self, payload: bytes) -> tuple[dict[str, Any], int]:
+        """A whole chat completion under the retry policy: (the backend's JSON body, attempts)."""
+        return await with_retries(lambda: self._complete_once(payload), self.spec.retry)
+
+    async def open_stream(self, payload: bytes) -> tuple[httpx.Response, int]:
+        """A streamed completion whose status was 200, under the retry policy; the caller closes the response."""
+        return await with_retries(lambda: self._open_stream_once(payload), self.spec.retry)
+
+    async def reachable(self) -> str | None:
+        """None when the backend answers HTTP at all (any status), else why not."""
+        try:
+            await self._client.get("/models", timeout=self.spec.connect_timeout_s)
+        except httpx.HTTPError as exc:
+            return self._redact(f"{type(exc).__name__}: {exc}".rstrip(": "))
+        return None
+
+    async def _complete_once(self, payload: bytes) -> dict[str, Any]:
+        try:
+            async with asyncio.timeout(self.spec.timeout_s):
+                response = await self._client.post("/chat/completions", content=payload)
+        except (TimeoutError, httpx.TimeoutException):
+            raise BackendError("timeout", f"no answer within {self.spec.timeout_s:g} s", retryable=True) from None
+        except httpx.TransportError as exc:
+            raise self._transport_error(exc) from None
+        if response.status_code >= 400:
+            raise self._status_error(response)
+        try:
+            document = response.json()
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise BackendError("malformed_response", f"not JSON: {self._excerpt(response)!r}", status=response.status_code) from None
+        if not isinstance(document, dict) or not isinstance(document.get("choices"), list):
+            raise BackendError("malformed_response", f"not a chat completion: {self._excerpt(response)!r}", status=response.status_code)
+        return document
+
+    async def _open_stream_once(self, payload: bytes) -> httpx.Response:
+        request = self._client.build_request("POST", "/chat/completions", content=payload)
+        try:
+            response = await self._client.send(request, stream=True)
+        except httpx.TimeoutException:
+            raise BackendError("timeout", f"no answer within {self.spec.timeout_s:g} s", retryable=True) from None
+        except httpx.TransportError as exc:
+            raise self._transport_error(exc) from None
+        if response.status_code >= 400:
+            try:
+                await response.aread()
+            except httpx.HTTPError:
+                pass
+            finally:
+                await response.aclose()
+            raise self._status_error(response)
+        return response
+
+    def _transport_error(self, exc: httpx.TransportError) -> BackendError:
+        detail = self._redact(str(exc)) or type(exc).__name__
+        return BackendError("connection", f"{type(exc).__name__}: {detail}", retryable=True)
+
+    def _status_error(self, response: httpx.Response) -> BackendError:
+        status = response.status_code
+        excerpt = self._excerpt(response)
+        message = f"HTTP {status}: {excerpt}" if excerpt else f"HTTP {status}"
+        retryable = status in (408, 429) or status >= 500
+        wait = retry_after_seconds(response.headers) if retryable else None
+        kind = {408: "timeout", 429: "rate_limited", 401: "auth", 403: "auth"}.get(status, "server_error" if status >= 500 else "http_error")
+        return BackendError(kind, message, status=status, retryable=retryable, retry_after_s=wait)
+
+    def _excerpt(self, response: httpx.Response) -> str:
+        try:
+            text = response.text
+        except (httpx.ResponseNotRead, UnicodeDecodeError):
+            return ""
+        return self._redact(text[:_EXCERPT].strip())
+
+    def _redact(self, text: str) -> str:
+        return text.replace(self._api_key, "***") if self._api_key else text
+
+
+def elapsed_ms(started: float) -> float:
+    """Milliseconds since ``started`` (a ``time.perf_counter()`` value)."""
+    return (time.perf_counter() - started) * 1000

@@ -1,0 +1,171 @@
+"""Gateway configuration: the router bundle, the two backends, client keys, limits and policies (YAML, pydantic).
+
+Secrets never live in the file: a backend names the environment variable holding its API key
+(``api_key_env``), and the client keys come from the variable named by ``api_keys_env``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from importlib import resources
+from pathlib import Path
+
+import httpx
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from ecvl_router.collect.config import ConfigError, RetryPolicy, _read_yaml, _validation_message
+
+EXAMPLE_CONFIG_FILE = "gateway.example.yaml"
+SERVED_MODEL = "ecvl-router"
+"""The model id clients ask for: ``ecvl-router`` (default scenario) or ``ecvl-router:<scenario>``."""
+
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_STRICT = ConfigDict(extra="forbid", hide_input_in_errors=True)
+
+
+def _env_name(value: str | None) -> str | None:
+    if value is not None and not _ENV_NAME.match(value):
+        raise ValueError("must be the NAME of an environment variable (letters, digits, _), not a key itself")
+    return value
+
+
+class BackendSpec(BaseModel):
+    """One OpenAI-compatible chat-completions endpoint the gateway forwards to."""
+
+    model_config = _STRICT
+
+    base_url: str = Field(description="endpoint root, e.g. http://127.0.0.1:8101/v1")
+    model: str | None = Field(None, min_length=1, description="model id sent upstream; default: the bundle's model name")
+    api_key_env: str | None = Field(None, description="NAME of the environment variable holding the API key")
+    api_key_header: str = Field("Authorization", min_length=1, description="'Authorization' sends 'Bearer KEY'")
+    headers: dict[str, str] = Field(default_factory=dict, description="extra request headers")
+    timeout_s: float = Field(60.0, gt=0, description="a complete answer, or the gap between two streamed chunks")
+    connect_timeout_s: float = Field(2.0, gt=0, description="how fast an unreachable backend is given up on")
+    max_connections: int = Field(256, ge=1, description="open connections to this backend at most")
+    retry: RetryPolicy = Field(
+        default_factory=lambda: RetryPolicy(max_attempts=2, backoff_base_s=0.1, backoff_max_s=1.0, max_retry_after_s=2.0)
+    )
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        try:
+            url = httpx.URL(value)
+        except httpx.InvalidURL as exc:
+            raise ValueError(f"not a URL ({exc})") from None
+        if url.scheme not in ("http", "https") or not url.host:
+            raise ValueError("must be an http:// or https:// URL")
+        return value.rstrip("/")
+
+    @field_validator("api_key_env")
+    @classmethod
+    def _key_variable(cls, value: str | None) -> str | None:
+        return _env_name(value)
+
+    def api_key(self, role: str) -> str | None:
+        """The key from the environment (None when the backend needs none); ConfigError names ``role``."""
+        if self.api_key_env is None:
+            return None
+        key = os.environ.get(self.api_key_env, "")
+        if not key:
+            raise ConfigError(f"environment variable {self.api_key_env} ({role}.api_key_env) is not set")
+        return key
+
+
+class Limits(BaseModel):
+    """Bounds on what one request may carry."""
+
+    model_config = _STRICT
+
+    max_body_bytes: int = Field(20 * 2**20, ge=1024, description="request body")
+    max_image_bytes: int = Field(10 * 2**20, ge=1024, description="one image, decoded")
+    max_image_pixels: int = Field(25_000_000, ge=1, description="width x height of one image (decompression bombs)")
+    max_images: int = Field(8, ge=0, description="images in one request, all turns together")
+    max_messages: int = Field(256, ge=1, description="messages in one request")
+
+
+class ImagePolicy(BaseModel):
+    """How ``image_url`` parts with http(s) URLs are fetched (once, by the gateway, then sent on as data URIs)."""
+
+    model_config = _STRICT
+
+    fetch_urls: bool = Field(True, description="false: only data URIs are accepted")
+    allow_private_networks: bool = Field(False, description="fetch from private, loopback and link-local addresses")
+    fetch_timeout_s: float = Field(5.0, gt=0, description="the whole download, redirects included")
+    max_redirects: int = Field(3, ge=0)
+
+
+class FallbackPolicy(BaseModel):
+    """Which backend answers when the chosen one fails (after its retries)."""
+
+    model_config = _STRICT
+
+    edge_to_cloud: bool = Field(True, description="never for a scenario with cloud_allowed: false")
+    cloud_to_edge: bool = True
+
+
+class ConversationPolicy(BaseModel):
+    """Multi-turn routing."""
+
+    model_config = _STRICT
+
+    sticky_cloud: bool = Field(
+        True, description="a conversation the cloud answered stays on the cloud (invisible marker in its answers)"
+    )
+
+
+class GatewayConfig(BaseModel):
+    """Everything ``ecvl-router serve`` needs; relative paths are taken relative to the YAML file."""
+
+    model_config = _STRICT
+
+    bundle: Path = Field(description="run folder written by `ecvl-router train`")
+    edge: BackendSpec
+    cloud: BackendSpec
+    default_scenario: str | None = Field(None, description="for model 'ecvl-router'; default: the bundle's first")
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=0, le=65535)
+    api_keys_env: str | None = Field(None, description="NAME of the variable holding the client keys, comma-separated")
+    limits: Limits = Field(default_factory=Limits)
+    images: ImagePolicy = Field(default_factory=ImagePolicy)
+    fallback: FallbackPolicy = Field(default_factory=FallbackPolicy)
+    conversation: ConversationPolicy = Field(default_factory=ConversationPolicy)
+    decision_log: Path | None = Field(None, description="JSON-lines file, one record per routed request")
+
+    @field_validator("api_keys_env")
+    @classmethod
+    def _keys_variable(cls, value: str | None) -> str | None:
+        return _env_name(value)
+
+    def client_keys(self) -> tuple[str, ...]:
+        """The accepted client keys (empty: no key required); ConfigError when the variable is unset or empty."""
+        if self.api_keys_env is None:
+            return ()
+        keys = tuple(key.strip() for key in os.environ.get(self.api_keys_env, "").split(",") if key.strip())
+        if not keys:
+            raise ConfigError(f"environment variable {self.api_keys_env} (api_keys_env) is not set or holds no key")
+        return keys
+
+    def relative_to(self, folder: Path) -> GatewayConfig:
+        """A copy whose relative paths are resolved against ``folder``."""
+        update = {"bundle": folder / self.bundle}
+        if self.decision_log is not None:
+            update["decision_log"] = folder / self.decision_log
+        return self.model_copy(update=update)
+
+
+def load_gateway_config(path: Path) -> GatewayConfig:
+    """The configuration in a YAML file; raises ConfigError naming the file and each bad field."""
+    path = Path(path)
+    document = _read_yaml(path)
+    try:
+        config = GatewayConfig.model_validate(document)
+    except ValidationError as exc:
+        raise ConfigError(_validation_message(path, exc)) from None
+    return config.relative_to(path.parent)
+
+
+def example_config() -> str:
+    """The commented example configuration shipped with the package."""
+    return resources.files("ecvl_router.serve").joinpath(EXAMPLE_CONFIG_FILE).read_text(encoding="utf-8")

@@ -1,0 +1,420 @@
+"""The routing gateway's core, shared by the HTTP server and the Python client.
+
+One request: validate it, check its images (fetching URLs), decide edge or cloud from the last user turn
+(in a worker thread, so the event loop stays responsive), forward it to the chosen backend, fall back to
+the other one when that fails and the scenario allows it, and annotate the answer with the decision.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+import time
+import uuid
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+import httpx
+
+from ecvl_router.collect.config import ConfigError
+from ecvl_router.scenarios import Scenario
+from ecvl_router.serve.backends import Backend, BackendError, elapsed_ms
+from ecvl_router.serve.chat import ChatRequest, parse_chat_request
+from ecvl_router.serve.config import SERVED_MODEL, GatewayConfig
+from ecvl_router.serve.conversation import mark, strip_markers
+from ecvl_router.serve.decision_log import DecisionLog
+from ecvl_router.serve.errors import GatewayError
+from ecvl_router.serve.images import CheckedImage, ImageFetcher, decode_data_uri
+from ecvl_router.serve.metrics import GatewayMetrics
+from ecvl_router.serve.routing import Decision, QueryRouter, Route
+
+logger = logging.getLogger(__name__)
+
+_EVENT_END = re.compile(rb"\r?\n\r?\n")
+_PASSED_ON_STATUSES = (400, 413, 422)  # a backend rejecting the request's content: the client's to fix
+
+
+@dataclass
+class Outcome:
+    """What became of one routed request: the decision, who answered, fallbacks, attempts and timings."""
+
+    request_id: str
+    decision: Decision
+    stream: bool
+    images: int
+    started: float
+    route: Route | None = None
+    model: str | None = None
+    fallback: bool = False
+    attempts: dict[str, int] = field(default_factory=dict)
+    errors: list[dict[str, Any]] = field(default_factory=list)
+    backend_ms: float | None = None
+
+    def ecvl(self) -> dict[str, Any]:
+        """The ``ecvl`` object added to the response body and to the first streamed chunk."""
+        d = self.decision
+        return {
+            "route": self.route,
+            "decision": d.route,
+            "p": d.p,
+            "tau": d.tau,
+            "scenario": d.scenario,
+            "router_ms": round(d.router_ms, 3),
+            "fallback": self.fallback,
+            "sticky": d.sticky,
+            "request_id": self.request_id,
+        }
+
+    def headers(self) -> dict[str, str]:
+        """The same as ``X-ECVL-*`` response headers."""
+        d = self.decision
+        headers = {
+            "X-ECVL-Route": str(self.route),
+            "X-ECVL-Decision": d.route,
+            "X-ECVL-Scenario": d.scenario,
+            "X-ECVL-Tau": f"{d.tau:g}",
+            "X-ECVL-Router-Ms": f"{d.router_ms:.3f}",
+            "X-ECVL-Fallback": str(self.fallback).lower(),
+            "X-ECVL-Sticky": str(d.sticky).lower(),
+            "X-Request-ID": self.request_id,
+        }
+        if d.p is not None:
+            headers["X-ECVL-P"] = f"{d.p:.6f}"
+        return headers
+
+
+@dataclass
+class Reply:
+    """A successful answer: a whole completion body, or the SSE byte stream of one."""
+
+    outcome: Outcome
+    body: dict[str, Any] | None = None
+    chunks: AsyncIterator[bytes] | None = None
+
+
+class Gateway:
+    """Routes OpenAI chat-completion requests between an edge and a cloud backend; see the module docstring.
+
+    Create it with :meth:`from_config` (loads the bundle and its encoders), use it inside one event loop,
+    and close it with :meth:`aclose`.
+    """
+
+    def __init__(self, config: GatewayConfig, router: QueryRouter, *, metrics: GatewayMetrics | None = None) -> None:
+        self.config = config
+        self.router = router
+        self.scenarios: dict[str, Scenario] = router.scenarios
+        self.default_scenario = config.default_scenario or next(iter(self.scenarios))
+        if self.default_scenario not in self.scenarios:
+            raise ConfigError(
+                f"default_scenario {self.default_scenario!r} is not in the bundle; it has: {', '.join(self.scenarios)}"
+            )
+        self.client_keys = config.client_keys()
+        names = router.model_names()
+        self.backends: dict[Route, Backend] = {}
+        for role, spec in (("edge", config.edge), ("cloud", config.cloud)):
+            model = spec.model or names[role]
+            if not model:
+                raise ConfigError(f"{role}.model is not set and the bundle's manifest names no {role} model")
+            self.backends[role] = Backend(role, spec, model, spec.api_key(role))
+        self.metrics = metrics or GatewayMetrics()
+        self.fetcher = ImageFetcher(config.images, config.limits)
+        self.decision_log = DecisionLog(config.decision_log) if config.decision_log else None
+        self._router_thread = ThreadPoolExecutor(1, thread_name_prefix="router")
+
+    @classmethod
+    def from_config(cls, config: GatewayConfig, *, metrics: GatewayMetrics | None = None) -> Gateway:
+        """Load the bundle and its encoders, warm them up, and build the gateway."""
+        router = QueryRouter.from_bundle(config.bundle)
+        router.warm_up()
+        return cls(config, router, metrics=metrics)
+
+    async def aclose(self) -> None:
+        await asyncio.gather(*(backend.aclose() for backend in self.backends.values()), self.fetcher.aclose())
+        self._router_thread.shutdown(wait=False)
+        if self.decision_log is not None:
+            self.decision_log.close()
+
+    # ------------------------------------------------------------------ requests
+    async def handle(self, body: dict[str, Any], *, scenario_header: str | None = None) -> Reply:
+        """Answer one chat-completion request body; raises GatewayError (4xx, 5xx) when it cannot."""
+        started = time.perf_counter()
+        scenario_label = "unknown"
+        try:
+            request = parse_chat_request(
+                body,
+                scenarios=list(self.scenarios),
+                default_scenario=self.default_scenario,
+                scenario_header=scenario_header,
+                limits=self.config.limits,
+            )
+            scenario_label = request.scenario
+            decision = await self._decide(request, await self._check_images(request))
+        except GatewayError:
+            self.metrics.requests.labels(scenario_label, "none", "rejected").inc()
+            raise
+        outcome = Outcome(uuid.uuid4().hex, decision, request.stream, len(request.images), started)
+        if request.cloud_history:
+            strip_markers(request.messages)
+        try:
+            if request.stream:
+                return await self._stream(request, outcome)
+            return await self._complete(request, outcome)
+        except GatewayError as error:
+            self._finish(outcome, error.status)
+            raise
+
+    async def _check_images(self, request: ChatRequest) -> tuple[CheckedImage, str] | None:
+        """Check every image (URLs are fetched and replaced by data URIs); the last turn's first is routed on."""
+        routed = None
+        for part in request.images:
+            if part.url[:5].lower() == "data:":
+                image = decode_data_uri(part.url, part.where, self.config.limits)
+            else:
+                image = await self.fetcher.fetch(part.url, part.where)
+                part.image_url["url"] = image.data_uri()
+            if part.last_turn and routed is None:
+                routed = (image, part.where)
+        return routed
+
+    async def _decide(self, request: ChatRequest, routed_image: tuple[CheckedImage, str] | None) -> Decision:
+        scenario = self.scenarios[request.scenario]
+        if self.config.conversation.sticky_cloud and request.cloud_history and scenario.cloud_allowed:
+            return Decision("cloud", None, self.router.tau(scenario.name), scenario.name, 0.0, sticky=True)
+
+        def decide() -> Decision:
+            image = routed_image[0].decode(routed_image[1]) if routed_image else None
+            return self.router.decide(request.question, image, scenario.name)
+
+        decision = await asyncio.get_running_loop().run_in_executor(self._router_thread, decide)
+        self.metrics.decision_seconds.labels(scenario.name).observe(decision.router_ms / 1000)
+        return decision
+
+    def _plan(self, decision: Decision) -> list[Route]:
+        """The backends to try, in order."""
+        if not self.scenarios[decision.scenario].cloud_allowed:
+            return ["edge"]
+        if decision.route == "edge":
+            return ["edge", "cloud"] if self.config.fallback.edge_to_cloud else ["edge"]
+        return ["cloud", "edge"] if self.config.fallback.cloud_to_edge else ["cloud"]
+
+    async def _complete(self, request: ChatRequest, outcome: Outcome) -> Reply:
+        for route in self._plan(outcome.decision):
+            backend = self.backends[route]
+            called = time.perf_counter()
+            try:
+                document, attempts = await backend.complete(backend.payload(request.body))
+            except BackendError as error:
+                self._failed(outcome, route, error, called)
+                continue
+            self._answered(outcome, route, attempts, called, document.get("model"))
+            if route == "cloud" and self.config.conversation.sticky_cloud:
+                for choice in document["choices"]:
+                    message = choice.get("message") if isinstance(choice, dict) else None
+                    if isinstance(message, dict) and (isinstance(message.get("content"), str) or message.get("content") is None):
+                        message["content"] = mark(message.get("content"))
+            document["ecvl"] = outcome.ecvl()
+            self._finish(outcome, 200)
+            return Reply(outcome, body=document)
+        raise self._unavailable(outcome)
+
+    async def _stream(self, request: ChatRequest, outcome: Outcome) -> Reply:
+        for route in self._plan(outcome.decision):
+            backend = self.backends[route]
+            called = time.perf_counter()
+            try:
+                response, attempts = await backend.open_stream(backend.payload(request.body))
+            except BackendError as error:
+                self._failed(outcome, route, error, called)
+                continue
+            self._answered(outcome, route, attempts, called, backend.model)
+            marked = route == "cloud" and self.config.conversation.sticky_cloud
+            return Reply(outcome, chunks=self._relay(response, outcome, marked))
+        raise self._unavailable(outcome)
+
+    async def _relay(self, response: httpx.Response, outcome: Outcome, marked: bool) -> AsyncIterator[bytes]:
+        """The backend's SSE stream, byte for byte, except that the first event gains ``ecvl`` (and the marker)."""
+        annotator = _StreamAnnotator(outcome.ecvl(), marked)
+        status = 200
+        try:
+            async for chunk in response.aiter_bytes():
+                if annotator.done:
+                    yield chunk
+                else:
+                    yield annotator.feed(chunk)
+            if not annotator.done and annotator.pending:
+                yield annotator.pending
+        except httpx.HTTPError as exc:
+            status = 502
+            outcome.errors.append({"route": outcome.route, "kind": "stream_interrupted", "status": None})
+            logger.warning("%s backend stream broke off: %s", outcome.route, type(exc).__name__)
+            error = GatewayError(502, f"the {outcome.route} backend's stream broke off ({type(exc).__name__})", type="server_error", code="upstream_stream_error")
+            yield b"data: " + json.dumps(error.body()).encode() + b"\n\n"
+        finally:
+            await response.aclose()
+            self._finish(outcome, status)
+
+    # ------------------------------------------------------------------ bookkeeping
+    def _failed(self, outcome: Outcome, route: Route, error: BackendError, called: float) -> None:
+        outcome.attempts[route] = error.attempts
+        outcome.errors.append({"route": route, "kind": error.kind, "status": error.status, "message": error.message})
+        self.metrics.backend_seconds.labels(route, "error").observe(elapsed_ms(called) / 1000)
+        plan = self._plan(outcome.decision)
+        position = plan.index(route)
+        if position + 1 < len(plan):
+            self.metrics.fallbacks.labels(route, plan[position + 1], error.kind).inc()
+            logger.warning("%s backend failed after %d attempt(s) (%s); falling back to %s", route, error.attempts, error.message, plan[position + 1])
+        else:
+            logger.warning("%s backend failed after %d attempt(s) (%s)", route, error.attempts, error.message)
+
+    def _answered(self, outcome: Outcome, route: Route, attempts: int, called: float, model: Any) -> None:
+        outcome.route = route
+        outcome.fallback = route != outcome.decision.route
+        outcome.attempts[route] = attempts
+        outcome.model = model if isinstance(model, str) else self.backends[route].model
+        outcome.backend_ms = elapsed_ms(called)
+        self.metrics.backend_seconds.labels(route, "ok").observe(outcome.backend_ms / 1000)
+
+    def _unavailable(self, outcome: Outcome) -> GatewayError:
+        """The error when every backend of the plan failed."""
+        scenario = self.scenarios[outcome.decision.scenario]
+        tried = "; ".join(f"{e['route']}: {e['message']}" for e in outcome.errors)
+        if not scenario.cloud_allowed:
+            return GatewayError(
+                503,
+                f"the edge backend could not answer ({tried}), and scenario {scenario.name!r} does not allow the "
+                "cloud (cloud_allowed: false), so the request was not sent anywhere else",
+                type="server_error",
+                code="edge_unavailable",
+            )
+        rejected = [e for e in outcome.errors if e["status"] in _PASSED_ON_STATUSES]
+        if rejected:
+            return GatewayError(rejected[-1]["status"], f"the backend rejected the request ({tried})", code="upstream_rejected")
+        if all(e["kind"] == "timeout" for e in outcome.errors):
+            return GatewayError(504, f"no backend answered in time ({tried})", type="server_error", code="upstream_timeout")
+        return GatewayError(502, f"no backend could answer ({tried})", type="server_error", code="upstream_unavailable")
+
+    def _finish(self, outcome: Outcome, status: int) -> None:
+        """Count the request and write its decision-log record."""
+        d = outcome.decision
+        result = "failed" if status >= 500 else "rejected" if status >= 400 else "fallback" if outcome.fallback else "ok"
+        self.metrics.requests.labels(d.scenario, outcome.route if status < 400 else "none", result).inc()
+        if status < 400 and outcome.route is not None:
+            self.metrics.answered(outcome.route)
+        if self.decision_log is None:
+            return
+        self.decision_log.write(
+            {
+                "time": datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
+                "request_id": outcome.request_id,
+                "scenario": d.scenario,
+                "decision": d.route,
+                "p": d.p,
+                "tau": d.tau,
+                "sticky": d.sticky,
+                "route": outcome.route if status < 400 else None,
+                "model": outcome.model,
+                "fallback": outcome.fallback,
+                "status": status,
+                "stream": outcome.stream,
+                "images": outcome.images,
+                "router_ms": round(d.router_ms, 3),
+                "backend_ms": None if outcome.backend_ms is None else round(outcome.backend_ms, 3),
+                "total_ms": round(elapsed_ms(outcome.started), 3),
+                "attempts": outcome.attempts,
+                "backend_errors": [{"route": e["route"], "kind": e["kind"], "status": e["status"]} for e in outcome.errors],
+            }
+        )
+
+    # ------------------------------------------------------------------ service endpoints
+    def models(self) -> list[dict[str, Any]]:
+        """The served model ids: ``ecvl-router`` (the default scenario) and one per scenario."""
+        created = int(time.time())
+        entries = [self._model_entry(SERVED_MODEL, self.default_scenario, created)]
+        entries += [self._model_entry(f"{SERVED_MODEL}:{name}", name, created) for name in self.scenarios]
+        return entries
+
+    def _model_entry(self, model_id: str, scenario: str, created: int) -> dict[str, Any]:
+        s = self.scenarios[scenario]
+        return {
+            "id": model_id,
+            "object": "model",
+            "created": created,
+            "owned_by": SERVED_MODEL,
+            "ecvl": {
+                "scenario": s.name,
+                "tau": self.router.tau(s.name),
+                "mes": s.mes,
+                "cloud_allowed": s.cloud_allowed,
+                "description": s.description,
+                "edge_model": self.backends["edge"].model,
+                "cloud_model": self.backends["cloud"].model,
+            },
+        }
+
+    async def readiness(self) -> dict[str, Any]:
+        """Whether the bundle is loaded and each backend answers HTTP."""
+        problems = await asyncio.gather(*(backend.reachable() for backend in self.backends.values()))
+        backends = {role: problem or "reachable" for role, problem in zip(self.backends, problems)}
+        return {
+            "ready": not any(problems),
+            "bundle": str(self.config.bundle),
+            "scenarios": list(self.scenarios),
+            "backends": backends,
+        }
+
+
+class _StreamAnnotator:
+    """Rewrites the first SSE data event of a stream (``ecvl`` object) and, if asked, the first delta (marker)."""
+
+    def __init__(self, ecvl: dict[str, Any], marked: bool) -> None:
+        self.ecvl = ecvl
+        self.marked = marked
+        self.pending = b""
+        self._annotated = False
+        self._marker_placed = not marked
+
+    @property
+    def done(self) -> bool:
+        return self._annotated and self._marker_placed
+
+    def feed(self, chunk: bytes) -> bytes:
+        """Bytes to send now for ``chunk``: rewritten complete events, the rest kept back until complete."""
+        self.pending += chunk
+        out = bytearray()
+        while not self.done:
+            end = _EVENT_END.search(self.pending)
+            if end is None:
+                return bytes(out)
+            event, self.pending = self.pending[: end.end()], self.pending[end.end() :]
+            out += self._rewrite(event)
+        out += self.pending
+        self.pending = b""
+        return bytes(out)
+
+    def _rewrite(self, event: bytes) -> bytes:
+        lines = event.strip().splitlines()
+        data = [line for line in lines if line.startswith(b"data:")]
+        if len(data) != 1 or data[0][5:].strip() == b"[DONE]":
+            return event
+        try:
+            document = json.loads(data[0][5:])
+        except ValueError:
+            return event
+        if not isinstance(document, dict):
+            return event
+        if not self._annotated:
+            document["ecvl"] = self.ecvl
+            self._annotated = True
+        if not self._marker_placed:
+            choices = document.get("choices")
+            delta = choices[0].get("delta") if isinstance(choices, list) and choices and isinstance(choices[0], dict) else None
+            if isinstance(delta, dict):
+                delta["content"] = mark(delta.get("content"))
+                self._marker_placed = True
+        rest = [line for line in lines if not line.startswith(b"data:")]
+        return b"\n".join([*rest, b"data: " + json.dumps(document, ensure_ascii=False).encode()]) + b"\n\n"
