@@ -119,13 +119,14 @@ def test_self_judging_is_refused_unless_allowed(server: FakeServer, tmp_path: Pa
     bench = write_benchmark(tmp_path / "bench", 3)
     models = write_models(tmp_path / "models.yaml", server, [("edge", "good"), ("cloud", "judge-large")])
     out = tmp_path / "rsd"
-    assert invoke("collect", "--benchmarks", str(bench), "--models", str(models), "--out", str(out)).exit_code == 0
+    result = invoke("collect", "--benchmarks", str(bench), "--models", str(models), "--out", str(out), "--limit", "2")
+    assert result.exit_code == 0 and "2 items, 2 model(s)" in result.output
     judge = tmp_path / "judge.yaml"
     judge.write_text(f"base_url: {server.base_url}\nmodel: judge-large\n")
     result = invoke("judge", "--data", str(out), "--judge", str(judge))
     assert result.exit_code == 1 and "self-enhancement bias" in result.output and "cloud" in result.output
     result = invoke("judge", "--data", str(out), "--judge", str(judge), "--allow-self-judging")
-    assert result.exit_code == 0 and "wrote 6 judged responses" in result.output
+    assert result.exit_code == 0 and "wrote 4 judged responses" in result.output
 
 
 @pytest.mark.slow
