@@ -12,6 +12,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from ecvl_router import manifest
 from ecvl_router.features.sources import PackagedCopy
 
 logger = logging.getLogger(__name__)
@@ -62,11 +63,7 @@ def file_sha256(path: Path) -> str:
     stat = path.stat()
     key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
     if key not in _digests:
-        digest = hashlib.sha256()
-        with path.open("rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
-        _digests[key] = digest.hexdigest()
+        _digests[key] = manifest.file_sha256(path)
     return _digests[key]
 
 
