@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from functools import lru_cache
 
 import numpy as np
@@ -68,11 +69,15 @@ def draw_polygon_shape(draw: ImageDraw.ImageDraw, shape: str, cx: float, cy: flo
 
 
 def add_noise(image: Image.Image, rng: np.random.Generator, sigma: float) -> Image.Image:
-    """Additive Gaussian pixel noise of standard deviation ``sigma`` (0–255 scale)."""
-    if sigma <= 0:
+    """Additive pixel noise of standard deviation ``sigma`` (0–255 scale).
+
+    The noise is uniform on [-a, a] with a = sigma·√3: in integers it costs a tenth of Gaussian noise.
+    """
+    amplitude = round(sigma * math.sqrt(3))
+    if amplitude < 1:
         return image
-    pixels = np.asarray(image, dtype=np.float32)
-    noise = rng.standard_normal(pixels.shape, dtype=np.float32) * np.float32(sigma)
+    pixels = np.asarray(image, dtype=np.int16)
+    noise = rng.integers(-amplitude, amplitude + 1, size=pixels.shape, dtype=np.int16)
     return Image.fromarray(np.clip(pixels + noise, 0, 255).astype(np.uint8), mode=image.mode)
 
 
@@ -81,8 +86,8 @@ def blur(image: Image.Image, radius: float) -> Image.Image:
     return image.filter(ImageFilter.GaussianBlur(radius)) if radius >= 0.1 else image
 
 
-def textured_background(size: tuple[int, int], rng: np.random.Generator, blotches: int) -> Image.Image:
-    """A pale canvas with ``blotches`` soft ellipses: visual clutter behind the objects of a scene."""
+def textured_background(size: tuple[int, int], rng: np.random.Generator, blotches: int) -> tuple[Image.Image, RGB]:
+    """A pale canvas with ``blotches`` soft ellipses (clutter behind a scene's objects), and its base colour."""
     base = light_colour(rng)
     image = Image.new("RGB", size, base)
     draw = ImageDraw.Draw(image)
@@ -91,4 +96,4 @@ def textured_background(size: tuple[int, int], rng: np.random.Generator, blotche
         x, y = rng.uniform(0, width), rng.uniform(0, height)
         rx, ry = rng.uniform(0.03, 0.15) * width, rng.uniform(0.03, 0.15) * height
         draw.ellipse((x - rx, y - ry, x + rx, y + ry), fill=blend(light_colour(rng), base, 0.8))
-    return image
+    return image, base

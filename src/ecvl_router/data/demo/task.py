@@ -14,7 +14,8 @@ class Task:
     ``perception`` is the item's visual hardness, a non-negative sum of the properties that make the image
     hard to read (small objects or fonts, clutter, low contrast, noise, blur; see each family). ``steps`` is
     the number of reasoning steps the question needs. ``near_miss`` is a partly right answer (a misread
-    digit, an intermediate result, an incomplete description) and ``wrong`` holds plausible wrong answers.
+    digit, an intermediate result, an incomplete description; None for yes/no-like questions, which have
+    none) and ``wrong`` holds plausible wrong answers.
     """
 
     source: str
@@ -24,14 +25,17 @@ class Task:
     image_format: str  # "PNG" or "JPEG"; ignored for text-only items
     perception: float
     steps: int
-    near_miss: str
+    near_miss: str | None
     wrong: tuple[str, ...]
     explanation: str
     long_answer: bool = False
 
     def __post_init__(self) -> None:
-        if self.perception < 0 or self.steps < 1 or not self.wrong or not self.question:
-            raise ValueError(f"inconsistent {self.source} task: {self.question!r}")
+        if (
+            self.perception < 0 or self.steps < 1 or not self.question or not self.wrong
+            or self.reference in self.wrong or self.near_miss == self.reference
+        ):
+            raise ValueError(f"inconsistent {self.source} task: {self.question!r} -> {self.reference!r}")
 
 
 def font_hardness(font_px: float) -> float:
