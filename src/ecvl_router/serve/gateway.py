@@ -15,7 +15,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Any
 
@@ -186,9 +186,11 @@ class Gateway:
         if self.config.conversation.sticky_cloud and request.cloud_history and scenario.cloud_allowed:
             return Decision("cloud", None, self.router.tau(scenario.name), scenario.name, 0.0, sticky=True)
 
-        def decide() -> Decision:
+        def decide() -> Decision:  # decoding the image is part of the decision's time
+            started = time.perf_counter()
             image = routed_image[0].decode(routed_image[1]) if routed_image else None
-            return self.router.decide(request.question, image, scenario.name)
+            decision = self.router.decide(request.question, image, scenario.name)
+            return replace(decision, router_ms=elapsed_ms(started))
 
         decision = await asyncio.get_running_loop().run_in_executor(self._router_thread, decide)
         self.metrics.decision_seconds.labels(scenario.name).observe(decision.router_ms / 1000)
