@@ -356,10 +356,10 @@ def _flow_diagram(rng: np.random.Generator) -> _Drawn:
     ops = []
     values = [start]
     for _ in range(int(rng.integers(2, 6))):
-        op = _pick(rng, ("+", "−", "×"))
-        k = int(rng.integers(2, 4)) if op == "×" else int(rng.integers(1, 10))
+        op = _pick(rng, ("+", "-", "x"))  # ASCII: the bundled font has no glyphs for × and −
+        k = int(rng.integers(2, 4)) if op == "x" else int(rng.integers(1, 10))
         current = values[-1]
-        values.append(current + k if op == "+" else current - k if op == "−" else current * k)
+        values.append(current + k if op == "+" else current - k if op == "-" else current * k)
         ops.append(f"{op} {k}")
     boxes = [f"Start: {start}", *ops]
     width, height = dr.canvas_size(rng, min_long=320)
@@ -424,7 +424,7 @@ def table_reasoning(rng: np.random.Generator) -> Task:
 # ---------------------------------------------------------------- fine-grained attributes (MMStar-like)
 
 _PATTERNS = ("solid", "striped", "dotted", "checkered")
-_ATTRIBUTE_COLOURS = ("red", "green", "blue", "orange", "purple", "brown")
+_ATTRIBUTE_COLOURS = ("red", "green", "blue", "orange", "purple", "pink")  # no brown: it is dark orange
 
 
 def _outline(shape: str, cx: float, cy: float, r: float) -> list[tuple[float, float]]:
