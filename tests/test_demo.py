@@ -236,6 +236,9 @@ def test_replaces_a_previous_demo_output(tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == ["demo"]
 
 
-def test_rejects_a_non_positive_item_count(tmp_path: Path) -> None:
+def test_rejects_a_non_positive_item_count_and_a_negative_seed(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="n_items"):
         generate_demo(tmp_path / "demo", n_items=0)
+    with pytest.raises(ValueError, match="seed"):
+        generate_demo(tmp_path / "demo", n_items=5, seed=-1)
+    assert not (tmp_path / "demo").exists()

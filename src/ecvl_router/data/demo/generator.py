@@ -126,6 +126,8 @@ def generate_demo(
     out_dir = Path(out_dir).absolute()
     if n_items < 1:
         raise ValueError(f"n_items must be at least 1, got {n_items}")
+    if seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed}")
     if out_dir.exists() and (not out_dir.is_dir() or (any(out_dir.iterdir()) and not is_demo_output(out_dir))):
         raise FileExistsError(
             f"{out_dir}: exists and is not empty, and is not a previous demo output; choose another folder or empty it"
