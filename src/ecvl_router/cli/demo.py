@@ -19,7 +19,8 @@ from ecvl_router.runs import rsd_features
 from ecvl_router.scenarios import SCENARIOS
 
 
-def _demo_data(folder: Path, items: int, seed: int) -> None:
+def demo_data(folder: Path, items: int, seed: int) -> None:
+    """Generate the demo benchmark into ``folder`` unless it already holds the one with these settings."""
     from ecvl_router.data.demo import generate_demo, is_demo_output
 
     if is_demo_output(folder) and (read_manifest(folder) or {}).get("settings") == {"n_items": items, "seed": seed}:
@@ -41,7 +42,7 @@ def demo(
 
     started = time.perf_counter()
     data_dir, cache_dir, report_dir = out / "data", out / "cache", out / "report"
-    _demo_data(data_dir, items, seed)
+    demo_data(data_dir, items, seed)
     rsd = load_or_fail(data_dir)
     print_summary(summarize(rsd))
     extractor = load_extractor(ExtractorSettings())

@@ -17,6 +17,7 @@ from ecvl_router.features.features import QueryFeatures
 from ecvl_router.labels import LabelRule
 from ecvl_router.routing_task import RoutingTask, build_task
 from ecvl_router.scenarios import Scenario
+from ecvl_router.training import TrainedRouter
 
 logger = logging.getLogger(__name__)
 
@@ -49,14 +50,20 @@ class ModelPair:
 
 @dataclass
 class PairResult:
-    """Test-set outcomes for one model pair: result rows and each router's test probabilities."""
+    """Test-set outcomes for one model pair: result rows, each router's test probabilities and trained router."""
 
     pair: ModelPair
     task: RoutingTask
     rows: list[dict[str, Any]] = field(default_factory=list)
     probabilities: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
     taus: dict[str, dict[str, float]] = field(default_factory=dict)
+    trained: dict[str, TrainedRouter] = field(default_factory=dict)
     trained_from_cache: int = 0
+
+    @property
+    def newly_trained(self) -> int:
+        """Routers this run trained (not reused from the cache)."""
+        return len(self.trained) - self.trained_from_cache
 
 
 def result_row(pair: ModelPair, router: str, scenario: Scenario, tau: float | None, metrics: dict[str, Any], **extra: Any) -> dict[str, Any]:
@@ -91,12 +98,22 @@ def run_pair(
     router_params: dict[str, dict[str, Any]] | None = None,
     holdout_sources: Sequence[str] = (),
     progress: StageProgress | None = None,
+    task: RoutingTask | None = None,
 ) -> PairResult:
-    """Train every router on one pair (one run for all scenarios sharing the MES) and evaluate on test."""
+    """Train every router on one pair (one run for all scenarios sharing the MES) and evaluate on test.
+
+    ``task`` replaces the task built from ``rule``, ``k``, ``seed`` and ``holdout_sources`` (for example to
+    train on other labels over the same split); its MES must be the scenarios'.
+    """
     mes_values = {s.mes for s in scenarios}
     if len(mes_values) != 1:
         raise ValueError(f"scenarios of one run must share one MES; got {sorted(mes_values)}")
-    task = build_task(rsd, pair.edge, pair.cloud, mes=mes_values.pop(), rule=rule, k=k, seed=seed, holdout_sources=holdout_sources)
+    mes = mes_values.pop()
+    if task is None:
+        task = build_task(rsd, pair.edge, pair.cloud, mes=mes, rule=rule, k=k, seed=seed, holdout_sources=holdout_sources)
+    elif task.mes != mes or (task.pair.edge, task.pair.cloud) != (pair.edge, pair.cloud):
+        raise ValueError(f"the given task ({task.pair.cloud} / {task.pair.edge}, MES {task.mes:g}) does not match "
+                         f"{pair.label} at MES {mes:g}")
     task_features = features.select(task.pair.item_ids)
     test = task.part("test")
     view, labels = task.view("test")
@@ -114,6 +131,7 @@ def run_pair(
             progress=(lambda done, total, stage=stage: progress(stage, done, total)) if progress else None,
         )
         result.trained_from_cache += cached
+        result.trained[router_name] = trained
         result.probabilities[router_name] = {}
         result.taus[router_name] = {}
         for scenario in scenarios:
@@ -121,8 +139,8 @@ def run_pair(
             result.probabilities[router_name][scenario.name] = p
             result.taus[router_name][scenario.name] = tau
             metrics = evaluate_decisions(to_edge, view, labels, scenario)
-            result.rows.append(result_row(pair, router_name, scenario, tau, metrics, best_epoch=trained.choice(scenario.name).epoch, seed=seed))
+            result.rows.append(result_row(pair, router_name, scenario, tau, metrics, best_epoch=trained.choice(scenario.name).epoch, seed=task.seed))
     for scenario in scenarios:
         metrics = evaluate_decisions(reference_decisions(ORACLE, labels), view, labels, scenario)
-        result.rows.append(result_row(pair, ORACLE, scenario, None, metrics, seed=seed))
+        result.rows.append(result_row(pair, ORACLE, scenario, None, metrics, seed=task.seed))
     return result

@@ -12,13 +12,21 @@ from ecvl_router.metrics import decisions_at, routing_metrics
 from ecvl_router.scenarios import Scenario
 
 
-def _pyplot():
+def pyplot():
+    """matplotlib's pyplot on the Agg backend (imported on first use, not at import time)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     return plt
+
+
+def save_figure(figure, path: Path, *, dpi: int = 110) -> Path:
+    """Write ``figure`` as PNG to ``path`` and release it."""
+    figure.savefig(path, dpi=dpi)
+    pyplot().close(figure)
+    return Path(path)
 
 
 def threshold_sensitivity_figure(
@@ -37,7 +45,7 @@ def threshold_sensitivity_figure(
     weights; the APSP/CA/AIL panels use the first scenario's. ``chosen_tau[router][scenario]`` (picked on
     validation) is marked on each RCS curve.
     """
-    plt = _pyplot()
+    plt = pyplot()
     first = scenarios[0]
     figure, axes = plt.subplots(2, 3, figsize=(15, 8.5), constrained_layout=True)
     for router, by_scenario in probabilities.items():
@@ -63,6 +71,4 @@ def threshold_sensitivity_figure(
         ax.grid(alpha=0.3)
     axes[0, 0].legend(fontsize=8)
     figure.suptitle(f"{title} — ★ marks each router's τ* chosen on validation")
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
-    return Path(path)
+    return save_figure(figure, path)

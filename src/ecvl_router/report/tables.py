@@ -28,23 +28,37 @@ def _cell(values: pd.Series, digits: int) -> str:
     return f"{values.iloc[0]:.{digits}f}"
 
 
-def scenario_table_markdown(rows: Sequence[dict[str, Any]], scenarios: Sequence[str], *, row_keys: Sequence[str] = ("pair", "router")) -> str:
-    """A wide Markdown table: one row per ``row_keys`` combination, APSP/CA/AIL/τ*/RCS per scenario.
-
-    Each scenario's columns are that scenario's own operating point. With several seeds per row, cells
-    show mean ± standard deviation over seeds.
-    """
+def scenario_table(
+    rows: Sequence[dict[str, Any]], scenarios: Sequence[str], *, row_keys: Sequence[str] = ("pair", "router")
+) -> tuple[list[str], list[list[str]]]:
+    """Header and formatted cells of the wide scenario table (see ``scenario_table_markdown``)."""
     frame = pd.DataFrame(list(rows))
     header = [*row_keys] + [f"{s}: {HEADERS[m]}" for s in scenarios for m in METRIC_COLUMNS]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    body = []
     for keys, group in frame.groupby(list(row_keys), sort=False):
         keys = keys if isinstance(keys, tuple) else (keys,)
         cells = [str(k) for k in keys]
         for scenario in scenarios:
             part = group[group["scenario"] == scenario]
             cells += [_cell(part[m], DIGITS[m]) for m in METRIC_COLUMNS]
-        lines.append("| " + " | ".join(cells) + " |")
+        body.append(cells)
+    return header, body
+
+
+def markdown_grid(header: Sequence[str], body: Sequence[Sequence[str]]) -> str:
+    """A Markdown table of already formatted cells."""
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(cells) + " |" for cells in body]
     return "\n".join(lines) + "\n"
+
+
+def scenario_table_markdown(rows: Sequence[dict[str, Any]], scenarios: Sequence[str], *, row_keys: Sequence[str] = ("pair", "router")) -> str:
+    """A wide Markdown table: one row per ``row_keys`` combination, APSP/CA/AIL/τ*/RCS per scenario.
+
+    Each scenario's columns are that scenario's own operating point. With several seeds per row, cells
+    show mean ± standard deviation over seeds.
+    """
+    return markdown_grid(*scenario_table(rows, scenarios, row_keys=row_keys))
 
 
 def markdown_table(frame: pd.DataFrame, digits: int = 4) -> str:
@@ -54,3 +68,17 @@ def markdown_table(frame: pd.DataFrame, digits: int = 4) -> str:
     for _, row in frame.iterrows():
         lines.append("| " + " | ".join(f"{v:.{digits}f}" if isinstance(v, float) else str(v) for v in row) + " |")
     return "\n".join(lines) + "\n"
+
+
+def grouped_table(
+    rows: Sequence[dict[str, Any]], row_keys: Sequence[str], columns: Sequence[tuple[str, str, int]]
+) -> tuple[list[str], list[list[str]]]:
+    """Header and cells with one row per ``row_keys`` combination (in order of appearance) and one column per
+    ``(key, header, digits)``; a cell is the value, or mean ± std when several seeds share the row."""
+    frame = pd.DataFrame(list(rows))
+    header = [*row_keys, *(title for _, title, _ in columns)]
+    body = []
+    for keys, group in frame.groupby(list(row_keys), sort=False):
+        keys = keys if isinstance(keys, tuple) else (keys,)
+        body.append([str(k) for k in keys] + [_cell(group[key], digits) if key in group else "–" for key, _, digits in columns])
+    return header, body
