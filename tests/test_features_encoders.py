@@ -77,7 +77,8 @@ def test_tiny_bert_loads_from_local_folder_with_mean_pooling(tiny_bert: Path) ->
     vectors = encoder.encode(["how many cats are there ?", "what is the colour of the car ."])
     assert vectors.shape == (2, 32) and vectors.dtype == np.float32
     with torch.inference_mode():  # mean over tokens of the last hidden state, computed independently
-        hidden = encoder.model(**encoder.tokenizer(["how many cats are there ?"], return_tensors="pt")).last_hidden_state
+        tokens = encoder.tokenizer(["how many cats are there ?"], return_tensors="pt")
+        hidden = encoder.model(**tokens).last_hidden_state
     np.testing.assert_allclose(vectors[0], hidden[0].mean(dim=0).numpy(), rtol=1e-5, atol=1e-6)
 
 

@@ -46,8 +46,8 @@ class CountingImageEncoder:
         if self.calls == self.fail_on_call:
             raise KeyboardInterrupt("simulated interruption")
         self.encoded += len(images)
-        rows = [[*np.asarray(image.convert("RGB"), dtype=np.float32).mean(axis=(0, 1)), *image.size] for image in images]
-        return np.asarray(rows, dtype=np.float32)
+        colours = [np.asarray(image.convert("RGB"), dtype=np.float32).mean(axis=(0, 1)) for image in images]
+        return np.asarray([[*colour, *image.size] for colour, image in zip(colours, images)], dtype=np.float32)
 
 
 def _pseudo_vector(data: bytes, dim: int) -> np.ndarray:
@@ -82,7 +82,8 @@ def test_extract_aligns_rows_and_handles_text_only_queries(dataset) -> None:
     extractor = make_extractor()
     features = extractor.extract(questions, images, items, batch_size=3)
     assert isinstance(features, QueryFeatures) and list(features.item_ids) == items
-    assert features.text.shape == (7, 8) and features.image.shape == (7, 5) and features.stats.shape == (7, len(STAT_NAMES))
+    assert features.text.shape == (7, 8) and features.image.shape == (7, 5)
+    assert features.stats.shape == (7, len(STAT_NAMES))
     assert features.has_image.tolist() == [True] * 5 + [False] * 2
     assert not features.image[5:].any()  # no image: zeros
     np.testing.assert_array_equal(features.text[0], features.text[2])  # same question, same vector

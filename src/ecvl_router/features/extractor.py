@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import logging
 import threading
-from dataclasses import dataclass
-from functools import cached_property
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 import torch
@@ -24,7 +23,13 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ecvl_router.features.cache import EmbeddingCache, bytes_key, pixels_key, text_key
 from ecvl_router.features.features import QueryFeatures
-from ecvl_router.features.image import ImageEncoder, ImagePrecision, MobileNetV2Encoder, TransformersImageEncoder
+from ecvl_router.features.image import (
+    ImageEncoder,
+    ImagePrecision,
+    MobileNetV2Encoder,
+    TransformersImageEncoder,
+    VisionPooling,
+)
 from ecvl_router.features.imaging import ImageInput, open_image
 from ecvl_router.features.mobilenet import ARCHITECTURE as MOBILENET
 from ecvl_router.features.sources import DEFAULT_IMAGE_MODEL, DEFAULT_TEXT_MODEL
@@ -55,7 +60,7 @@ class ExtractorSettings(BaseModel):
     image_weights: Path | None = Field(None, description=f"explicit {MOBILENET} checkpoint file")
     image_size: int = Field(224, ge=32, le=1024, description=f"{MOBILENET} input side in pixels")
     image_precision: ImagePrecision = "float32"
-    image_pooling: Literal["cls", "mean"] = Field("cls", description="Hugging Face vision models only")
+    image_pooling: VisionPooling = Field("cls", description="Hugging Face vision models only")
     allow_download: bool = Field(True, description=f"try the official {MOBILENET} URL (5 s timeout)")
     overlap: bool = Field(True, description="extract_one runs the two encoders in parallel threads")
     branch_threads: int = Field(1, ge=1, description="torch intra-op threads per encoder in extract_one")

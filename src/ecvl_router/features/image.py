@@ -9,9 +9,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Literal, Protocol
-
-ImagePrecision = Literal["float32", "bfloat16"]
+from typing import Any, Literal, Protocol
 
 import numpy as np
 import torch
@@ -33,6 +31,9 @@ from ecvl_router.features.weights import (
 )
 
 logger = logging.getLogger(__name__)
+
+ImagePrecision = Literal["float32", "bfloat16"]
+VisionPooling = Literal["cls", "mean"]
 
 
 class ImageEncoder(Protocol):
@@ -188,8 +189,15 @@ class TransformersImageEncoder:
     layer norm); ``"mean"`` averages all final hidden states.
     """
 
-    def __init__(self, model: torch.nn.Module, processor: object, *, name: str, weights_digest: str,
-                 pooling: Literal["cls", "mean"] = "cls") -> None:
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        processor: Any,
+        *,
+        name: str,
+        weights_digest: str,
+        pooling: VisionPooling = "cls",
+    ) -> None:
         self.model = model.eval()
         self.processor = processor
         self.pooling = pooling
@@ -197,7 +205,7 @@ class TransformersImageEncoder:
         self.identity = f"{name}@{weights_digest[:12]}[pool={pooling}]"
 
     @classmethod
-    def load(cls, model: str | Path, *, pooling: Literal["cls", "mean"] = "cls") -> TransformersImageEncoder:
+    def load(cls, model: str | Path, *, pooling: VisionPooling = "cls") -> TransformersImageEncoder:
         """Load ``model`` from a local folder or by Hugging Face Hub id (cache first)."""
         from transformers import AutoImageProcessor, AutoModel
 
