@@ -37,6 +37,7 @@ logger = logging.getLogger(__name__)
 
 NEURAL_ROUTERS = ("ecvl", "mlp", "mf")
 QUICK_EPOCHS = 10
+QUICK_TREES = 30
 LATENCY_QUERIES = 40
 QUICK_LATENCY_QUERIES = 8
 
@@ -136,7 +137,8 @@ def reproduce_settings(
     epochs: int | None = None,
 ) -> ReproduceSettings:
     """Settings for ``rsd``: ``seeds`` seeds (0, 1, …) for Table 1 and the first ``other_seeds`` of them for the
-    other trained experiments. Quick: one seed, ``QUICK_EPOCHS`` epochs, every other MES point, fewer timed queries."""
+    other trained experiments. Quick: one seed, ``QUICK_EPOCHS`` epochs for the neural routers and ``QUICK_TREES``
+    boosting rounds for gbdt, every other MES point, fewer timed queries."""
     if seeds < 1 or other_seeds < 1:
         raise ValueError(f"seeds and other_seeds must be at least 1, got {seeds} and {other_seeds}")
     notes = []
@@ -169,6 +171,9 @@ def reproduce_settings(
     points = mes_grid(rsd.responses["score"], low, high)
     unit = paper_unit(low, high)
     n_epochs = epochs or (QUICK_EPOCHS if quick else None)
+    router_params: dict[str, dict[str, Any]] = {name: {"epochs": n_epochs} for name in NEURAL_ROUTERS} if n_epochs else {}
+    if quick:
+        router_params["gbdt"] = {"max_iter": QUICK_TREES}
     return ReproduceSettings(
         pairs=chosen_pairs,
         seeds=tuple(range(1 if quick else seeds)),
@@ -178,7 +183,7 @@ def reproduce_settings(
         mes_points=points[::2] if quick else points,
         holdout_sources=holdout,
         strategies=paper_strategies(unit),
-        router_params={name: {"epochs": n_epochs} for name in NEURAL_ROUTERS} if n_epochs else {},
+        router_params=router_params,
         latency_queries=QUICK_LATENCY_QUERIES if quick else LATENCY_QUERIES,
         notes=tuple(notes),
     )

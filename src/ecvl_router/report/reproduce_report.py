@@ -27,6 +27,7 @@ from ecvl_router.routers import router_class, router_hyperparameters
 from ecvl_router.training import THRESHOLD_GRID
 
 PAPER_EPOCHS = 50
+PAPER_TREES = 100
 BARTSCORE_NOTE = (
     "The paper's BARTScore row (Hybrid-LLM's quality metric: the log-likelihood of each routed response given "
     "its reference under a BART model) is left out: it needs a BART checkpoint, which ecvl-router does not ship "
@@ -166,7 +167,7 @@ def _main_section(doc: _Document, results: ReproduceResults) -> None:
         "and AIL are measured at that scenario's own operating point τ* (chosen on validation to maximise that scenario's "
         "RCS), so RCS = α·APSP + β·CA − γ·AIL holds within each scenario's columns. `random` routes at τ = 0.5, `all-large` "
         "sends every query to the cloud and `all-small` to the edge; `oracle` routes by the true competence label (upper "
-        f"bound, no τ). Neural routers train for {_epochs_text(results)}. Raw rows: `{csv}`.",
+        f"bound, no τ). {_training_text(results)}. Raw rows: `{csv}`.",
         *scenario_table(results.main_rows, names),
     )
     for result in results.first_seed_results:
@@ -188,15 +189,21 @@ def _main_section(doc: _Document, results: ReproduceResults) -> None:
                "(5 as in the paper, more when some AIL exceeds 5 s). Larger is better on every axis but AIL.")
 
 
-def _epochs_text(results: ReproduceResults) -> str:
-    """How many epochs the neural routers trained, from the settings and the routers' defaults."""
-    epochs = {name: results.settings.router_params.get(name, {}).get("epochs", router_hyperparameters(router_class(name))["epochs"])
-              for name in NEURAL_ROUTERS}
-    values = set(epochs.values())
-    if len(values) == 1:
-        count = values.pop()
-        return f"{count} epochs" + (" (the paper's)" if count == PAPER_EPOCHS else "")
-    return ", ".join(f"{name} {count}" for name, count in epochs.items()) + " epochs"
+def _training_text(results: ReproduceResults) -> str:
+    """How long the learned routers trained: epochs of the neural routers and gbdt's boosting rounds."""
+    params = results.settings.router_params
+
+    def setting(name: str, key: str) -> Any:
+        return params.get(name, {}).get(key, router_hyperparameters(router_class(name))[key])
+
+    epochs = {name: setting(name, "epochs") for name in NEURAL_ROUTERS}
+    if len(set(epochs.values())) == 1:
+        count = next(iter(epochs.values()))
+        text = f"{', '.join(epochs)} train for {count} epochs" + (" (the paper's)" if count == PAPER_EPOCHS else "")
+    else:
+        text = ", ".join(f"{name} trains for {count} epochs" for name, count in epochs.items())
+    trees = setting("gbdt", "max_iter")
+    return f"{text}; gbdt boosts {trees} trees" + (" (the paper's)" if trees == PAPER_TREES else "")
 
 
 def _latency_section(doc: _Document, results: ReproduceResults) -> None:
