@@ -6,7 +6,7 @@ import os
 
 import typer
 
-from ecvl_router.cli import collect, data, demo, reproduce, serve, train
+from ecvl_router.cli import collect, data, demo, reproduce, serve, study, train
 from ecvl_router.cli.console import configure_logging
 
 app = typer.Typer(
@@ -19,6 +19,7 @@ app = typer.Typer(
 app.add_typer(data.app, name="data")
 collect.register(app)
 serve.register(app)
+study.register(app)
 for command in (demo.demo, reproduce.reproduce, train.embed, train.train, train.evaluate, train.route):
     app.command()(command)
 

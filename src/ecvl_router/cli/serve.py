@@ -40,12 +40,14 @@ def serve(
     from ecvl_router.serve.app import create_app
     from ecvl_router.serve.config import load_gateway_config
     from ecvl_router.serve.gateway import Gateway
+    from ecvl_router.study.store import StoreError
 
     try:
         settings = load_gateway_config(config)
         err_console.print(f"loading the router bundle {settings.bundle} and its encoders …")
         gateway = Gateway.from_config(settings)
-    except (ConfigError, BundleError, WeightsNotFoundError, WeightsIntegrityError, FileNotFoundError) as exc:
+        app = create_app(gateway)
+    except (ConfigError, BundleError, StoreError, WeightsNotFoundError, WeightsIntegrityError, FileNotFoundError) as exc:
         fail(str(exc))
     host, port = host or settings.host, port if port is not None else settings.port
     edge, cloud = gateway.backends["edge"], gateway.backends["cloud"]
@@ -56,8 +58,10 @@ def serve(
         + ("" if gateway.client_keys else " — [yellow]no client API keys configured[/]"),
         highlight=False,
     )
+    if settings.study is not None:
+        err_console.print(f"[green]study[/] http://{host}:{port}/study — ratings in {settings.study.database}", highlight=False)
     verbose = logging.getLogger().level <= logging.INFO
-    uvicorn.run(create_app(gateway), host=host, port=port, log_level="info" if verbose else "warning", access_log=verbose, log_config=None)
+    uvicorn.run(app, host=host, port=port, log_level="info" if verbose else "warning", access_log=verbose, log_config=None)
 
 
 def backend_sim(

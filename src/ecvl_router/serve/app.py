@@ -39,6 +39,10 @@ def create_app(gateway: Gateway) -> FastAPI:
 
     app = FastAPI(title="ECVL-Router gateway", version="1", lifespan=lifespan, docs_url=None, redoc_url=None)
     limits = gateway.config.limits
+    if gateway.config.study is not None:
+        from ecvl_router.study.routes import study_router
+
+        app.include_router(study_router(gateway, gateway.config.study))
 
     def authorize(request: Request) -> None:
         if not gateway.client_keys:

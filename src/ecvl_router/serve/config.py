@@ -15,6 +15,7 @@ import httpx
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from ecvl_router.collect.config import ConfigError, RetryPolicy, _read_yaml, _validation_message
+from ecvl_router.study.config import StudyConfig
 
 EXAMPLE_CONFIG_FILE = "gateway.example.yaml"
 SERVED_MODEL = "ecvl-router"
@@ -132,6 +133,7 @@ class GatewayConfig(BaseModel):
     fallback: FallbackPolicy = Field(default_factory=FallbackPolicy)
     conversation: ConversationPolicy = Field(default_factory=ConversationPolicy)
     decision_log: Path | None = Field(None, description="JSON-lines file, one record per routed request")
+    study: StudyConfig | None = Field(None, description="an online study served at /study (docs/study.md)")
 
     @field_validator("api_keys_env")
     @classmethod
@@ -152,6 +154,8 @@ class GatewayConfig(BaseModel):
         update = {"bundle": folder / self.bundle}
         if self.decision_log is not None:
             update["decision_log"] = folder / self.decision_log
+        if self.study is not None:
+            update["study"] = self.study.relative_to(folder)
         return self.model_copy(update=update)
 
 
