@@ -94,7 +94,7 @@
       $("rating-legend").textContent = "How good is this answer? (1 = worst, 10 = best)";
       for (const { score, text } of rating.rubric) {
         fieldset.append(radioChoice("rating", `rating-${score}`, String(score),
-          [element("span", { class: "score" }, String(score)), document.createTextNode(text)], "rating-choice"));
+          [element("span", { class: "score" }, String(score)), document.createTextNode(` ${text}`)], "rating-choice"));
       }
     } else {
       $("rating-legend").textContent = rating.question;
