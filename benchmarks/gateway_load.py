@@ -10,6 +10,9 @@ backend, then through the gateway. For each level it prints:
 - the routing decision's own time (p50 of X-ECVL-Router-Ms) and the gateway's remaining overhead at the
   median: gateway p50 of (latency - decision time) minus direct p50; at concurrency > 1 requests also
   wait for the router thread, and that queueing shows in the added latency, not in the decision time;
+- the gateway event loop's CPU time per request (its own work: parsing, checks, forwarding, answering;
+  the decision runs in other threads), read from /proc on Linux: unlike latencies, it hardly depends on
+  what else the machine is running;
 - requests per second through the gateway, and the count of 5xx answers and of failed connections.
 
     .venv/bin/python benchmarks/gateway_load.py                     # 2,000 requests per level: 1, 16, 64
@@ -66,6 +69,15 @@ def start(args: list[str], health_url: str, log: Path, timeout: float = 600) -> 
         time.sleep(0.25)
     process.kill()
     raise RuntimeError(f"`ecvl-router {args[0]}` did not come up within {timeout:.0f} s:\n{log.read_text()}")
+
+
+def loop_cpu_ms(pid: int) -> float:
+    """CPU time (user + system) of a process's main thread, in ms; NaN where /proc is not available."""
+    try:
+        fields = Path(f"/proc/{pid}/task/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) * 1000 / os.sysconf("SC_CLK_TCK")
 
 
 def prepare_bundle(work: Path, data: Path | None, bundle: Path | None, items: int) -> tuple[Path, Path]:
@@ -165,7 +177,8 @@ def main() -> None:
             config["cloud"]["base_url"] = f"http://127.0.0.1:{ports['cloud']}/v1"
             (work / "gateway.yaml").write_text(yaml.safe_dump(config))
             print("starting the gateway (loading the bundle and its encoders) …", flush=True)
-            processes.append(start(["serve", "--config", str(work / "gateway.yaml")], f"http://127.0.0.1:{ports['gateway']}/healthz", work / "gateway.log"))
+            gateway = start(["serve", "--config", str(work / "gateway.yaml")], f"http://127.0.0.1:{ports['gateway']}/healthz", work / "gateway.log")
+            processes.append(gateway)
             messages = queries(data, args.text_only)
             direct_url, gateway_url = f"http://127.0.0.1:{ports['edge']}", f"http://127.0.0.1:{ports['gateway']}"
             asyncio.run(load(gateway_url, f"ecvl-router:{args.scenario}", messages, 20, 1))  # warm-up
@@ -173,17 +186,19 @@ def main() -> None:
             print(f"\n{args.requests} requests per level, {'text only' if args.text_only else 'question + image'}, "
                   f"scenario {args.scenario}, {os.cpu_count()} CPU cores\n")
             header = (f"{'conc':>4} | {'direct p50':>10} {'p95':>7} | {'gateway p50':>11} {'p95':>8} | {'added p50':>9} {'p95':>8} | "
-                      f"{'decision p50':>12} {'overhead p50':>12} | {'req/s':>7} {'direct req/s':>12} | {'5xx':>4} {'failed':>6}")
+                      f"{'decision p50':>12} {'overhead p50':>12} {'loop CPU/req':>12} | {'req/s':>7} {'direct req/s':>12} | {'5xx':>4} {'failed':>6}")
             print(header + "\n" + "-" * len(header))
             for concurrency in levels:
                 direct = asyncio.run(load(direct_url, EDGE, messages, args.requests, concurrency))
+                cpu_before = loop_cpu_ms(gateway.pid)
                 routed = asyncio.run(load(gateway_url, f"ecvl-router:{args.scenario}", messages, args.requests, concurrency))
+                loop_cpu = (loop_cpu_ms(gateway.pid) - cpu_before) / args.requests
                 beyond = [lat - r for lat, r in zip(routed.latencies_ms, routed.router_ms)]
                 print(
                     f"{concurrency:>4} | {direct.p(50):>10.1f} {direct.p(95):>7.1f} | {routed.p(50):>11.1f} {routed.p(95):>8.1f} | "
                     f"{routed.p(50) - direct.p(50):>9.1f} {routed.p(95) - direct.p(95):>8.1f} | "
                     f"{statistics.median(routed.router_ms) if routed.router_ms else float('nan'):>12.1f} "
-                    f"{routed.p(50, beyond) - direct.p(50):>12.1f} | {len(routed.latencies_ms) / routed.seconds:>7.1f} "
+                    f"{routed.p(50, beyond) - direct.p(50):>12.1f} {loop_cpu:>12.2f} | {len(routed.latencies_ms) / routed.seconds:>7.1f} "
                     f"{len(direct.latencies_ms) / direct.seconds:>12.1f} | {routed.server_errors:>4} {routed.other_errors:>6}",
                     flush=True,
                 )

@@ -37,6 +37,8 @@ logger = logging.getLogger(__name__)
 
 _EVENT_END = re.compile(rb"\r?\n\r?\n")
 _PASSED_ON_STATUSES = (400, 413, 422)  # a backend rejecting the request's content: the client's to fix
+CLIENT_CLOSED = 499
+"""The decision log's status of a stream the client closed before its end."""
 
 
 @dataclass
@@ -194,6 +196,8 @@ class Gateway:
 
         decision = await asyncio.get_running_loop().run_in_executor(self._router_thread, decide)
         self.metrics.decision_seconds.labels(scenario.name).observe(decision.router_ms / 1000)
+        if not scenario.cloud_allowed and decision.route == "cloud":  # trained so that it cannot happen (tau 0)
+            decision = replace(decision, route="edge")
         return decision
 
     def _plan(self, decision: Decision) -> list[Route]:
@@ -256,9 +260,12 @@ class Gateway:
             logger.warning("%s backend stream broke off: %s", outcome.route, type(exc).__name__)
             error = GatewayError(502, f"the {outcome.route} backend's stream broke off ({type(exc).__name__})", type="server_error", code="upstream_stream_error")
             yield b"data: " + json.dumps(error.body()).encode() + b"\n\n"
+        except (asyncio.CancelledError, GeneratorExit):
+            status = CLIENT_CLOSED
+            raise
         finally:
-            await response.aclose()
             self._finish(outcome, status)
+            await response.aclose()
 
     # ------------------------------------------------------------------ bookkeeping
     def _failed(self, outcome: Outcome, route: Route, error: BackendError, called: float) -> None:
@@ -303,10 +310,14 @@ class Gateway:
     def _finish(self, outcome: Outcome, status: int) -> None:
         """Count the request and write its decision-log record."""
         d = outcome.decision
-        result = "failed" if status >= 500 else "rejected" if status >= 400 else "fallback" if outcome.fallback else "ok"
-        self.metrics.requests.labels(d.scenario, outcome.route if status < 400 else "none", result).inc()
-        if status < 400 and outcome.route is not None:
-            self.metrics.answered(outcome.route)
+        answered = outcome.route if status < 400 or status == CLIENT_CLOSED else None
+        if status == CLIENT_CLOSED:
+            result = "client_closed"
+        else:
+            result = "failed" if status >= 500 else "rejected" if status >= 400 else "fallback" if outcome.fallback else "ok"
+        self.metrics.requests.labels(d.scenario, answered or "none", result).inc()
+        if answered is not None:
+            self.metrics.answered(answered)
         if self.decision_log is None:
             return
         self.decision_log.write(
@@ -318,7 +329,7 @@ class Gateway:
                 "p": d.p,
                 "tau": d.tau,
                 "sticky": d.sticky,
-                "route": outcome.route if status < 400 else None,
+                "route": answered,
                 "model": outcome.model,
                 "fallback": outcome.fallback,
                 "status": status,
