@@ -28,6 +28,7 @@ from ecvl_router.experiments.observations import check_observations
 from ecvl_router.experiments.reproduce import TABLES, reproduce_settings, run_reproduce
 from ecvl_router.experiments.scale import from_paper_scale, mes_grid, paper_unit
 from ecvl_router.features.extractor import FeatureExtractor
+from ecvl_router.features.features import QueryFeatures
 from ecvl_router.report.reproduce_report import write_reproduce_report
 from ecvl_router.runs import rsd_features
 
@@ -208,3 +209,51 @@ def test_default_holdout_and_bad_settings(demo_rsd):
         reproduce_settings(demo_rsd, pairs=[ModelPair("nope", DEMO_PAIRS[0][1])])
     with pytest.raises(ValueError, match="outside the dataset's score scale"):
         reproduce_settings(demo_rsd, mes=11)
+
+
+def _write_unit_scale_rsd(root: Path, n: int = 90) -> Path:
+    """Two models scored on a continuous 0–1 scale, three sources, a third of the items text-only."""
+    import json
+
+    rng = np.random.default_rng(5)
+    (root / "images").mkdir(parents=True)
+    (root / "dataset.json").write_text(json.dumps({"name": "unit-scale", "score_min": 0, "score_max": 1, "description": "test data"}))
+    items, responses = [], []
+    for i in range(n):
+        source = ("alpha", "beta", "gamma")[i % 3]
+        image = None
+        if i % 3:
+            image = f"images/{i}.png"
+            Image.new("RGB", (16 + i % 7, 12), (i * 3 % 256, 80, 160)).save(root / image)
+        items.append({"item_id": f"u{i}", "source": source, "question": f"Question {i} about {source}?", "image": image,
+                      "reference": None})
+        hardness = rng.uniform(0, 1)
+        for model, skill, latency in (("big", 0.25, 3.0), ("small", 0.0, 0.6)):
+            score = float(np.clip(1 - hardness + skill + rng.normal(0, 0.15), 0, 1))
+            responses.append({"item_id": f"u{i}", "model": model, "response": "…", "score": round(score, 3),
+                              "latency_s": latency * rng.uniform(0.7, 1.5), "output_tokens": int(rng.integers(5, 50))})
+    (root / "items.jsonl").write_text("".join(json.dumps(r) + "\n" for r in items))
+    (root / "responses.jsonl").write_text("".join(json.dumps(r) + "\n" for r in responses))
+    return root
+
+
+def test_any_score_scale_and_no_extractor(tmp_path):
+    rsd = load_rsd(_write_unit_scale_rsd(tmp_path / "data"))
+    settings = reproduce_settings(rsd, seeds=1)
+    assert settings.pairs == (ModelPair("big", "small"),)  # the only pair, higher mean score as cloud
+    assert settings.mes == pytest.approx(5 / 9, abs=1e-6) and settings.mes_points == pytest.approx([0.1 * i for i in range(1, 10)])
+    assert [s.k for s in settings.strategies[2:]] == pytest.approx([1 / 9, 2 / 9], abs=1e-6)
+    assert settings.holdout_sources == ("alpha",)  # smallest source (ties by name) covering >= 20 %
+    settings = dataclasses.replace(settings, router_params=TINY_ROUTERS, mes_points=settings.mes_points[3:6])
+    rng = np.random.default_rng(0)
+    n = len(rsd.items)
+    features = QueryFeatures(item_ids=rsd.items["item_id"].to_numpy(dtype=object), text=rng.normal(size=(n, 4)).astype(np.float32),
+                             image=rng.normal(size=(n, 3)).astype(np.float32), stats=rng.normal(size=(n, 2)).astype(np.float32),
+                             has_image=rsd.items["image"].notna().to_numpy())
+    results = run_reproduce(rsd, features, settings, cache_dir=tmp_path / "cache", feature_identity={"synthetic": 1})
+    files = write_reproduce_report(results, rsd, tmp_path / "report", wall_seconds=1.0)
+    text = files.markdown.read_text(encoding="utf-8")
+    assert "Table 2 was not measured: this run was given precomputed features" in text and "**Obs 5 — not determined.**" in text
+    assert "MES 0.555556" in text or "MES 0.556" in text
+    assert sorted(results.table("sweep")["mes"].unique()) == pytest.approx([0.4, 0.5, 0.6])
+    assert list(dict.fromkeys(results.table("strategy")["strategy"])) == ["MES rule", "win-hard", "win-soft(0.111111)", "win-soft(0.222222)"]

@@ -119,7 +119,7 @@ def _obs5(results: ReproduceResults) -> Observation:
     criterion = (f"The median end-to-end routing decision takes under {MAX_ROUTING_SHARE:.0%} of the main pair's edge "
                  "model's mean latency, and the image encoder is the slowest component.")
     if results.latency is None:
-        return Observation(5, claim, criterion, UNDETERMINED, "Table 2 was not measured in this run.")
+        return Observation(5, claim, criterion, UNDETERMINED, f"Table 2 was not measured: {results.latency_skipped}.")
     components = results.latency.component_table().set_index("component")["median_ms"]
     share = results.latency.model_table().set_index("model")["routing_share"][results.settings.main_pair.edge]
     slowest = components.drop(COMPONENTS[-1]).idxmax()

@@ -197,6 +197,7 @@ class ReproduceResults:
     analysis: DatasetAnalysis | None = None
     main: dict[int, list[PairResult]] = field(default_factory=dict)
     latency: RoutingLatency | None = None
+    latency_skipped: str = ""
     ablation_rows: list[dict[str, Any]] = field(default_factory=list)
     strategy_rows: list[dict[str, Any]] = field(default_factory=list)
     alignment: list[AlignmentCurve] = field(default_factory=list)
@@ -241,7 +242,8 @@ def run_reproduce(
 ) -> ReproduceResults:
     """Run every experiment on ``features`` (covering the dataset's items).
 
-    Table 2 needs the ``extractor`` that produced ``features`` (it times it); without one it is skipped.
+    Table 2 needs the ``extractor`` that produced ``features`` (it times it) and items with images; without them
+    it is skipped and ``latency_skipped`` says why.
     """
     context = ExperimentContext(rsd, features, settings.scenarios(), Path(cache_dir), feature_identity,
                                 router_params=settings.router_params, progress=progress)
@@ -265,7 +267,11 @@ def run_reproduce(
             results.main[seed] = [context.run_pair(pair, routers=MAIN_ROUTERS, seed=seed, label=f"Table 1 · seed {seed}")
                                   for pair in settings.pairs]
     with experiment(EXPERIMENTS[2]):
-        if extractor is not None:
+        if extractor is None:
+            results.latency_skipped = "this run was given precomputed features and no feature extractor to time"
+        elif rsd.items["image"].isna().all():
+            results.latency_skipped = "the dataset has no item with an image to time the image encoder on"
+        else:
             models = list(dict.fromkeys(m for pair in settings.pairs for m in (pair.edge, pair.cloud)))
             results.latency = measure_routing_latency(
                 rsd, extractor, results.first_seed_results[0].trained["ecvl"], scenarios[0].name, models,

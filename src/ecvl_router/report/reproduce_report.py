@@ -210,7 +210,7 @@ def _latency_section(doc: _Document, results: ReproduceResults) -> None:
     doc.heading("Table 2: routing latency")
     latency = results.latency
     if latency is None:
-        doc.text("*Table 2 was not measured: this run was given precomputed features and no feature extractor to time.*")
+        doc.text(f"*Table 2 was not measured: {results.latency_skipped}.*")
         return
     components = latency.component_table()
     total = components["median_ms"].iloc[-1]
