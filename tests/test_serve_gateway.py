@@ -539,3 +539,25 @@ def test_decision_log_records_decisions_without_content(stack, items) -> None:
             "total_ms", "status", "attempts", "backend_errors"} <= set(record)
     assert record["scenario"] == "quality" and record["route"] == "cloud" and record["status"] == 200 and record["images"] == 1
     assert item["question"] not in text and "base64" not in text
+
+
+def test_a_stream_the_client_abandons_is_logged_as_closed(router, sims, tmp_path: Path) -> None:
+    import time
+
+    log = tmp_path / "decisions.jsonl"
+    slow = {role: ThreadServer(create_backend_sim_app(model, latency_scale=2.0)).start() for role, model in sims.items()}
+    try:
+        with gateway_server(router, slow["edge"].url + "/v1", slow["cloud"].url + "/v1", decision_log=log) as gateway:
+            body = {"model": "ecvl-router:speed", "stream": True, "messages": [{"role": "user", "content": "Tell me a long story."}]}
+            with httpx.stream("POST", gateway.url + "/v1/chat/completions", json=body, timeout=30) as response:
+                first = next(response.iter_lines())
+            assert first.startswith("data:") and "ecvl" in first
+            deadline = time.monotonic() + 10
+            while not log.exists() and time.monotonic() < deadline:
+                time.sleep(0.05)
+            record = json.loads(log.read_text())
+            assert record["status"] == 499 and record["route"] == "edge" and record["stream"] is True
+            assert 'outcome="client_closed"' in httpx.get(gateway.url + "/metrics").text
+    finally:
+        for server in slow.values():
+            server.stop()

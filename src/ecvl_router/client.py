@@ -16,7 +16,7 @@ import threading
 from collections.abc import AsyncIterator, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Self
 
 from ecvl_router.features.imaging import ImageInput
 from ecvl_router.serve.config import GatewayConfig, load_gateway_config
@@ -55,7 +55,7 @@ class _RouterCore:
         self._check_scenario(self.default_scenario)
 
     @classmethod
-    def from_config(cls, config: GatewayConfig | str | Path) -> Any:
+    def from_config(cls, config: GatewayConfig | str | Path) -> Self:
         """A client routing like the gateway configured by ``config`` (a GatewayConfig or a YAML file)."""
         if not isinstance(config, GatewayConfig):
             config = load_gateway_config(Path(config))
