@@ -13,7 +13,7 @@ import re
 import numpy as np
 from PIL import Image
 
-STATISTICS_VERSION = "query-stats/v1"
+STATISTICS_VERSION = "query-stats/v2"
 
 STAT_NAMES: tuple[str, ...] = (
     "text_words",  # whitespace-separated tokens
@@ -36,8 +36,9 @@ STAT_NAMES: tuple[str, ...] = (
 
 _NUMBER = re.compile(r"\d+(?:[.,:/]\d+)*")
 _GRAYSCALE_MODES = {"1", "L", "LA", "La", "I", "I;16", "I;16L", "I;16B", "I;16N", "F"}
-_GRAYSCALE_CHECK_SIDE = 256  # colour images are checked on a copy reduced to about this size
-_GRAYSCALE_TOLERANCE = 8  # max-min channel spread (0-255) allowed for 99% of pixels (JPEG noise)
+_GRAYSCALE_CHECK_SIDE = 128  # colour images are checked on a box-filtered copy of about this size
+_GRAYSCALE_TOLERANCE = 8  # max-min channel spread (of 255) allowed, for JPEG noise ...
+_GRAYSCALE_OUTLIERS = 0.01  # ... in all but this share of pixels
 
 
 def text_statistics(question: str) -> list[float]:
@@ -66,16 +67,17 @@ def _has_alpha(image: Image.Image) -> bool:
 
 
 def is_grayscale(image: Image.Image) -> bool:
-    """True for grayscale modes, and for colour images whose channels agree within JPEG noise."""
+    """True for grayscale modes, and for colour images whose channels agree within JPEG noise:
+    the max-min channel spread is at most 8 (of 255) for 99 % of pixels (on a reduced copy)."""
     if image.mode in _GRAYSCALE_MODES:
         return True
-    rgb = image.convert("RGB")
+    rgb = image if image.mode == "RGB" else image.convert("RGB")
     factor = math.ceil(max(rgb.size) / _GRAYSCALE_CHECK_SIDE)
     if factor > 1:
         rgb = rgb.reduce(factor)
-    pixels = np.asarray(rgb, dtype=np.int16)
+    pixels = np.asarray(rgb)
     spread = pixels.max(axis=2) - pixels.min(axis=2)
-    return bool(np.percentile(spread, 99) <= _GRAYSCALE_TOLERANCE)
+    return bool(np.count_nonzero(spread > _GRAYSCALE_TOLERANCE) <= _GRAYSCALE_OUTLIERS * spread.size)
 
 
 def image_statistics(image: Image.Image | None) -> list[float]:
