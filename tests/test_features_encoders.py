@@ -99,6 +99,24 @@ def test_cls_pooling_normalisation_and_identity(tiny_bert: Path) -> None:
     assert mean.identity.split("[")[0] == cls.identity.split("[")[0]  # same model and weights hash
 
 
+def test_model_in_hugging_face_cache_is_found_by_id(tiny_bert: Path, tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    import shutil
+
+    from huggingface_hub import constants
+
+    revision = "0123456789abcdef0123456789abcdef01234567"
+    repo = tmp_path / "hub" / "models--tiny-org--tiny-bert"
+    shutil.copytree(tiny_bert, repo / "snapshots" / revision)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(revision)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    encoder = TextEncoder.load("tiny-org/tiny-bert")
+    assert encoder.identity.startswith("tiny-org/tiny-bert@")
+    assert encoder.identity.split("@")[1] == TextEncoder.load(tiny_bert).identity.split("@")[1]  # same weights hash
+
+
 def test_missing_text_model_lists_every_place_tried(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(WeightsNotFoundError) as caught:
