@@ -128,3 +128,17 @@ def _plain(value):
     if isinstance(value, list):
         return [_plain(item) for item in value]
     return str(value) if isinstance(value, Path) else value
+
+
+def test_study_demo_writes_a_gateway_config_with_the_four_policies(tmp_path: Path) -> None:
+    from ecvl_router.cli.study import _demo_gateway_config
+
+    bundles = {policy: {"quality": f"runs/{policy}-quality", "speed": f"runs/{policy}-speed"} for policy in ("ecvl", "win-soft-1")}
+    (tmp_path / "gateway.yaml").write_text(_demo_gateway_config(bundles, 8100, seed=3))
+    config = load_gateway_config(tmp_path / "gateway.yaml")
+    assert config.bundle == tmp_path / "runs" / "ecvl-quality" and config.port == 8100
+    assert config.edge.base_url == "http://127.0.0.1:8101/v1" and config.cloud.base_url == "http://127.0.0.1:8102/v1"
+    study = config.study
+    assert study.policy_names == ["ecvl", "all-large", "all-small", "win-soft-1"] and study.seed == 3
+    assert [(s.name, s.mes) for s in study.scenarios] == [("quality", 7), ("speed", 5)]
+    assert study.policies[3].bundles["speed"] == tmp_path / "runs" / "win-soft-1-speed" and study.demo_data == tmp_path / "data"

@@ -205,7 +205,7 @@ def _figure(summary: pd.DataFrame, path: Path) -> None:
         axis.grid(axis="y", alpha=0.3)
         if value == "apsp":
             axis.set_ylim(0, 1.12)
-    axes[0].legend(fontsize=8, loc="lower left")
+    axes[0].legend(fontsize=8, loc="upper left", ncols=2)
     figure.suptitle(f"Online study: APSP and latency per policy ({CONFIDENCE:.0%} confidence intervals)")
     figure.tight_layout()
     save_figure(figure, path)
