@@ -46,10 +46,12 @@ def scenario_table(
 
 
 def markdown_grid(header: Sequence[str], body: Sequence[Sequence[str]]) -> str:
-    """A Markdown table of already formatted cells."""
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(cells) + " |" for cells in body]
-    return "\n".join(lines) + "\n"
+    """A Markdown table of already formatted cells (a ``|`` inside a cell is escaped)."""
+
+    def line(cells: Sequence[str]) -> str:
+        return "| " + " | ".join(str(cell).replace("|", "\\|") for cell in cells) + " |"
+
+    return "\n".join([line(header), "|" + "---|" * len(header), *map(line, body)]) + "\n"
 
 
 def scenario_table_markdown(rows: Sequence[dict[str, Any]], scenarios: Sequence[str], *, row_keys: Sequence[str] = ("pair", "router")) -> str:
