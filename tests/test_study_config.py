@@ -142,3 +142,12 @@ def test_study_demo_writes_a_gateway_config_with_the_four_policies(tmp_path: Pat
     assert study.policy_names == ["ecvl", "all-large", "all-small", "win-soft-1"] and study.seed == 3
     assert [(s.name, s.mes) for s in study.scenarios] == [("quality", 7), ("speed", 5)]
     assert study.policies[3].bundles["speed"] == tmp_path / "runs" / "win-soft-1-speed" and study.demo_data == tmp_path / "data"
+
+
+def test_the_example_configurations_commented_study_is_valid() -> None:
+    text = example_config()
+    assert yaml.safe_load(text)["study"] is None  # off by default
+    commented = "\n".join(line[2:] for line in text.split("study: null", 1)[1].splitlines() if line.startswith("# "))
+    study = StudyConfig.model_validate(yaml.safe_load(commented)["study"])
+    assert study.policy_names == ["ecvl", "all-large", "all-small", "win-soft-1"]
+    assert [(s.name, s.mes) for s in study.scenarios] == [("quality", 7), ("speed", 5)]
