@@ -251,9 +251,8 @@ def test_any_score_scale_and_no_extractor(tmp_path):
                              image=rng.normal(size=(n, 3)).astype(np.float32), stats=rng.normal(size=(n, 2)).astype(np.float32),
                              has_image=rsd.items["image"].notna().to_numpy())
     results = run_reproduce(rsd, features, settings, cache_dir=tmp_path / "cache", feature_identity={"synthetic": 1})
-    files = write_reproduce_report(results, rsd, tmp_path / "report", wall_seconds=1.0)
-    text = files.markdown.read_text(encoding="utf-8")
-    assert "Table 2 was not measured: this run was given precomputed features" in text and "**Obs 5 — not determined.**" in text
-    assert "MES 0.555556" in text or "MES 0.556" in text
+    assert results.latency is None and "no feature extractor" in results.latency_skipped
+    assert check_observations(results)[4].verdict == "not determined"
+    assert set(results.table("main")["mes"]) == {settings.mes}
     assert sorted(results.table("sweep")["mes"].unique()) == pytest.approx([0.4, 0.5, 0.6])
     assert list(dict.fromkeys(results.table("strategy")["strategy"])) == ["MES rule", "win-hard", "win-soft(0.111111)", "win-soft(0.222222)"]
