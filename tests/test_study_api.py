@@ -12,6 +12,7 @@ import io
 import json
 import re
 import sqlite3
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -212,3 +213,32 @@ def test_unknown_session_and_wrong_content_type(stack) -> None:
     assert form.status_code == 415
     broken = httpx.post(api(stack, "/sessions"), content=b"{not json", headers={"Content-Type": "application/json"})
     assert broken.status_code == 400 and broken.json()["error"]["code"] == "invalid_json"
+
+
+def test_abandoned_and_failed_answers_are_recorded(tiny_bundle: Path, demo_data: Path, tmp_path: Path) -> None:
+    with study_stack(tiny_bundle, demo_data, tmp_path / "study.db", latency_scale=1.0) as slow:
+        assert httpx.get(slow["url"] + "/study/", follow_redirects=False).headers["location"] == "/study"
+        session = start(slow, "leaver", "quality")
+        question = load_rsd(demo_data).items["question"].iloc[0]
+        with httpx.stream("POST", api(slow, f"/sessions/{session['session']}/ask"), json={"question": question}, timeout=30) as response:
+            query = response.headers["x-study-query"]
+            next(response.iter_raw())  # the participant leaves after the first event
+        assert wait_for_status(slow["database"], query, "interrupted")
+
+        for server in slow["sims"].values():
+            server.stop()
+        failed = httpx.post(api(slow, f"/sessions/{session['session']}/ask"), json={"question": "Anyone there?"}, timeout=30)
+        assert failed.status_code in (502, 504) and "backend" in failed.json()["error"]["message"]
+        with sqlite3.connect(slow["database"]) as connection:
+            status, error = connection.execute("SELECT status, error FROM queries WHERE question = 'Anyone there?'").fetchone()
+        assert status == "failed" and "backend" in error
+
+
+def wait_for_status(database: Path, query: str, status: str, timeout_s: float = 15) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        with sqlite3.connect(database) as connection:
+            if connection.execute("SELECT status FROM queries WHERE id = ?", (query,)).fetchone()[0] == status:
+                return True
+        time.sleep(0.05)
+    return False

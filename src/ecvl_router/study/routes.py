@@ -14,7 +14,7 @@ from importlib import resources
 from typing import Any, TypeVar
 
 from fastapi import APIRouter, FastAPI, Request
-from fastapi.responses import JSONResponse, Response, StreamingResponse
+from fastapi.responses import JSONResponse, RedirectResponse, Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ecvl_router.serve.app import _check_content_type, _read_body
@@ -23,6 +23,7 @@ from ecvl_router.serve.errors import GatewayError, bad_request
 from ecvl_router.serve.gateway import Gateway
 from ecvl_router.study.config import StudyConfig
 from ecvl_router.study.service import Question, StudyService
+from ecvl_router.study.store import Session
 
 STATIC_FILES = {"study.css": "text/css; charset=utf-8", "study.js": "text/javascript; charset=utf-8"}
 PAGE_HEADERS = {
@@ -72,6 +73,10 @@ def study_router(gateway: Gateway, config: StudyConfig) -> APIRouter:
     async def page() -> Response:
         return Response(_asset("index.html"), media_type="text/html; charset=utf-8", headers=PAGE_HEADERS)
 
+    @router.get("/")
+    async def page_with_slash() -> RedirectResponse:
+        return RedirectResponse("/study")
+
     @router.get("/static/{name}")
     async def static(name: str) -> Response:
         if name not in STATIC_FILES:
@@ -114,7 +119,7 @@ def study_router(gateway: Gateway, config: StudyConfig) -> APIRouter:
     return router
 
 
-def _session_view(session: Any, config: StudyConfig) -> dict[str, Any]:
+def _session_view(session: Session, config: StudyConfig) -> dict[str, Any]:
     """A session as the participant may see it: without its policy."""
     scenario = config.scenario(session.scenario)
     return {"session": session.id, "participant": session.participant_id, "scenario": scenario.name,
