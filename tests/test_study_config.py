@@ -111,14 +111,21 @@ def test_bundles_for_another_pair_or_scenario_or_no_bundle_are_refused(tiny_bund
         PolicyRouter.load(StudyConfig(**missing), {"edge": EDGE, "cloud": CLOUD})
 
 
-def test_serve_reports_a_study_that_cannot_start(tiny_bundle: Path, demo_data: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "change, words",
+    [
+        (lambda s, tmp: s["scenarios"][1].update(mes=5), "at MES 6, the study's scenario has MES 5"),
+        (lambda s, tmp: s.update(demo_data=tmp), "study.demo_data: no demo images from"),
+    ],
+)
+def test_serve_reports_a_study_that_cannot_start(tiny_bundle: Path, tmp_path: Path, change, words: str) -> None:
     settings = study_settings(tiny_bundle, tmp_path / "study.db")
-    settings["scenarios"][1]["mes"] = 5
+    change(settings, tmp_path / "empty")
     document = yaml.safe_load(example_config())
     document.update(bundle=str(tiny_bundle), study=_plain(settings))
     (tmp_path / "gateway.yaml").write_text(yaml.safe_dump(document))
     result = CliRunner().invoke(cli_app, ["serve", "--config", str(tmp_path / "gateway.yaml")])
-    assert result.exit_code == 1 and "at MES 6, the study's scenario has MES 5" in result.output
+    assert result.exit_code == 1 and words in result.output
 
 
 def _plain(value):

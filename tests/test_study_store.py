@@ -140,7 +140,9 @@ def store_answered_query(store: StudyStore, session_id: str) -> str:
 
 def test_changing_the_policies_midway_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "study.db"
-    new_store(path)
+    new_store(path).bind(["ecvl", "all-small"], seed=0)  # before the first session, the settings may change
+    assert StudyStore(path).policies() == ["ecvl", "all-small"]
+    new_store(path).open_session("P1", "quality", 7, seed=0)
     with pytest.raises(StoreError, match="cannot change midway"):
         StudyStore(path).bind(["ecvl", "all-large"], seed=0)
     with pytest.raises(StoreError, match="seed"):

@@ -19,6 +19,7 @@ from typing import Any
 
 import anyio
 
+from ecvl_router.collect.config import ConfigError
 from ecvl_router.serve.backends import elapsed_ms
 from ecvl_router.serve.config import SERVED_MODEL, Limits
 from ecvl_router.serve.conversation import CLOUD_MARKER
@@ -29,7 +30,7 @@ from ecvl_router.study.config import StudyConfig
 from ecvl_router.study.demo_images import DemoImage, load_demo_images
 from ecvl_router.study.policies import build_study_gateway, policy_key
 from ecvl_router.study.rubric import YES_NO_QUESTION, rubric_lines
-from ecvl_router.study.store import Answer, Session, StoreError, StoredImage, StudyStore
+from ecvl_router.study.store import Answer, RecordNotFound, Session, StoreError, StudyStore
 
 logger = logging.getLogger(__name__)
 
@@ -61,10 +62,14 @@ class StudyService:
     @classmethod
     def start(cls, gateway: Gateway, config: StudyConfig) -> StudyService:
         """Open (and migrate) the database, check it belongs to this study, load the policies' bundles."""
+        try:
+            demo = load_demo_images(config.demo_images, config.seed, config.demo_data)
+        except (ValueError, OSError) as exc:
+            raise ConfigError(f"study.demo_data: no demo images from {config.demo_data}: {exc}") from None
+        study_gateway = build_study_gateway(gateway, config)
         store = StudyStore(config.database)
         store.bind(config.policy_names, config.seed)
-        demo = load_demo_images(config.demo_images, config.seed, config.demo_data)
-        return cls(config, store, build_study_gateway(gateway, config), demo)
+        return cls(config, store, study_gateway, demo)
 
     async def aclose(self) -> None:
         await self.gateway.aclose()
@@ -98,7 +103,7 @@ class StudyService:
     async def session(self, session_id: str) -> Session:
         try:
             return await anyio.to_thread.run_sync(self.store.session, session_id)
-        except StoreError as exc:
+        except RecordNotFound as exc:
             raise GatewayError(404, str(exc), code="unknown_session") from None
 
     # ------------------------------------------------------------------ asking
@@ -193,9 +198,10 @@ class StudyService:
         try:
             await anyio.to_thread.run_sync(lambda: self.store.rate(query_id, score=score, meets=meets))
             row = await anyio.to_thread.run_sync(self.store.query, query_id)
+        except RecordNotFound as exc:
+            raise GatewayError(404, str(exc), code="unknown_query") from None
         except StoreError as exc:
-            status = 404 if str(exc).startswith("no study query") else 409
-            raise GatewayError(status, str(exc), code="unknown_query" if status == 404 else "cannot_rate") from None
+            raise GatewayError(409, str(exc), code="cannot_rate") from None
         return {"route": row["route"], "model": row["model"], "fallback": bool(row["fallback"]), "latency_ms": row["latency_ms"]}
 
 

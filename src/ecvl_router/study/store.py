@@ -87,6 +87,10 @@ class StoreError(ValueError):
     """The database cannot serve this study, or a request does not fit what is stored."""
 
 
+class RecordNotFound(StoreError):
+    """No session or query with the given id."""
+
+
 @dataclass(frozen=True)
 class Session:
     """One participant in one scenario, with the policy assigned to them (never shown to the participant)."""
@@ -191,14 +195,15 @@ class StudyStore:
     def bind(self, policies: Sequence[str], seed: int) -> None:
         """Record the study's policies and seed, or check them against those recorded.
 
-        The balanced assignment depends on both: changing them midway would unbalance the study.
+        The balanced assignment depends on both: once a session exists, changing them would unbalance the study.
         """
         wanted = {"policies": json.dumps(list(policies)), "seed": json.dumps(seed)}
         with self._transaction() as connection:
             stored = dict(connection.execute("SELECT key, value FROM study_meta").fetchall())
+            started = connection.execute("SELECT COUNT(*) FROM sessions").fetchone()[0] > 0
             for key, value in wanted.items():
-                if key not in stored:
-                    connection.execute("INSERT INTO study_meta (key, value) VALUES (?, ?)", (key, value))
+                if key not in stored or not started:
+                    connection.execute("INSERT OR REPLACE INTO study_meta (key, value) VALUES (?, ?)", (key, value))
                 elif stored[key] != value:
                     raise StoreError(
                         f"{self.path}: this study was started with {key} {stored[key]}, the configuration now says {value}; "
@@ -243,7 +248,7 @@ class StudyStore:
                 (session_id,),
             ).fetchone()
         if row is None:
-            raise StoreError(f"no study session {session_id!r}")
+            raise RecordNotFound(f"no study session {session_id!r}")
         return Session(row["id"], row["participant_id"], row["scenario"], row["mes"], row["policy"], row["asked"], row["rated"])
 
     # ------------------------------------------------------------------ queries and ratings
@@ -280,7 +285,7 @@ class StudyStore:
                 (query_id,),
             ).fetchone()
         if row is None:
-            raise StoreError(f"no study query {query_id!r}")
+            raise RecordNotFound(f"no study query {query_id!r}")
         return dict(row)
 
     def rate(self, query_id: str, *, score: int | None = None, meets: bool | None = None) -> None:
@@ -290,7 +295,7 @@ class StudyStore:
         with self._transaction() as connection:
             row = connection.execute("SELECT status FROM queries WHERE id = ?", (query_id,)).fetchone()
             if row is None:
-                raise StoreError(f"no study query {query_id!r}")
+                raise RecordNotFound(f"no study query {query_id!r}")
             if row["status"] != "answered":
                 raise StoreError(f"query {query_id!r} has no answer to rate (it is {row['status']})")
             if connection.execute("SELECT 1 FROM ratings WHERE query_id = ?", (query_id,)).fetchone():
