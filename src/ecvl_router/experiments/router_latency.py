@@ -66,6 +66,42 @@ def _timed(function: Callable[[], object]) -> float:
     return time.perf_counter() - start
 
 
+Query = tuple[str, str, object]
+"""(item id, question, image path)."""
+
+
+def time_components(
+    queries: Sequence[Query],
+    extractor: FeatureExtractor,
+    trained: TrainedRouter,
+    scenario_name: str,
+    *,
+    progress: Callable[[int, int], None] | None = None,
+) -> dict[str, np.ndarray]:
+    """Seconds per call of every component on each query; the first ``WARMUP_QUERIES`` are run untimed."""
+    timed = len(queries) - WARMUP_QUERIES
+    if timed < 1:
+        raise ValueError(f"need more than {WARMUP_QUERIES} queries (the first ones warm up), got {len(queries)}")
+    seconds: dict[str, list[float]] = {name: [] for name in COMPONENTS}
+    for index, (item_id, question, path) in enumerate(queries):
+        image = open_image(path, name=f"item {item_id!r}")
+        features = extractor.extract_one(question, path, item_id=str(item_id))
+        cases = {
+            COMPONENTS[0]: lambda: extractor.text_encoder.encode([question]),
+            COMPONENTS[1]: lambda: extractor.image_encoder.encode([image]),
+            COMPONENTS[2]: lambda: query_statistics(question, image),
+            COMPONENTS[3]: lambda: trained.predict_proba(features, scenario_name),
+            COMPONENTS[4]: lambda: trained.decide(extractor.extract_one(question, path, item_id=str(item_id)), scenario_name),
+        }
+        timings = {name: _timed(case) for name, case in cases.items()}
+        if index >= WARMUP_QUERIES:
+            for name, value in timings.items():
+                seconds[name].append(value)
+            if progress is not None:
+                progress(index + 1 - WARMUP_QUERIES, timed)
+    return {name: np.asarray(values) for name, values in seconds.items()}
+
+
 def measure_routing_latency(
     rsd: RSD,
     extractor: FeatureExtractor,
@@ -85,23 +121,7 @@ def measure_routing_latency(
     if queries < 1:
         raise ValueError(f"queries must be at least 1, got {queries}")
     sample = latency_queries(rsd, queries + WARMUP_QUERIES, seed=seed)
-    seconds: dict[str, list[float]] = {name: [] for name in COMPONENTS}
-    for index, (item_id, question, path) in enumerate(sample):
-        image = open_image(path, name=f"item {item_id!r}")
-        features = extractor.extract_one(question, path, item_id=str(item_id))
-        cases = {
-            COMPONENTS[0]: lambda: extractor.text_encoder.encode([question]),
-            COMPONENTS[1]: lambda: extractor.image_encoder.encode([image]),
-            COMPONENTS[2]: lambda: query_statistics(question, image),
-            COMPONENTS[3]: lambda: trained.predict_proba(features, scenario_name),
-            COMPONENTS[4]: lambda: trained.decide(extractor.extract_one(question, path, item_id=str(item_id)), scenario_name),
-        }
-        timings = {name: _timed(case) for name, case in cases.items()}
-        if index >= WARMUP_QUERIES:
-            for name, value in timings.items():
-                seconds[name].append(value)
-            if progress is not None:
-                progress(index + 1 - WARMUP_QUERIES, queries)
+    seconds = time_components(sample, extractor, trained, scenario_name, progress=progress)
     responses = rsd.responses
     model_latency = {model: float(responses.loc[responses["model"] == model, "latency_s"].mean()) for model in models}
-    return RoutingLatency({name: np.asarray(values) for name, values in seconds.items()}, model_latency, queries)
+    return RoutingLatency(seconds, model_latency, queries)
