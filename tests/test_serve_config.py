@@ -14,7 +14,7 @@ from ecvl_router.collect.config import ConfigError
 from ecvl_router.serve import GatewayConfig, example_config, load_gateway_config
 
 
-def test_example_config_is_valid_and_printed_by_the_command(tmp_path: Path) -> None:
+def test_example_config_is_valid_and_printed_by_the_command() -> None:
     text = example_config()
     config = GatewayConfig.model_validate(yaml.safe_load(text))
     assert config.bundle == Path("runs/demo") and config.default_scenario == "quality"

@@ -4,7 +4,6 @@ trained on the real default encoders (MiniLM-L6, MobileNetV2), and the official 
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import httpx
 import openai

@@ -9,8 +9,6 @@ import typer
 
 from ecvl_router.cli.console import console, err_console, fail
 
-logger = logging.getLogger(__name__)
-
 
 def register(app: typer.Typer) -> None:
     """Add the commands of this module to the root ``ecvl-router`` app."""
