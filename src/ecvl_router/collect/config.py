@@ -113,7 +113,7 @@ def _describe(error: dict[str, Any]) -> str:
     return f"{location or '(top level)'}: {error['msg']}"
 
 
-def _read_yaml(path: Path) -> Any:
+def read_yaml(path: Path) -> Any:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: configuration file not found")
@@ -123,7 +123,7 @@ def _read_yaml(path: Path) -> Any:
         raise ConfigError(f"{path}: not valid YAML ({exc})") from None
 
 
-def _validation_message(path: Path, exc: ValidationError) -> str:
+def validation_message(path: Path, exc: ValidationError) -> str:
     lines = [_describe(error) for error in exc.errors(include_input=False, include_url=False)]
     return f"{path}: {len(lines)} problem(s):\n" + "\n".join(f"  {line}" for line in lines)
 
@@ -145,24 +145,24 @@ class _ModelsFile(BaseModel):
 
 def load_models_config(path: Path) -> list[BackendConfig]:
     """The backends of a ``models.yaml`` (a top-level ``models:`` list); raises ConfigError naming file and field."""
-    document = _read_yaml(path)
+    document = read_yaml(path)
     try:
         return _ModelsFile.model_validate(document).models
     except ValidationError as exc:
-        raise ConfigError(_validation_message(path, exc)) from None
+        raise ConfigError(validation_message(path, exc)) from None
 
 
 def load_judge_config(path: Path) -> JudgeConfig:
     """The judge of a ``judge.yaml`` (its fields at top level or under ``judge:``); a relative template path
     is taken relative to the YAML file."""
     path = Path(path)
-    document = _read_yaml(path)
+    document = read_yaml(path)
     if isinstance(document, dict) and set(document) == {"judge"}:
         document = document["judge"]
     try:
         config = JudgeConfig.model_validate(document)
     except ValidationError as exc:
-        raise ConfigError(_validation_message(path, exc)) from None
+        raise ConfigError(validation_message(path, exc)) from None
     if config.template is not None and not config.template.is_absolute():
         config.template = path.parent / config.template
     return config

@@ -59,8 +59,8 @@ def create_app(gateway: Gateway) -> FastAPI:
     async def chat_completions(request: Request) -> Response:
         try:
             authorize(request)
-            _check_content_type(request)
-            raw = await _read_body(request, limits.max_body_bytes)
+            check_content_type(request)
+            raw = await read_body(request, limits.max_body_bytes)
             body = await anyio.to_thread.run_sync(parse_json, raw) if len(raw) >= _PARSE_IN_THREAD_FROM else parse_json(raw)
         except GatewayError:
             gateway.metrics.requests.labels("unknown", "none", "rejected").inc()
@@ -116,7 +116,7 @@ def create_app(gateway: Gateway) -> FastAPI:
     return app
 
 
-def _check_content_type(request: Request) -> None:
+def check_content_type(request: Request) -> None:
     content_type = request.headers.get("content-type")
     if content_type is None:
         return
@@ -125,7 +125,7 @@ def _check_content_type(request: Request) -> None:
         raise GatewayError(415, f"Content-Type {mime!r} is not supported; send application/json", code="unsupported_media_type")
 
 
-async def _read_body(request: Request, limit: int) -> bytes:
+async def read_body(request: Request, limit: int) -> bytes:
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
         raise GatewayError(413, f"the request body of {declared} bytes exceeds the limit of {limit}", code="request_too_large")

@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from ecvl_router.collect.config import ConfigError, RetryPolicy, _read_yaml, _validation_message
+from ecvl_router.collect.config import ConfigError, RetryPolicy, read_yaml, validation_message
 from ecvl_router.study.config import StudyConfig
 
 EXAMPLE_CONFIG_FILE = "gateway.example.yaml"
@@ -162,11 +162,11 @@ class GatewayConfig(BaseModel):
 def load_gateway_config(path: Path) -> GatewayConfig:
     """The configuration in a YAML file; raises ConfigError naming the file and each bad field."""
     path = Path(path)
-    document = _read_yaml(path)
+    document = read_yaml(path)
     try:
         config = GatewayConfig.model_validate(document)
     except ValidationError as exc:
-        raise ConfigError(_validation_message(path, exc)) from None
+        raise ConfigError(validation_message(path, exc)) from None
     return config.relative_to(path.parent)
 
 

@@ -17,7 +17,7 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from ecvl_router.serve.app import _check_content_type, _read_body
+from ecvl_router.serve.app import check_content_type, read_body
 from ecvl_router.serve.chat import parse_json
 from ecvl_router.serve.errors import GatewayError, bad_request
 from ecvl_router.serve.gateway import Gateway
@@ -128,8 +128,8 @@ def _session_view(session: Session, config: StudyConfig) -> dict[str, Any]:
 
 async def _parse(request: Request, model: type[_Body], limit: int) -> _Body:
     """The JSON body as ``model``; every problem is a 4xx naming the field."""
-    _check_content_type(request)
-    document = parse_json(await _read_body(request, limit))
+    check_content_type(request)
+    document = parse_json(await read_body(request, limit))
     try:
         return model.model_validate(document)
     except ValidationError as exc:
