@@ -81,8 +81,8 @@ def risk_map_figure(risk: pd.DataFrame, path: Path, *, title: str) -> Path:
     twin = ax.twinx()
     twin.plot(positions, 100 * risk["failure_rate"], color="#D62728", marker="o", linewidth=2, label="failure rate (1 − APSP)")
     for x, value in zip(positions, risk["failure_rate"]):
-        twin.annotate(f"{100 * value:.1f}%", (x, 100 * value), textcoords="offset points", xytext=(0, 7), ha="center",
-                      fontsize=8, color="#D62728")
+        twin.annotate(f"{100 * value:.1f}%", (x, 100 * value), textcoords="offset points", xytext=(0, 8), ha="center",
+                      fontsize=8, color="#D62728", bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.85})
     twin.set(ylabel="failure rate [%]", ylim=(0, 105))
     from matplotlib.patches import Patch
 

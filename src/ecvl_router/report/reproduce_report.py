@@ -253,6 +253,7 @@ def _strategies_section(doc: _Document, results: ReproduceResults) -> None:
                ("accuracy", "ACC own labels ↑", 3), ("accuracy_mes", "ACC MES labels ↑", 3), ("pgr", "PGR ↑", 3),
                ("token_saving", "token saving ↑", 0), ("time_saving", "time saving [s] ↑", 1)]
     strategies = ", ".join(s.name for s in results.settings.strategies)
+    order = {scenario.name: index for index, scenario in enumerate(results.settings.scenarios())}
     doc.table(
         "Table 4", f"The ecvl router trained on each label strategy ({strategies}) on {results.settings.main_pair.label}: the "
         "MES rule (Eq. 2), win-hard (edge score ≥ cloud score) and win-soft(k) (edge score + k ≥ cloud score). Every strategy "
@@ -261,7 +262,7 @@ def _strategies_section(doc: _Document, results: ReproduceResults) -> None:
         "rule's; PGR is the share of the edge-to-cloud gap in mean score that the routing recovers; token and time saving "
         "are the output tokens and seconds saved on the test split against sending everything to the cloud. The paper's "
         f"Table 4 is the quality scenario's block. Test split, {_seeds_text(results.settings.other_seeds)}. Raw rows: `{csv}`.",
-        *grouped_table(results.strategy_rows, ("scenario", "strategy"), columns),
+        *grouped_table(sorted(results.strategy_rows, key=lambda row: order[row["scenario"]]), ("scenario", "strategy"), columns),
     )
     doc.text(f"*{BARTSCORE_NOTE}*")
 
