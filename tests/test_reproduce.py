@@ -172,6 +172,7 @@ def test_html_embeds_every_figure(first_run):
     assert html.count('src="data:image/png;base64,') == len(files.figures)
     assert not re.search(r'src="[^"]+\.png"', html)
     assert "<table>" in html and "Table 8" in html
+    assert "τ*" in html and "τ\\*" not in html  # the star of τ* is literal, not emphasis
 
 
 def test_second_run_trains_nothing_and_reproduces_the_tables(first_run, demo_rsd):

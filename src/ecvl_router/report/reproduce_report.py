@@ -49,6 +49,11 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9.]+", "-", text).strip("-").lower()
 
 
+def _literal_stars(text: str) -> str:
+    """``τ*`` with its star escaped, so that Markdown does not read two of them as emphasis."""
+    return text.replace("τ*", "τ\\*")
+
+
 class _Document:
     """Markdown chunks with numbered-by-the-paper tables and figures, each with its caption."""
 
@@ -59,18 +64,21 @@ class _Document:
         self.tables: list[Path] = []
 
     def heading(self, text: str, level: int = 2) -> None:
-        self.parts.append(f"{'#' * level} {text}\n")
+        self.parts.append(f"{'#' * level} {_literal_stars(text)}\n")
 
     def text(self, paragraph: str) -> None:
-        self.parts.append(paragraph.strip() + "\n")
+        self.parts.append(_literal_stars(paragraph.strip()) + "\n")
+
+    def code(self, text: str, language: str = "json") -> None:
+        self.parts.append(f"```{language}\n{text}\n```\n")
 
     def table(self, label: str, caption: str, header: Sequence[str], body: Sequence[Sequence[str]]) -> None:
-        self.parts.append(f"**{label}.** {caption.strip()}\n")
-        self.parts.append(markdown_grid(header, body))
+        self.parts.append(f"**{label}.** {_literal_stars(caption.strip())}\n")
+        self.parts.append(markdown_grid([_literal_stars(h) for h in header], body))
 
     def figure(self, path: Path, label: str, caption: str) -> None:
         self.figures.append(path)
-        self.parts.append(f"![{label}]({path.name})\n\n*{label}.* {caption.strip()}\n")
+        self.parts.append(f"![{label}]({path.name})\n\n*{label}.* {_literal_stars(caption.strip())}\n")
 
     def csv(self, rows: Sequence[dict[str, Any]], name: str) -> str:
         path = write_csv(rows, self.folder / name)
@@ -336,9 +344,9 @@ def _provenance_section(doc: _Document, results: ReproduceResults, rsd: RSD, wal
     doc.table("Experiment times", "Seconds per experiment in this run (figures and report writing not included).",
               ["experiment", "seconds"], [[name, f"{seconds:.1f}"] for name, seconds in results.seconds.items()])
     doc.text("Settings:")
-    doc.text("```json\n" + json.dumps(results.settings.describe(), indent=2, default=str) + "\n```")
+    doc.code(json.dumps(results.settings.describe(), indent=2, default=str))
     doc.text(f"Dataset `{rsd.info.name}` at `{rsd.root}` (score scale {rsd.info.score_min:g}–{rsd.info.score_max:g}); its manifest:")
-    doc.text("```json\n" + json.dumps(rsd.manifest or {"manifest": "none"}, indent=2, default=str) + "\n```")
+    doc.code(json.dumps(rsd.manifest or {"manifest": "none"}, indent=2, default=str))
 
 
 def write_reproduce_report(results: ReproduceResults, rsd: RSD, out_dir: Path, *, wall_seconds: float) -> ReportFiles:
