@@ -3,9 +3,12 @@
 Latency: median and p95 over --runs repetitions at batch 1 (a --image-px square JPEG as a gateway
 receives it, and a --words-word question) of every component, for the naive pipeline
 (sentence-transformers ``encode`` + MobileNetV2 float32 at 224 px, one after the other) and the
-engineered one (``FeatureExtractor.extract_one``), each speed option on its own, and extract_one
-in several configurations. Variants are timed round-robin, so load from other processes affects
-them alike; on cores shared with other work, the minimum approximates the idle-machine latency.
+engineered one (``FeatureExtractor.extract_one`` with the settings given, by default the library's),
+each speed option on its own, and extract_one in several configurations. Within a table, variants
+are timed in interleaved blocks of 10 calls, so load from other processes affects them alike; the
+configurations of extract_one are timed one after another instead (the thread pools of different
+configurations disturb each other when alternated). On cores shared with other work, the minimum
+approximates the idle-machine latency.
 
 Fidelity: cosine similarity of each option's embeddings to the reference (float32 MiniLM as
 sentence-transformers computes it; float32 MobileNetV2 at 224 px) on the questions and images of
@@ -51,15 +54,15 @@ def timed(function: Callable[[], object]) -> float:
     return (time.perf_counter() - start) * 1000
 
 
-def round_robin(cases: dict[str, Callable[[], object]], runs: int, warmup: int = 5) -> dict[str, np.ndarray]:
-    """Milliseconds per call of every case, interleaved run by run."""
-    for _ in range(warmup):
-        for function in cases.values():
-            function()
+def round_robin(cases: dict[str, Callable[[], object]], runs: int, block: int = 10) -> dict[str, np.ndarray]:
+    """Milliseconds per call of every case: rounds of ``block`` consecutive calls per case, the first
+    call of each block untimed (warm-up after switching), until every case has ``runs`` timings."""
     times: dict[str, list[float]] = {name: [] for name in cases}
-    for _ in range(runs):
+    while any(len(values) < runs for values in times.values()):
         for name, function in cases.items():
-            times[name].append(timed(function))
+            function()
+            for _ in range(min(block, runs - len(times[name]))):
+                times[name].append(timed(function))
     return {name: np.asarray(values) for name, values in times.items()}
 
 
@@ -87,36 +90,26 @@ def sentence_transformer():  # the naive text path
     return SentenceTransformer(str(folder), device="cpu")
 
 
-def latency(args: argparse.Namespace, engineered: ExtractorSettings) -> None:
-    jpeg, question = workload(args.image_px, args.words)
-    print(f"workload: {args.image_px} px JPEG ({len(jpeg)} bytes), {len(question.split())}-word question, "
-          f"{torch.get_num_threads()} torch threads, {args.runs} runs, load average {os.getloadavg()[0]:.1f}")
+def isolated(function: Callable[[], object], runs: int, warmup: int = 10) -> np.ndarray:
+    """Milliseconds per call of ``function`` alone, after ``warmup`` untimed calls."""
+    for _ in range(warmup):
+        function()
+    return np.asarray([timed(function) for _ in range(runs)])
+
+
+def options_table(args: argparse.Namespace, jpeg: bytes, question: str) -> None:
+    """Every speed option of each encoder on its own, in the main thread."""
     st_model = sentence_transformer()
-    naive_image = MobileNetV2Encoder.load(fold_bn=False, channels_last=False, image_size=224)
-
-    def naive_image_branch() -> None:
-        image = open_image(jpeg)
-        with torch.no_grad():
-            naive_image.network.embed(naive_image.preprocess([image]))
-
-    def naive_total() -> None:
-        st_model.encode(question)
-        naive_image_branch()
-        query_statistics(question, open_image(jpeg))
-
-    extractor = FeatureExtractor.from_settings(engineered)
-    text, image = extractor.text_encoder, extractor.image_encoder
     decoded = open_image(jpeg)
-    options = {
+    cases: dict[str, Callable[[], object]] = {
         "text: sentence-transformers encode (naive)": lambda: st_model.encode(question),
-        "text: tokenizer + model, float32": TextEncoder.load(precision="float32").encode,
-        "text: tokenizer + model, bfloat16": TextEncoder.load(precision="bfloat16").encode,
-        "text: tokenizer + model, int8 dynamic": TextEncoder.load(precision="int8").encode,
     }
-    cases = {name: (lambda f=f: f([question])) if "naive" not in name else f for name, f in options.items()}
+    for precision in ("float32", "bfloat16", "int8"):
+        encoder = TextEncoder.load(precision=precision)
+        cases[f"text: tokenizer + model, {precision}"] = lambda e=encoder: e.encode([question])
     image_options = {
-        "image 224: float32, no_grad (naive)": naive_image,
-        "image 224: + inference_mode, BN folded": MobileNetV2Encoder.load(channels_last=False),
+        "image 224: float32 (naive)": MobileNetV2Encoder.load(fold_bn=False, channels_last=False),
+        "image 224: + BN folded": MobileNetV2Encoder.load(channels_last=False),
         "image 224: + channels_last": MobileNetV2Encoder.load(),
         "image 224: + bfloat16": MobileNetV2Encoder.load(precision="bfloat16"),
         "image 160: float32, folded, channels_last": MobileNetV2Encoder.load(image_size=160),
@@ -125,43 +118,92 @@ def latency(args: argparse.Namespace, engineered: ExtractorSettings) -> None:
     for name, encoder in image_options.items():
         cases[name] = lambda e=encoder: e.encode([decoded])
     cases["image: JPEG decode"] = lambda: open_image(jpeg)
-    report("Each option on its own (network calls incl. preprocessing; 2 threads)", round_robin(cases, args.runs))
+    report(f"Each option on its own ({torch.get_num_threads()} threads; image: preprocessing + network)",
+           round_robin(cases, args.runs))
 
-    branch = ThreadPoolExecutor(1, initializer=torch.set_num_threads, initargs=(extractor.branch_threads,))
 
-    def in_branch_thread(function: Callable[[], object]) -> Callable[[], object]:
-        """Run as extract_one runs it: in a worker thread with the branch's torch thread count."""
-        return lambda: branch.submit(function).result()
+def naive_table(args: argparse.Namespace, jpeg: bytes, question: str) -> None:
+    """sentence-transformers encode, then MobileNetV2 float32 at 224 px, then statistics."""
+    st_model = sentence_transformer()
+    network = MobileNetV2Encoder.load(fold_bn=False, channels_last=False)
 
-    pipelines = {
-        "naive: text (sentence-transformers encode)": lambda: st_model.encode(question),
-        "naive: image (decode + 224 px float32 network)": naive_image_branch,
-        "naive: statistics (incl. decode)": lambda: query_statistics(question, open_image(jpeg)),
-        "naive: total, sequential": naive_total,
-        "engineered: text encoder (own thread)": in_branch_thread(lambda: text.encode([question])),
-        "engineered: image decode + encoder (own thread)": in_branch_thread(lambda: image.encode([open_image(jpeg)])),
-        "engineered: statistics (decoded image)": lambda: query_statistics(question, decoded),
-        "engineered: total, extract_one": lambda: extractor.extract_one(question, jpeg),
+    def image_branch() -> None:
+        with torch.no_grad():
+            network.network.embed(network.preprocess([open_image(jpeg)]))
+
+    def total() -> None:
+        st_model.encode(question)
+        image_branch()
+        query_statistics(question, open_image(jpeg))
+
+    cases = {
+        "text: sentence-transformers encode": lambda: st_model.encode(question),
+        "image: decode + preprocess + network": image_branch,
+        "statistics (incl. decode)": lambda: query_statistics(question, open_image(jpeg)),
+        "total, one after the other": total,
     }
-    report(f"Pipelines (engineered: text {text.identity}, image {image.identity}, overlap={extractor.overlap}, "
-           f"{extractor.branch_threads} thread(s) per branch)", round_robin(pipelines, args.runs))
-    extractor.close()
-    branch.shutdown()
+    report(f"Naive pipeline ({torch.get_num_threads()} threads)", round_robin(cases, args.runs))
 
-    variants = {
-        "sequential, float32": {"overlap": False},
-        "sequential, text bfloat16": {"overlap": False, "text_precision": "bfloat16"},
-        "overlapped 1+1 threads, float32": {},
-        "overlapped 1+1 threads, text bfloat16": {"text_precision": "bfloat16"},
-        "overlapped 1+1 threads, text + image bfloat16": {"text_precision": "bfloat16", "image_precision": "bfloat16"},
-        "overlapped 2+2 threads, text bfloat16": {"text_precision": "bfloat16", "branch_threads": 2},
-        "overlapped 1+1 threads, text bfloat16, image 160 px": {"text_precision": "bfloat16", "image_size": 160},
-    }
-    extractors = {name: FeatureExtractor.from_settings(ExtractorSettings(**kw)) for name, kw in variants.items()}
-    cases = {name: (lambda e=e: e.extract_one(question, jpeg)) for name, e in extractors.items()}
-    report("extract_one, total per configuration (224 px float32 image unless stated)", round_robin(cases, args.runs))
-    for extractor in extractors.values():
-        extractor.close()
+
+def engineered_table(args: argparse.Namespace, jpeg: bytes, question: str, settings: ExtractorSettings) -> None:
+    """The components as extract_one runs them (own thread, branch_threads each) and its total."""
+    with FeatureExtractor.from_settings(settings) as extractor:
+        text, image = extractor.text_encoder, extractor.image_encoder
+        decoded = open_image(jpeg)
+        branch = ThreadPoolExecutor(1, initializer=torch.set_num_threads, initargs=(extractor.branch_threads,))
+
+        def in_branch_thread(function: Callable[[], object]) -> Callable[[], object]:
+            return lambda: branch.submit(function).result()
+
+        cases = {
+            "text: tokenizer + model + pooling (own thread)": in_branch_thread(lambda: text.encode([question])),
+            "image: decode + preprocess + network (own thread)": in_branch_thread(
+                lambda: image.encode([open_image(jpeg)])
+            ),
+            "statistics (decoded image)": lambda: query_statistics(question, decoded),
+            "total: extract_one (branches overlapped)": lambda: extractor.extract_one(question, jpeg),
+        }
+        times = round_robin(cases, args.runs)
+        branch.shutdown()
+    report(f"Engineered pipeline: text {text.identity}, image {image.identity}, overlap={settings.overlap}, "
+           f"{settings.branch_threads} thread(s) per branch", times)
+
+
+LATENCY_TABLES = ["options", "naive", "engineered", "configurations"]
+CONFIGURATIONS = {
+    "one after the other, float32": {"overlap": False},
+    "one after the other, text bfloat16": {"overlap": False, "text_precision": "bfloat16"},
+    "overlapped 1+1 threads, float32 (default)": {},
+    "overlapped 1+1 threads, text bfloat16": {"text_precision": "bfloat16"},
+    "overlapped 1+1 threads, text + image bfloat16": {"text_precision": "bfloat16", "image_precision": "bfloat16"},
+    "overlapped 2+2 threads, text bfloat16": {"text_precision": "bfloat16", "branch_threads": 2},
+    "overlapped 1+1 threads, text bfloat16, image 160 px": {"text_precision": "bfloat16", "image_size": 160},
+}
+
+
+def configurations_table(args: argparse.Namespace, jpeg: bytes, question: str) -> None:
+    """extract_one in each configuration, each measured alone (thread pools of different
+    configurations disturb each other when alternated)."""
+    times = {}
+    for name, options in CONFIGURATIONS.items():
+        with FeatureExtractor.from_settings(ExtractorSettings(**options)) as extractor:
+            times[name] = isolated(lambda e=extractor: e.extract_one(question, jpeg), args.runs)
+    report(f"extract_one total per configuration, each alone (224 px float32 image unless stated; "
+           f"load average now {os.getloadavg()[0]:.1f})", times)
+
+
+def latency(args: argparse.Namespace, engineered: ExtractorSettings) -> None:
+    jpeg, question = workload(args.image_px, args.words)
+    print(f"workload: {args.image_px} px JPEG ({len(jpeg)} bytes), {len(question.split())}-word question, "
+          f"{torch.get_num_threads()} torch threads, {args.runs} runs, load average {os.getloadavg()[0]:.1f}")
+    if "options" in args.tables:
+        options_table(args, jpeg, question)
+    if "naive" in args.tables:
+        naive_table(args, jpeg, question)
+    if "engineered" in args.tables:
+        engineered_table(args, jpeg, question, engineered)
+    if "configurations" in args.tables:
+        configurations_table(args, jpeg, question)
 
 
 def demo_items(args: argparse.Namespace) -> tuple[list[str], list[Image.Image]]:
@@ -213,7 +255,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads (cores to use)")
     parser.add_argument("--image-px", type=int, default=448)
     parser.add_argument("--words", type=int, default=30)
-    parser.add_argument("--text-precision", default="bfloat16", choices=["float32", "bfloat16", "int8"])
+    parser.add_argument("--text-precision", default="float32", choices=["float32", "bfloat16", "int8"])
     parser.add_argument("--image-precision", default="float32", choices=["float32", "bfloat16"])
     parser.add_argument("--image-size", type=int, default=224)
     parser.add_argument("--no-overlap", action="store_true", help="run the two branches one after the other")
@@ -221,6 +263,8 @@ def main() -> None:
     parser.add_argument("--rsd", type=Path, default=None, help="RSD folder whose items measure fidelity "
                         "(default: freshly rendered demo tasks)")
     parser.add_argument("--items", type=int, default=300, help="items for the fidelity measurement")
+    parser.add_argument("--tables", nargs="+", default=LATENCY_TABLES, choices=LATENCY_TABLES,
+                        help="which latency tables to print")
     parser.add_argument("--skip-latency", action="store_true")
     parser.add_argument("--skip-fidelity", action="store_true")
     args = parser.parse_args()
