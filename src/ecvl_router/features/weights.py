@@ -8,7 +8,6 @@ import logging
 import os
 import re
 import tempfile
-import urllib.error
 import urllib.request
 from pathlib import Path
 
