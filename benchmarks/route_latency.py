@@ -71,7 +71,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=100)
     parser.add_argument("--image-px", type=int, default=448)
-    parser.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1), help="torch threads for the batch-1 component timings")
+    parser.add_argument(
+        "--threads", type=int, default=1,
+        help="torch threads of the main thread for the per-component timings (extract_one runs each encoder in its own "
+             "1-thread worker; 2 here leaves OpenMP workers spinning on the cores those workers need)",
+    )
     parser.add_argument("--encoders", type=Path, help="YAML of ExtractorSettings (default: the defaults)")
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
