@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 import threading
 from collections.abc import AsyncIterator, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -23,11 +22,11 @@ from ecvl_router.serve.config import GatewayConfig, load_gateway_config
 from ecvl_router.serve.errors import GatewayError
 from ecvl_router.serve.gateway import Gateway
 from ecvl_router.serve.routing import Decision, QueryRouter
+from ecvl_router.serve.sse import data_events
 
 if TYPE_CHECKING:
     from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
-_EVENT_END = re.compile(rb"\r?\n\r?\n")
 
 
 class _RouterCore:
@@ -247,20 +246,13 @@ async def _async_chunks(chunks: AsyncIterator[bytes]) -> AsyncIterator[ChatCompl
     import openai
     from openai.types.chat import ChatCompletionChunk
 
-    buffer = b""
     try:
-        async for chunk in chunks:
-            buffer += chunk
-            while (end := _EVENT_END.search(buffer)) is not None:
-                event, buffer = buffer[: end.start()], buffer[end.end() :]
-                data = b"".join(line[5:].strip() for line in event.splitlines() if line.startswith(b"data:"))
-                if not data or data == b"[DONE]":
-                    continue
-                document = json.loads(data)
-                if "error" in document:
-                    request = httpx.Request("POST", "http://ecvl-router.local/v1/chat/completions")
-                    raise openai.APIError(document["error"].get("message", "stream error"), request, body=document["error"])
-                yield ChatCompletionChunk.model_validate(document)
+        async for data in data_events(chunks):
+            document = json.loads(data)
+            if "error" in document:
+                request = httpx.Request("POST", "http://ecvl-router.local/v1/chat/completions")
+                raise openai.APIError(document["error"].get("message", "stream error"), request, body=document["error"])
+            yield ChatCompletionChunk.model_validate(document)
     finally:
         await chunks.aclose()  # type: ignore[attr-defined]
 

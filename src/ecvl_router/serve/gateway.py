@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import re
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -32,10 +31,10 @@ from ecvl_router.serve.errors import GatewayError
 from ecvl_router.serve.images import CheckedImage, ImageFetcher, decode_data_uri
 from ecvl_router.serve.metrics import GatewayMetrics
 from ecvl_router.serve.routing import Decision, QueryRouter, Route
+from ecvl_router.serve.sse import EVENT_END
 
 logger = logging.getLogger(__name__)
 
-_EVENT_END = re.compile(rb"\r?\n\r?\n")
 _PASSED_ON_STATUSES = (400, 413, 422)  # a backend rejecting the request's content: the client's to fix
 CLIENT_CLOSED = 499
 """The decision log's status of a stream the client closed before its end."""
@@ -400,7 +399,7 @@ class _StreamAnnotator:
         self.pending += chunk
         out = bytearray()
         while not self.done:
-            end = _EVENT_END.search(self.pending)
+            end = EVENT_END.search(self.pending)
             if end is None:
                 return bytes(out)
             event, self.pending = self.pending[: end.end()], self.pending[end.end() :]

@@ -26,6 +26,7 @@ from ecvl_router.serve.conversation import CLOUD_MARKER
 from ecvl_router.serve.errors import GatewayError, bad_request
 from ecvl_router.serve.gateway import Gateway
 from ecvl_router.serve.images import CheckedImage, check_image, decode_data_uri
+from ecvl_router.serve.sse import data_events, json_object
 from ecvl_router.study.config import StudyConfig
 from ecvl_router.study.demo_images import DemoImage, load_demo_images
 from ecvl_router.study.policies import build_study_gateway, policy_key
@@ -35,7 +36,6 @@ from ecvl_router.study.store import Answer, RecordNotFound, Session, StoreError,
 logger = logging.getLogger(__name__)
 
 PARTICIPANT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-_EVENT_END = re.compile(rb"\r?\n\r?\n")
 
 
 @dataclass(frozen=True)
@@ -154,25 +154,21 @@ class StudyService:
         ecvl: dict[str, Any] = {}
         model = error = first_token_ms = None
         parts: list[str] = []
-        buffer = b""
         try:
-            async for chunk in chunks:
-                buffer += chunk
-                while (end := _EVENT_END.search(buffer)) is not None:
-                    event, buffer = buffer[: end.start()], buffer[end.end() :]
-                    document = _event_data(event)
-                    if document is None:
-                        continue
-                    ecvl = ecvl or document.get("ecvl") or {}
-                    model = model or document.get("model")
-                    if "error" in document:
-                        error = str((document["error"] or {}).get("message", "the answer's stream failed"))
-                        continue
-                    delta = _delta_text(document).replace(CLOUD_MARKER, "")
-                    if delta:
-                        first_token_ms = first_token_ms or elapsed_ms(started)
-                        parts.append(delta)
-                        yield _event("delta", {"text": delta})
+            async for data in data_events(chunks):
+                document = json_object(data)
+                if document is None:
+                    continue
+                ecvl = ecvl or document.get("ecvl") or {}
+                model = model or document.get("model")
+                if "error" in document:
+                    error = str((document["error"] or {}).get("message", "the answer's stream failed"))
+                    continue
+                delta = _delta_text(document).replace(CLOUD_MARKER, "")
+                if delta:
+                    first_token_ms = first_token_ms or elapsed_ms(started)
+                    parts.append(delta)
+                    yield _event("delta", {"text": delta})
         except BaseException:  # the participant left, or the server stops, before the end
             with anyio.CancelScope(shield=True):
                 await chunks.aclose()  # type: ignore[attr-defined]
@@ -207,17 +203,6 @@ class StudyService:
 
 def _event(name: str, data: dict[str, Any]) -> bytes:
     return f"event: {name}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n".encode()
-
-
-def _event_data(event: bytes) -> dict[str, Any] | None:
-    data = b"".join(line[5:].strip() for line in event.splitlines() if line.startswith(b"data:"))
-    if not data or data == b"[DONE]":
-        return None
-    try:
-        document = json.loads(data)
-    except ValueError:
-        return None
-    return document if isinstance(document, dict) else None
 
 
 def _delta_text(document: dict[str, Any]) -> str:
