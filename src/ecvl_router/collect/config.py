@@ -168,11 +168,16 @@ def load_judge_config(path: Path) -> JudgeConfig:
     return config
 
 
+def key_from_environment(variable: str | None, owner: str) -> str | None:
+    """The API key held in environment ``variable`` (None when no variable is named); ConfigError names ``owner``."""
+    if variable is None:
+        return None
+    key = os.environ.get(variable, "")
+    if not key:
+        raise ConfigError(f"environment variable {variable} ({owner}) is not set")
+    return key
+
+
 def resolve_api_key(config: BackendConfig) -> str | None:
     """The backend's API key from its environment variable (None when it needs none)."""
-    if config.api_key_env is None:
-        return None
-    key = os.environ.get(config.api_key_env, "")
-    if not key:
-        raise ConfigError(f"environment variable {config.api_key_env} (api_key_env of {config.name!r}) is not set")
-    return key
+    return key_from_environment(config.api_key_env, f"api_key_env of {config.name!r}")

@@ -39,7 +39,8 @@ def detect_storage(root: Path) -> str:
     )
 
 
-def _read_jsonl(path: Path) -> tuple[list[tuple[int, Any]], list[Problem]]:
+def read_jsonl(path: Path) -> tuple[list[tuple[int, Any]], list[Problem]]:
+    """(line number, parsed value) of every non-blank line, and a problem for each malformed one."""
     records, problems = [], []
     with open(path, encoding="utf-8") as handle:
         for line_number, line in enumerate(handle, start=1):
@@ -81,7 +82,7 @@ def _read_info(root: Path) -> tuple[dict[str, Any] | None, list[Problem]]:
 def _read_table(path: Path, storage: str, fields: tuple[schema.FieldSpec, ...]) -> tuple[list[tuple[int, Any]], list[Problem]]:
     if not path.is_file():
         return [], [Problem(path.name, 0, None, "file not found")]
-    return _read_parquet(path, fields) if storage == "parquet" else _read_jsonl(path)
+    return _read_parquet(path, fields) if storage == "parquet" else read_jsonl(path)
 
 
 def check_dataset(root: Path, *, decode_images: bool = True) -> tuple[RSD | None, list[Problem]]:

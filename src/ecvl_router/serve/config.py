@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from ecvl_router.collect.config import ConfigError, RetryPolicy, read_yaml, validation_message
+from ecvl_router.collect.config import ConfigError, RetryPolicy, key_from_environment, read_yaml, validation_message
 from ecvl_router.study.config import StudyConfig
 
 EXAMPLE_CONFIG_FILE = "gateway.example.yaml"
@@ -66,12 +66,7 @@ class BackendSpec(BaseModel):
 
     def api_key(self, role: str) -> str | None:
         """The key from the environment (None when the backend needs none); ConfigError names ``role``."""
-        if self.api_key_env is None:
-            return None
-        key = os.environ.get(self.api_key_env, "")
-        if not key:
-            raise ConfigError(f"environment variable {self.api_key_env} ({role}.api_key_env) is not set")
-        return key
+        return key_from_environment(self.api_key_env, f"{role}.api_key_env")
 
 
 class Limits(BaseModel):

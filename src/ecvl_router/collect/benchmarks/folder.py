@@ -6,13 +6,12 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 
 from ecvl_router.collect.benchmarks.items import BenchmarkError, BenchmarkItem
 from ecvl_router.data import schema
-from ecvl_router.data.problems import Problem
+from ecvl_router.data.storage import read_jsonl
 from ecvl_router.data.validate import check_items
 
 
@@ -22,15 +21,7 @@ def load_folder_items(root: Path, *, limit: int | None = None) -> Iterator[Bench
     path = root / schema.ITEMS_JSONL
     if not path.is_file():
         raise BenchmarkError(f"{root}: no {schema.ITEMS_JSONL} (see docs/data-format.md)")
-    records, problems = [], []
-    with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                records.append((number, json.loads(line)))
-            except json.JSONDecodeError as exc:
-                problems.append(Problem(schema.ITEMS_JSONL, number, None, f"malformed JSON: {exc.msg}"))
+    records, problems = read_jsonl(path)
     if limit is not None:
         records = records[:limit]
     problems += check_items(records, schema.ITEM_FIELDS, root, schema.ITEMS_JSONL, decode_images=False)
