@@ -228,7 +228,7 @@ def test_bad_hyperparameters_are_named(params, message):
 
 
 def test_unknown_router_name_lists_the_known_ones():
-    with pytest.raises(ValueError, match=r"unknown router 'bert'; routers are ecvl, mlp"):
+    with pytest.raises(ValueError, match=r"unknown router 'bert'; routers are ecvl, ecvl-multi, mlp"):
         create_router("bert")
 
 

@@ -70,6 +70,7 @@ def save_bundle(
                 "params": router.get_params(),
                 "seed": router.random_state,
                 "edge_share": trained.edge_share,
+                "recipe": trained.recipe,
                 **extra.pop("settings", {}),
             },
             bundle_format=BUNDLE_FORMAT,
@@ -119,7 +120,10 @@ def load_bundle(directory: Path) -> TrainedRouter:
         states[epoch] = router.get_state()
     if router is None:
         raise BundleError(f"{directory}/manifest.json: no scenarios")
-    return TrainedRouter(router, choices, states, history, edge_share=manifest["settings"].get("edge_share"), manifest=manifest)
+    settings = manifest["settings"]
+    return TrainedRouter(
+        router, choices, states, history, edge_share=settings.get("edge_share"), recipe=settings.get("recipe"), manifest=manifest
+    )
 
 
 def _state_dir(epoch: int) -> str:
@@ -132,6 +136,7 @@ def _choice_entry(choice: ScenarioChoice) -> dict[str, Any]:
         **choice.scenario.model_dump(),
         "tau": threshold.tau,
         "best_epoch": choice.epoch,
+        "fallback": choice.fallback,
         "state": _state_dir(choice.epoch),
         "val_rcs": _json_number(threshold.rcs),
         "val_metrics": {key: _json_number(value) for key, value in threshold.metrics.items()},
@@ -149,7 +154,7 @@ def _choice_from(entry: dict[str, Any]) -> ScenarioChoice:
         grid=np.asarray(entry["grid"], dtype=np.float64),
         rcs_by_tau=np.asarray([_float(v) for v in entry["rcs_by_tau"]], dtype=np.float64),
     )
-    return ScenarioChoice(scenario=scenario, epoch=int(entry["best_epoch"]), threshold=threshold)
+    return ScenarioChoice(scenario=scenario, epoch=int(entry["best_epoch"]), threshold=threshold, fallback=entry.get("fallback"))
 
 
 def _json_number(value: Any) -> float | int | None:

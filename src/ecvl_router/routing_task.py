@@ -10,6 +10,7 @@ import numpy as np
 from ecvl_router.data.rsd import RSD, PairView
 from ecvl_router.data.splits import Split, holdout_split, stratified_split, strata_of
 from ecvl_router.labels import LabelRule, competence_labels, describe_rule
+from ecvl_router.routers.multi import ScoreTargets
 
 PARTS = ("train", "val", "test")
 
@@ -79,3 +80,11 @@ def build_task(
     else:
         split = stratified_split(strata_of(pair.sources, labels), seed=seed)
     return RoutingTask(pair, labels, split, float(mes), rule, float(k), seed, tuple(holdout_sources))
+
+
+def score_targets(rsd: RSD, task: RoutingTask) -> ScoreTargets:
+    """Every model's score on the task's queries (NaN where a model did not answer), for multi-model routers."""
+    table = rsd.responses.pivot_table(index="item_id", columns="model", values="score", aggfunc="first")
+    models = tuple(rsd.models)
+    scores = table.reindex(index=task.pair.item_ids, columns=list(models)).to_numpy(dtype=np.float64)
+    return ScoreTargets(scores, models, task.pair.edge, task.pair.cloud, task.mes, task.rule, task.k)

@@ -24,12 +24,16 @@ from ecvl_router.features.features import QueryFeatures
 from ecvl_router.evaluation import evaluate_decisions
 from ecvl_router.metrics import decisions_at
 from ecvl_router.routers.base import Router
+from ecvl_router.routers.multi import ScoreTargets
 from ecvl_router.scenarios import Scenario
 
 logger = logging.getLogger(__name__)
 
 THRESHOLD_GRID: np.ndarray = np.round(np.arange(21) * 0.05, 2)
 """The paper's tau grid: 0, 0.05, ..., 1 (exact two-decimal values)."""
+
+ALL_CLOUD_TAU: float = float(np.nextafter(1.0, 2.0))
+"""A threshold no probability reaches: every query goes to the cloud."""
 
 _RCS_TIE = 1e-12
 """RCS values this close count as equal when choosing tau (they differ only by rounding)."""
@@ -60,11 +64,16 @@ class EpochResult:
 
 @dataclass(frozen=True)
 class ScenarioChoice:
-    """What training keeps for one scenario: the best epoch, its tau* and validation RCS* and metrics."""
+    """What training keeps for one scenario: the best epoch, its tau* and validation RCS* and metrics.
+
+    ``fallback`` names the trivial policy (``all-large`` or ``all-small``) the scenario fell back to
+    because the router did not beat it on held-out data (tau then sends every query one way).
+    """
 
     scenario: Scenario
     epoch: int
     threshold: ThresholdChoice
+    fallback: str | None = None
 
     @property
     def tau(self) -> float:
@@ -139,7 +148,9 @@ class TrainedRouter:
     """A router trained for several scenarios: each scenario's best epoch (state) and tau*.
 
     ``choices`` maps scenario name to its ScenarioChoice; ``history`` to the per-epoch validation
-    results; ``states`` holds one snapshot per distinct best epoch; ``manifest`` is set for a loaded bundle.
+    results; ``states`` holds one snapshot per distinct best epoch; ``recipe`` says how it was trained
+    (``{"name": "split"}``: best epoch and tau on one validation split; ``oof``: see ``ecvl_router.oof``);
+    ``manifest`` is set for a loaded bundle.
     """
 
     def __init__(
@@ -150,6 +161,7 @@ class TrainedRouter:
         history: dict[str, list[EpochResult]],
         *,
         edge_share: float | None = None,
+        recipe: dict[str, Any] | None = None,
         manifest: dict[str, Any] | None = None,
     ) -> None:
         missing = {choice.epoch for choice in choices.values()} - set(states)
@@ -160,6 +172,7 @@ class TrainedRouter:
         self.states = states
         self.history = history
         self.edge_share = edge_share
+        self.recipe = recipe or {"name": "split"}
         self.manifest = manifest
         self._loaded_epoch: int | None = None
 
@@ -199,7 +212,7 @@ class TrainedRouter:
 def train_router(
     router: Router,
     X_train: QueryFeatures,
-    y_train: ArrayLike,
+    y_train: ArrayLike | ScoreTargets,
     X_val: QueryFeatures,
     pair_val: PairView,
     scenarios: Sequence[Scenario],
@@ -210,7 +223,8 @@ def train_router(
 ) -> TrainedRouter:
     """Train ``router`` once and keep, per scenario, the epoch and tau with the best validation RCS.
 
-    ``y_train`` are the labels shared by all ``scenarios``. A fixed policy keeps its fixed tau. With
+    ``y_train`` are the labels shared by all ``scenarios`` (every model's scores, ScoreTargets, for the
+    multi-model router). A fixed policy keeps its fixed tau. With
     ``edge_share``, tau is instead calibrated each epoch so that this share of validation queries goes
     to the edge (``threshold_for_edge_share``), and each scenario keeps the epoch with the best RCS at
     that tau. Of epochs with equal RCS*, the earliest is kept. ``progress(done, total)`` is called after
@@ -223,7 +237,8 @@ def train_router(
     best: dict[str, ScenarioChoice] = {}
     states: dict[int, Any] = {}
     history: dict[str, list[EpochResult]] = {s.name: [] for s in scenarios}
-    for epoch in router.iter_fit(X_train, np.asarray(y_train)):
+    targets = y_train if isinstance(y_train, ScoreTargets) else np.asarray(y_train)
+    for epoch in router.iter_fit(X_train, targets):
         p_val = router.predict_proba(X_val)
         improved = False
         for scenario in scenarios:

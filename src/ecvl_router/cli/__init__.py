@@ -6,7 +6,7 @@ import os
 
 import typer
 
-from ecvl_router.cli import collect, data, demo, reproduce, serve, study, train
+from ecvl_router.cli import collect, compare, data, demo, reproduce, serve, study, train
 from ecvl_router.cli.console import configure_logging
 
 app = typer.Typer(
@@ -22,6 +22,7 @@ serve.register(app)
 study.register(app)
 for command in (demo.demo, reproduce.reproduce, train.embed, train.train, train.evaluate, train.route):
     app.command()(command)
+app.command(name="evaluate-routers")(compare.evaluate_routers)
 
 
 @app.callback()

@@ -12,16 +12,21 @@ from typing import Any
 from ecvl_router.routers.base import Router, read_router_spec
 from ecvl_router.routers.baselines import AllLargeRouter, AllSmallRouter, FixedPolicy, RandomRouter
 from ecvl_router.routers.ecvl import ECVLRouter
+from ecvl_router.routers.ensemble import EnsembleRouter
 from ecvl_router.routers.gbdt import GBDTRouter
 from ecvl_router.routers.inputs import BRANCHES, check_branches
 from ecvl_router.routers.mf import MFRouter
 from ecvl_router.routers.mlp import MLPRouter
+from ecvl_router.routers.multi import ECVLMultiRouter, ScoreTargets, competence_from_distributions
 from ecvl_router.routers.neural import NeuralRouter
 
 ROUTER_CLASSES: dict[str, type[Router]] = {
-    cls.name: cls for cls in (ECVLRouter, MLPRouter, GBDTRouter, MFRouter, RandomRouter, AllLargeRouter, AllSmallRouter)
+    cls.name: cls for cls in (ECVLRouter, ECVLMultiRouter, MLPRouter, GBDTRouter, MFRouter, RandomRouter, AllLargeRouter, AllSmallRouter, EnsembleRouter)
 }
-ROUTER_NAMES: tuple[str, ...] = tuple(ROUTER_CLASSES)
+TRAINABLE_ROUTER_NAMES: tuple[str, ...] = tuple(name for name, cls in ROUTER_CLASSES.items() if cls.trainable)
+"""Routers ``train`` can fit: the pair routers of ROUTER_NAMES and the multi-model ``ecvl-multi``."""
+ROUTER_NAMES: tuple[str, ...] = tuple(name for name in TRAINABLE_ROUTER_NAMES if not ROUTER_CLASSES[name].learns_scores)
+"""Routers that learn from one pair's 0/1 competence labels."""
 
 
 def router_class(name: str) -> type[Router]:
@@ -29,7 +34,7 @@ def router_class(name: str) -> type[Router]:
     try:
         return ROUTER_CLASSES[name]
     except KeyError:
-        raise ValueError(f"unknown router {name!r}; routers are {', '.join(ROUTER_NAMES)}") from None
+        raise ValueError(f"unknown router {name!r}; routers are {', '.join(TRAINABLE_ROUTER_NAMES)}") from None
 
 
 def create_router(name: str, **params: Any) -> Router:
@@ -57,9 +62,12 @@ __all__ = [
     "BRANCHES",
     "ROUTER_CLASSES",
     "ROUTER_NAMES",
+    "TRAINABLE_ROUTER_NAMES",
     "AllLargeRouter",
     "AllSmallRouter",
+    "ECVLMultiRouter",
     "ECVLRouter",
+    "EnsembleRouter",
     "FixedPolicy",
     "GBDTRouter",
     "MFRouter",
@@ -67,7 +75,9 @@ __all__ = [
     "NeuralRouter",
     "RandomRouter",
     "Router",
+    "ScoreTargets",
     "check_branches",
+    "competence_from_distributions",
     "create_router",
     "load_router",
     "router_class",

@@ -34,6 +34,10 @@ class Router(ABC):
     """
 
     name: ClassVar[str]
+    learns_scores: ClassVar[bool] = False
+    """True for routers fitted on every model's scores (``ScoreTargets``) instead of one pair's labels."""
+    trainable: ClassVar[bool] = True
+    """False for routers assembled from fitted ones (the out-of-fold ensemble)."""
     searches_threshold: ClassVar[bool] = True
     fixed_threshold: ClassVar[float | None] = None
 

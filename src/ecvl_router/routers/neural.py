@@ -72,7 +72,7 @@ class NeuralRouter(Router):
         inputs = _tensors(self._encoder, X)
         n = len(targets)
         steps_per_epoch = math.ceil(n / self.batch_size)
-        with limited_threads(self.num_threads), _seeded(self.random_state):
+        with limited_threads(self.num_threads), seeded(self.random_state):
             self._network = self.build_network(self._encoder.dims)
             optimizer = torch.optim.Adam(self._network.parameters(), lr=self.learning_rate)
             schedule = torch.optim.lr_scheduler.OneCycleLR(
@@ -146,7 +146,7 @@ def _tensors(encoder: InputEncoder, X: QueryFeatures) -> list[torch.Tensor]:
 
 
 @contextmanager
-def _seeded(seed: int) -> Iterator[None]:
+def seeded(seed: int) -> Iterator[None]:
     """A forked torch CPU RNG seeded with ``seed``; the caller's RNG state is restored after."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)

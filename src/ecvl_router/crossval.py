@@ -1,0 +1,97 @@
+"""Repeated stratified k-fold cross-validation of routing policies, and the statistics that compare them.
+
+Every policy is scored on the same test folds, so differences between policies are *paired*. Folds of
+one repetition share training data, which makes fold results correlated; the confidence intervals use the
+corrected resampled t statistic of Nadeau and Bengio (2003), whose variance is
+``s² · (1/J + n_test/n_train)`` over the ``J`` fold results instead of the naive ``s²/J``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import stats
+from sklearn.model_selection import StratifiedKFold
+
+from ecvl_router.data.splits import strata_of
+
+
+@dataclass(frozen=True)
+class Fold:
+    """One fold of one repetition: row indices of the training and the test part."""
+
+    repeat: int
+    fold: int
+    train: np.ndarray
+    test: np.ndarray
+
+
+def fold_strata(sources: Sequence[str] | np.ndarray, labels: np.ndarray, n_folds: int) -> np.ndarray:
+    """(source, label) strata; a stratum with fewer than ``n_folds`` members falls back to its label alone."""
+    strata = strata_of(sources, labels)
+    values, counts = np.unique(strata, return_counts=True)
+    rare = set(values[counts < n_folds])
+    label_only = np.array([f"label={int(label)}" for label in labels], dtype=object)
+    return np.where([s in rare for s in strata], label_only, strata)
+
+
+def repeated_stratified_folds(strata: np.ndarray, *, n_folds: int = 5, n_repeats: int = 3, seed: int = 0) -> list[Fold]:
+    """``n_repeats`` stratified ``n_folds``-fold partitions, each repetition shuffled with its own seed."""
+    if n_folds < 2:
+        raise ValueError(f"cross-validation needs at least 2 folds, got {n_folds}")
+    if n_repeats < 1:
+        raise ValueError(f"repeats must be at least 1, got {n_repeats}")
+    strata = np.asarray(strata)
+    _, counts = np.unique(strata, return_counts=True)
+    if counts.max() < n_folds:
+        raise ValueError(f"{len(strata)} queries are too few for {n_folds} folds")
+    folds = []
+    for repeat in range(n_repeats):
+        splitter = StratifiedKFold(n_splits=n_folds, shuffle=True, random_state=seed + repeat)
+        for index, (train, test) in enumerate(splitter.split(np.zeros(len(strata)), _merge_singletons(strata, n_folds))):
+            folds.append(Fold(repeat, index, train, test))
+    return folds
+
+
+def _merge_singletons(strata: np.ndarray, n_folds: int) -> np.ndarray:
+    """Strata that still have fewer than ``n_folds`` members join one pooled stratum (no sklearn warning)."""
+    values, counts = np.unique(strata, return_counts=True)
+    rare = set(values[counts < n_folds])
+    return np.array(["(rare)" if s in rare else s for s in strata], dtype=object)
+
+
+@dataclass(frozen=True)
+class Interval:
+    """A mean over folds with its 95 % confidence interval."""
+
+    mean: float
+    low: float
+    high: float
+
+    @property
+    def excludes_zero(self) -> bool:
+        return self.low > 0 or self.high < 0
+
+
+def corrected_interval(values: Sequence[float], test_share: float, level: float = 0.95) -> Interval:
+    """Mean and confidence interval of fold results by the corrected resampled t statistic.
+
+    ``test_share`` is n_test / n_train of one fold (1 / (k − 1) for k-fold). With a single value the
+    interval is unbounded.
+    """
+    x = np.asarray(values, dtype=np.float64)
+    mean = float(x.mean())
+    if len(x) < 2:
+        return Interval(mean, -math.inf, math.inf)
+    variance = float(x.var(ddof=1)) * (1 / len(x) + test_share)
+    half = float(stats.t.ppf(0.5 + level / 2, df=len(x) - 1)) * math.sqrt(variance)
+    return Interval(mean, mean - half, mean + half)
+
+
+def headroom_share(value: float, trivial: float, ceiling: float) -> float:
+    """``(value − trivial) / (ceiling − trivial)``: the share of the available gain captured (NaN without headroom)."""
+    gap = ceiling - trivial
+    return (value - trivial) / gap if gap > 1e-12 else math.nan

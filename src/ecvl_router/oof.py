@@ -1,0 +1,130 @@
+"""Out-of-fold training: small-data discipline for any learned router.
+
+Instead of one 80/20 split, whose ~20 % validation part decides both the epoch and τ:
+
+1. the training data is cut into ``folds`` stratified parts; one router per part is trained on the
+   others for its fixed schedule (no best-epoch choice), and predicts the part it did not see;
+2. the out-of-fold predictions of *all* training queries optionally fit a calibration map
+   (Platt or isotonic) and then choose τ per scenario;
+3. the router kept is the calibrated mean of the fold routers (an ensemble, no refit);
+4. where the router does not beat the better trivial policy (all-at-large or all-at-small) on the
+   out-of-fold predictions by more than ``fallback_z`` standard errors of the paired per-query
+   difference, the scenario falls back to that trivial policy, and the bundle says so.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+from sklearn.model_selection import StratifiedKFold
+
+from ecvl_router.data.rsd import PairView
+from ecvl_router.features.features import QueryFeatures
+from ecvl_router.routers.base import Router
+from ecvl_router.routers.ensemble import Calibration, CalibrationKind, EnsembleRouter
+from ecvl_router.routers.multi import ScoreTargets
+from ecvl_router.scenarios import Scenario
+from ecvl_router.training import (
+    ALL_CLOUD_TAU,
+    EpochResult,
+    ScenarioChoice,
+    ThresholdChoice,
+    TrainedRouter,
+    choice_at,
+    search_threshold,
+)
+
+Targets = np.ndarray | ScoreTargets
+Progress = Callable[[int, int], None]
+
+
+def per_query_rcs(to_edge: np.ndarray, pair: PairView, scenario: Scenario) -> np.ndarray:
+    """Each query's contribution to RCS: α·[routed score ≥ MES] + β·[edge] − γ·routed latency."""
+    score = np.where(to_edge, pair.score_edge, pair.score_cloud)
+    latency = np.where(to_edge, pair.latency_edge, pair.latency_cloud)
+    return scenario.alpha * (score >= scenario.mes) + scenario.beta * to_edge - scenario.gamma * latency
+
+
+def fallback_choice(
+    p: np.ndarray, tau: float, pair: PairView, scenario: Scenario, *, z: float
+) -> tuple[str | None, float]:
+    """(trivial policy to fall back to or None, τ to use): the router must beat the better trivial policy by z SE."""
+    trivial = {
+        "all-small": per_query_rcs(np.ones(len(pair), dtype=bool), pair, scenario),
+        "all-large": per_query_rcs(np.zeros(len(pair), dtype=bool), pair, scenario),
+    }
+    best = max(trivial, key=lambda name: trivial[name].mean())
+    gain = per_query_rcs(p >= tau, pair, scenario) - trivial[best]
+    standard_error = gain.std(ddof=1) / math.sqrt(len(gain)) if len(gain) > 1 else math.inf
+    if gain.mean() > z * standard_error:
+        return None, tau
+    return best, 0.0 if best == "all-small" else ALL_CLOUD_TAU
+
+
+def inner_folds(strata: np.ndarray, folds: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Stratified (train, held-out) index pairs; strata too small for ``folds`` parts are pooled."""
+    values, counts = np.unique(strata, return_counts=True)
+    rare = set(values[counts < folds])
+    pooled = np.array(["(rare)" if s in rare else s for s in strata], dtype=object)
+    if min(np.unique(pooled, return_counts=True)[1]) < folds:
+        pooled = np.zeros(len(strata), dtype=int)
+    splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+    return list(splitter.split(np.zeros(len(strata)), pooled))
+
+
+def _take_targets(y: Targets, rows: np.ndarray) -> Targets:
+    if isinstance(y, ScoreTargets):
+        return ScoreTargets(y.scores[rows], y.models, y.edge, y.cloud, y.mes, y.rule, y.k)
+    return np.asarray(y)[rows]
+
+
+def train_out_of_fold(
+    make_router: Callable[[int], Router],
+    X: QueryFeatures,
+    y: Targets,
+    labels: np.ndarray,
+    pair: PairView,
+    scenarios: Sequence[Scenario],
+    *,
+    strata: np.ndarray,
+    folds: int = 5,
+    seed: int = 0,
+    calibration: CalibrationKind = "isotonic",
+    fallback_z: float | None = 1.0,
+    progress: Progress | None = None,
+) -> TrainedRouter:
+    """Train ``folds`` routers (``make_router(seed)``) out of fold and return their calibrated ensemble with τ per scenario.
+
+    ``y`` is what the routers learn from (labels, or ScoreTargets for the multi-model router); ``labels``
+    the pair's 0/1 competence labels (for calibration); ``pair`` the training queries' pair view.
+    """
+    p_oof = np.zeros(len(X))
+    members: list[Router] = []
+    for index, (fit_rows, held_rows) in enumerate(inner_folds(strata, folds, seed)):
+        member = make_router(seed + index).fit(X.take(fit_rows), _take_targets(y, fit_rows))
+        p_oof[held_rows] = member.predict_proba(X.take(held_rows))
+        members.append(member)
+        if progress is not None:
+            progress(index + 1, folds)
+    calibrator = Calibration.fit(calibration, p_oof, np.asarray(labels))
+    p_cal = np.clip(calibrator(p_oof), 0.0, 1.0)
+    choices: dict[str, ScenarioChoice] = {}
+    for scenario in scenarios:
+        threshold = search_threshold(p_cal, pair, scenario)
+        fallback = None
+        if fallback_z is not None and scenario.cloud_allowed:
+            fallback, tau = fallback_choice(p_cal, threshold.tau, pair, scenario, z=fallback_z)
+            if fallback is not None:
+                kept = choice_at(p_cal, pair, scenario, tau)
+                threshold = ThresholdChoice(tau, kept.rcs, kept.metrics, threshold.grid, threshold.rcs_by_tau)
+        choices[scenario.name] = ScenarioChoice(scenario, 0, threshold, fallback=fallback)
+    ensemble = EnsembleRouter.of(members, calibrator, random_state=seed)
+    history = {name: [EpochResult(0, choice.tau, choice.rcs)] for name, choice in choices.items()}
+    return TrainedRouter(ensemble, choices, {0: ensemble.get_state()}, history, recipe=_recipe(folds, calibration, fallback_z))
+
+
+def _recipe(folds: int, calibration: str, fallback_z: float | None) -> dict[str, Any]:
+    return {"name": "oof", "folds": folds, "calibration": calibration, "fallback_z": fallback_z}

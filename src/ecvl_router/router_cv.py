@@ -1,0 +1,186 @@
+"""Cross-validated comparison of routing policies on one (edge, cloud) pair.
+
+Every learned router is trained inside each training fold with its recipe — ``split`` (the paper's: best
+epoch and τ on a stratified 25 % validation part of the training fold) or ``oof`` (``ecvl_router.oof``)
+— and is scored on the test fold it never saw, next to all-at-large, all-at-small, the oracle and, on
+simulated data, the ``bayes`` policy (the simulation's true P(edge competent | visible), τ searched on
+the training fold). ``summarise`` turns the per-fold rows into means, confidence intervals, the share of
+the headroom captured and the paired difference against the best trivial policy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.model_selection import StratifiedShuffleSplit
+
+from ecvl_router.crossval import Fold, corrected_interval, headroom_share
+from ecvl_router.data.rsd import PairView
+from ecvl_router.evaluation import evaluate_decisions, reference_decisions
+from ecvl_router.features.features import QueryFeatures
+from ecvl_router.oof import train_out_of_fold
+from ecvl_router.routers import create_router, router_class
+from ecvl_router.routers.multi import ScoreTargets
+from ecvl_router.scenarios import Scenario
+from ecvl_router.training import TrainedRouter, search_threshold, train_router
+
+RECIPES = ("split", "oof")
+TRIVIAL = ("all-large", "all-small")
+METRICS = ("apsp", "ca", "ail", "rcs")
+Progress = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class PolicySpec:
+    """A learned router and the recipe it is trained with, written ``ecvl`` or ``ecvl:oof``."""
+
+    router: str
+    recipe: str = "split"
+
+    @property
+    def label(self) -> str:
+        return self.router if self.recipe == "split" else f"{self.router}:{self.recipe}"
+
+    @classmethod
+    def parse(cls, text: str) -> PolicySpec:
+        """``name[:recipe]``; raises ValueError for an unknown router or recipe."""
+        router, _, recipe = text.strip().partition(":")
+        router_class(router)
+        recipe = recipe or "split"
+        if recipe not in RECIPES:
+            raise ValueError(f"unknown recipe {recipe!r} in {text!r}; recipes are {', '.join(RECIPES)}")
+        return cls(router, recipe)
+
+
+@dataclass(frozen=True)
+class CVSettings:
+    """How learned routers are trained inside a fold."""
+
+    seed: int = 0
+    router_params: dict[str, dict[str, Any]] = field(default_factory=dict)
+    inner_folds: int = 5
+    calibration: str = "isotonic"
+    fallback_z: float | None = 1.0
+
+
+@dataclass(frozen=True)
+class CVInputs:
+    """One pair's queries: pair view, labels, features, strata; every model's scores and the bayes probabilities if known."""
+
+    pair: PairView
+    labels: np.ndarray
+    features: QueryFeatures
+    strata: np.ndarray
+    targets: ScoreTargets | None = None
+    bayes: np.ndarray | None = None
+
+
+def cross_validate(
+    inputs: CVInputs,
+    policies: Sequence[PolicySpec],
+    scenarios: Sequence[Scenario],
+    folds: Sequence[Fold],
+    settings: CVSettings = CVSettings(),
+    progress: Progress | None = None,
+) -> pd.DataFrame:
+    """One row per (fold, policy, scenario) with the test fold's APSP, CA, AIL, RCS, τ and any fallback."""
+    rows: list[dict[str, Any]] = []
+    total, done = len(folds) * (len(policies) + 1), 0
+    for fold in folds:
+        test_pair, test_labels = inputs.pair.take(fold.test), inputs.labels[fold.test]
+
+        def record(policy: str, scenario: Scenario, to_edge: np.ndarray, tau: float = float("nan"), fallback: str | None = None) -> None:
+            metrics = evaluate_decisions(to_edge, test_pair, test_labels, scenario)
+            rows.append({"repeat": fold.repeat, "fold": fold.fold, "policy": policy, "scenario": scenario.name,
+                         **{key: float(metrics[key]) for key in METRICS}, "tau": tau, "fallback": fallback or ""})
+
+        for scenario in scenarios:
+            for name in (*TRIVIAL, "oracle"):
+                record(name, scenario, reference_decisions(name, test_labels))
+            if inputs.bayes is not None:
+                tau = search_threshold(inputs.bayes[fold.train], inputs.pair.take(fold.train), scenario).tau
+                record("bayes", scenario, inputs.bayes[fold.test] >= tau, tau)
+        done += 1
+        for spec in policies:
+            trained = train_policy(spec, inputs, fold.train, scenarios, settings)
+            X_test = inputs.features.take(fold.test)
+            for scenario in scenarios:
+                to_edge, _, tau = trained.decide(X_test, scenario.name)
+                record(spec.label, scenario, to_edge, tau, trained.choice(scenario.name).fallback)
+            done += 1
+            if progress is not None:
+                progress(done, total)
+    return pd.DataFrame(rows)
+
+
+def train_policy(
+    spec: PolicySpec, inputs: CVInputs, rows: np.ndarray, scenarios: Sequence[Scenario], settings: CVSettings
+) -> TrainedRouter:
+    """Train ``spec`` on the queries ``rows`` of ``inputs`` with its recipe."""
+    params = settings.router_params.get(spec.router, {})
+
+    def make(seed: int):
+        return create_router(spec.router, random_state=seed, **params)
+
+    def targets(part: np.ndarray):
+        if not router_class(spec.router).learns_scores:
+            return inputs.labels[part]
+        if inputs.targets is None:
+            raise ValueError(f"router {spec.router!r} needs every model's scores")
+        t = inputs.targets
+        return ScoreTargets(t.scores[part], t.models, t.edge, t.cloud, t.mes, t.rule, t.k)
+
+    if spec.recipe == "oof":
+        return train_out_of_fold(
+            make, inputs.features.take(rows), targets(rows), inputs.labels[rows], inputs.pair.take(rows), scenarios,
+            strata=inputs.strata[rows], folds=settings.inner_folds, seed=settings.seed,
+            calibration=settings.calibration, fallback_z=settings.fallback_z,  # type: ignore[arg-type]
+        )
+    fit_rows, val_rows = _validation_split(inputs.strata[rows], settings.seed)
+    fit, val = rows[fit_rows], rows[val_rows]
+    return train_router(make(settings.seed), inputs.features.take(fit), targets(fit), inputs.features.take(val),
+                        inputs.pair.take(val), scenarios)
+
+
+def _validation_split(strata: np.ndarray, seed: int, share: float = 0.25) -> tuple[np.ndarray, np.ndarray]:
+    """A stratified (fit, validation) split of a training fold, ``share`` for validation."""
+    values, counts = np.unique(strata, return_counts=True)
+    small = set(values[counts < 2])
+    keys = np.array(["(rare)" if s in small else s for s in strata], dtype=object)
+    if min(np.unique(keys, return_counts=True)[1]) < 2:
+        keys = np.zeros(len(strata), dtype=int)
+    splitter = StratifiedShuffleSplit(n_splits=1, test_size=share, random_state=seed)
+    fit, val = next(splitter.split(np.zeros(len(strata)), keys))
+    return np.sort(fit), np.sort(val)
+
+
+def summarise(rows: pd.DataFrame, test_share: float) -> pd.DataFrame:
+    """Per (scenario, policy): mean and 95 % CI of each metric, headroom shares, paired gain over the best trivial policy.
+
+    ``test_share`` is n_test / n_train of a fold (the Nadeau–Bengio correction). The best trivial policy
+    is the one of all-at-large and all-at-small with the higher mean RCS; the headroom share is measured
+    against the oracle and, on simulated data, against ``bayes``.
+    """
+    summary = []
+    for scenario, block in rows.groupby("scenario", sort=False):
+        by_policy = {policy: part.sort_values(["repeat", "fold"]) for policy, part in block.groupby("policy", sort=False)}
+        mean_rcs = {policy: part["rcs"].mean() for policy, part in by_policy.items()}
+        trivial = max(TRIVIAL, key=lambda name: mean_rcs[name])
+        baseline = by_policy[trivial]["rcs"].to_numpy()
+        for policy, part in by_policy.items():
+            entry: dict[str, Any] = {"scenario": scenario, "policy": policy, "folds": len(part)}
+            for key in METRICS:
+                interval = corrected_interval(part[key].to_numpy(), test_share)
+                entry.update({key: interval.mean, f"{key}_low": interval.low, f"{key}_high": interval.high})
+            gain = corrected_interval(part["rcs"].to_numpy() - baseline, test_share)
+            entry.update({"best_trivial": trivial, "gain": gain.mean, "gain_low": gain.low, "gain_high": gain.high})
+            entry["headroom_oracle"] = headroom_share(mean_rcs[policy], mean_rcs[trivial], mean_rcs["oracle"])
+            if "bayes" in mean_rcs:
+                entry["headroom_bayes"] = headroom_share(mean_rcs[policy], mean_rcs[trivial], mean_rcs["bayes"])
+            entry["fallback_share"] = float((part["fallback"] != "").mean()) if "fallback" in part else 0.0
+            summary.append(entry)
+    return pd.DataFrame(summary)
