@@ -51,16 +51,22 @@ def repeated_stratified_folds(strata: np.ndarray, *, n_folds: int = 5, n_repeats
     folds = []
     for repeat in range(n_repeats):
         splitter = StratifiedKFold(n_splits=n_folds, shuffle=True, random_state=seed + repeat)
-        for index, (train, test) in enumerate(splitter.split(np.zeros(len(strata)), _merge_singletons(strata, n_folds))):
+        for index, (train, test) in enumerate(splitter.split(np.zeros(len(strata)), pooled_strata(strata, n_folds))):
             folds.append(Fold(repeat, index, train, test))
     return folds
 
 
-def _merge_singletons(strata: np.ndarray, n_folds: int) -> np.ndarray:
-    """Strata that still have fewer than ``n_folds`` members join one pooled stratum (no sklearn warning)."""
+def pooled_strata(strata: np.ndarray, n_parts: int) -> np.ndarray:
+    """Strata with fewer than ``n_parts`` members pooled into one; a pool still too small joins the largest stratum."""
+    strata = np.asarray(strata, dtype=object)
     values, counts = np.unique(strata, return_counts=True)
-    rare = set(values[counts < n_folds])
-    return np.array(["(rare)" if s in rare else s for s in strata], dtype=object)
+    rare = np.isin(strata, values[counts < n_parts])
+    if not rare.any():
+        return strata
+    pooled = np.where(rare, "(rare)", strata)
+    if rare.sum() < n_parts:
+        pooled = np.where(rare, values[np.argmax(counts)], strata)
+    return pooled
 
 
 @dataclass(frozen=True)

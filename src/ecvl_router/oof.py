@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 from sklearn.model_selection import StratifiedKFold
 
+from ecvl_router.crossval import pooled_strata
 from ecvl_router.data.rsd import PairView
 from ecvl_router.features.features import QueryFeatures
 from ecvl_router.routers.base import Router
@@ -66,16 +67,15 @@ def fallback_choice(
 
 def inner_folds(strata: np.ndarray, folds: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
     """Stratified (train, held-out) index pairs; strata too small for ``folds`` parts are pooled."""
-    values, counts = np.unique(strata, return_counts=True)
-    rare = set(values[counts < folds])
-    pooled = np.array(["(rare)" if s in rare else s for s in strata], dtype=object)
+    pooled = pooled_strata(strata, folds)
     if min(np.unique(pooled, return_counts=True)[1]) < folds:
         pooled = np.zeros(len(strata), dtype=int)
     splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
     return list(splitter.split(np.zeros(len(strata)), pooled))
 
 
-def _take_targets(y: Targets, rows: np.ndarray) -> Targets:
+def take_targets(y: Targets, rows: np.ndarray) -> Targets:
+    """The targets of queries ``rows``: labels, or every model's scores."""
     if isinstance(y, ScoreTargets):
         return ScoreTargets(y.scores[rows], y.models, y.edge, y.cloud, y.mes, y.rule, y.k)
     return np.asarray(y)[rows]
@@ -104,7 +104,7 @@ def train_out_of_fold(
     p_oof = np.zeros(len(X))
     members: list[Router] = []
     for index, (fit_rows, held_rows) in enumerate(inner_folds(strata, folds, seed)):
-        member = make_router(seed + index).fit(X.take(fit_rows), _take_targets(y, fit_rows))
+        member = make_router(seed + index).fit(X.take(fit_rows), take_targets(y, fit_rows))
         p_oof[held_rows] = member.predict_proba(X.take(held_rows))
         members.append(member)
         if progress is not None:

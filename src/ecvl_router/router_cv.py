@@ -18,11 +18,11 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import StratifiedShuffleSplit
 
-from ecvl_router.crossval import Fold, corrected_interval, headroom_share
+from ecvl_router.crossval import Fold, corrected_interval, headroom_share, pooled_strata
 from ecvl_router.data.rsd import PairView
 from ecvl_router.evaluation import evaluate_decisions, reference_decisions
 from ecvl_router.features.features import QueryFeatures
-from ecvl_router.oof import train_out_of_fold
+from ecvl_router.oof import take_targets, train_out_of_fold
 from ecvl_router.routers import create_router, router_class
 from ecvl_router.routers.multi import ScoreTargets
 from ecvl_router.scenarios import Scenario
@@ -126,13 +126,12 @@ def train_policy(
     def make(seed: int):
         return create_router(spec.router, random_state=seed, **params)
 
+    learns_scores = router_class(spec.router).learns_scores
+    if learns_scores and inputs.targets is None:
+        raise ValueError(f"router {spec.router!r} needs every model's scores")
+
     def targets(part: np.ndarray):
-        if not router_class(spec.router).learns_scores:
-            return inputs.labels[part]
-        if inputs.targets is None:
-            raise ValueError(f"router {spec.router!r} needs every model's scores")
-        t = inputs.targets
-        return ScoreTargets(t.scores[part], t.models, t.edge, t.cloud, t.mes, t.rule, t.k)
+        return take_targets(inputs.targets if learns_scores else inputs.labels, part)
 
     if spec.recipe == "oof":
         return train_out_of_fold(
@@ -148,9 +147,7 @@ def train_policy(
 
 def _validation_split(strata: np.ndarray, seed: int, share: float = 0.25) -> tuple[np.ndarray, np.ndarray]:
     """A stratified (fit, validation) split of a training fold, ``share`` for validation."""
-    values, counts = np.unique(strata, return_counts=True)
-    small = set(values[counts < 2])
-    keys = np.array(["(rare)" if s in small else s for s in strata], dtype=object)
+    keys = pooled_strata(strata, 2)
     if min(np.unique(keys, return_counts=True)[1]) < 2:
         keys = np.zeros(len(strata), dtype=int)
     splitter = StratifiedShuffleSplit(n_splits=1, test_size=share, random_state=seed)

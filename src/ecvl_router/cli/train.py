@@ -5,20 +5,22 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import numpy as np
 import typer
 from rich.table import Table
 
 from ecvl_router.bundle import BundleError, save_bundle
-from ecvl_router.cli.console import console, fail, print_json, progress_bar
+from ecvl_router.training import TrainedRouter
+from ecvl_router.cli.console import ProgressCallback, console, fail, print_json, progress_bar
 from ecvl_router.cli.data import load_or_fail
 from ecvl_router.cli.options import CacheOption, EncodersOption, extractor_settings, load_extractor
 from ecvl_router.evaluation import REFERENCE_POLICIES, evaluate_decisions, reference_decisions
 from ecvl_router.labels import LABEL_RULES
-from ecvl_router.routers import ROUTER_NAMES, create_router
-from ecvl_router.routing_task import PARTS, build_task
+from ecvl_router.features.features import QueryFeatures
+from ecvl_router.routers import TRAINABLE_ROUTER_NAMES, Router, ScoreTargets, create_router, router_class
+from ecvl_router.routing_task import PARTS, RoutingTask, build_task, score_targets
 from ecvl_router.runs import default_cache_dir, open_run, rsd_features, run_settings, write_split
-from ecvl_router.scenarios import SCENARIOS, ScenarioError, resolve_scenario
-from ecvl_router.training import train_router
+from ecvl_router.scenarios import SCENARIOS, Scenario, ScenarioError, resolve_scenario
 
 SUMMARY_KEYS = ("apsp", "ca", "ail", "rcs", "accuracy", "pgr", "time_saving", "token_saving")
 PROPORTIONS = ("apsp", "ca", "rcs", "accuracy", "pgr")
@@ -50,7 +52,8 @@ def train(
     mes: float | None = typer.Option(None, "--mes", help="Minimal Expectation Score for every scenario (dataset scale)."),
     label_rule: str = typer.Option("mes", "--label-rule", help=f"Competence labels: {', '.join(LABEL_RULES)}."),
     k: float = typer.Option(1, "--k", help="Margin of win-soft(k)."),
-    router: str = typer.Option("ecvl", "--router", help=f"Router: {', '.join(ROUTER_NAMES)}."),
+    router: str = typer.Option("ecvl", "--router", help=f"Router: {', '.join(TRAINABLE_ROUTER_NAMES)}."),
+    recipe: str = typer.Option("split", "--recipe", help="split: best epoch and τ on the validation split (the paper's); oof: out-of-fold ensemble over train+validation with calibrated τ and a fallback to the better trivial policy."),
     seed: int = typer.Option(0, "--seed", help="Seed of the split and the router."),
     epochs: int | None = typer.Option(None, "--epochs", min=1, help="Training epochs of neural routers [default: 50]."),
     edge_share: float | None = typer.Option(None, "--edge-share", min=0, max=1, help="Calibrate τ so this share of validation queries goes to the edge instead of maximising RCS."),
@@ -84,16 +87,47 @@ def train(
     extractor = load_extractor(settings)
     with progress_bar("embedding items") as progress:
         features = rsd_features(rsd, extractor, cache_dir=cache_dir or default_cache_dir(), item_ids=task.pair.item_ids, progress=progress)
-    train_rows, val_rows = task.part("train"), task.part("val")
+    if recipe not in ("split", "oof"):
+        fail(f"unknown recipe {recipe!r}; use split or oof")
+    targets = score_targets(rsd, task) if router_class(router).learns_scores else task.labels
     started = time.perf_counter()
-    with progress_bar(f"training {router}") as progress:
-        trained = train_router(model, features.take(train_rows), task.labels[train_rows], features.take(val_rows),
-                               task.pair.take(val_rows), scenarios, edge_share=edge_share, progress=progress)
+    with progress_bar(f"training {router} ({recipe})") as progress:
+        trained = _fit(model, recipe, task, features, targets, scenarios, edge_share, progress)
     save_bundle(trained, out, extra_manifest=run_settings(rsd, task, settings, extractor.identity()), overwrite=True)
     write_split(out, task)
-    console.print(f"[green]trained[/] {router} on {len(train_rows)} items in {time.perf_counter() - started:.1f} s → {out}")
+    console.print(f"[green]trained[/] {router} on {len(task.part('train'))} items in {time.perf_counter() - started:.1f} s → {out}")
     for name, choice in trained.choices.items():
-        console.print(f"  {name}: τ* = {choice.tau:.2f}, validation RCS* = {choice.rcs:.4f} (epoch {choice.epoch + 1})")
+        if choice.fallback:
+            console.print(f"  {name}: falls back to {choice.fallback} (the router did not beat it out of fold)")
+        else:
+            console.print(f"  {name}: τ* = {choice.tau:.2f}, validation RCS* = {choice.rcs:.4f} (epoch {choice.epoch + 1})")
+
+
+def _fit(
+    model: Router,
+    recipe: str,
+    task: RoutingTask,
+    features: QueryFeatures,
+    targets: np.ndarray | ScoreTargets,
+    scenarios: list[Scenario],
+    edge_share: float | None,
+    progress: ProgressCallback,
+) -> TrainedRouter:
+    """Train with the paper's recipe (train part, validation part) or out of fold over train + validation."""
+    from ecvl_router.crossval import fold_strata
+    from ecvl_router.oof import take_targets, train_out_of_fold
+    
+    train_rows, val_rows = task.part("train"), task.part("val")
+    if recipe == "split":
+        return train_router(model, features.take(train_rows), take_targets(targets, train_rows), features.take(val_rows),
+                            task.pair.take(val_rows), scenarios, edge_share=edge_share, progress=progress)
+    rows = np.sort(np.concatenate([train_rows, val_rows]))
+    params = model.get_params()
+    return train_out_of_fold(
+        lambda seed: type(model)(**{**params, "random_state": seed}), features.take(rows), take_targets(targets, rows),
+        task.labels[rows], task.pair.take(rows), scenarios, strata=fold_strata(task.pair.sources[rows], task.labels[rows], 5),
+        seed=model.random_state, progress=progress,
+    )
 
 
 def evaluate(
