@@ -50,7 +50,9 @@ def simulated_scores() -> dict[str, dict[str, np.ndarray]]:
     scores: dict[str, dict[str, np.ndarray]] = {}
     for name, task in TASKS.items():
         hidden = [sim.draw_item_hardness(rng) for _ in range(DRAWS)]
-        scores[name] = {model: np.array([sim.simulate_response(task, MODELS[model], u, rng).score for u in hidden]) for model in (EDGE, CLOUD)}
+        scores[name] = {
+            model: np.array([sim.simulate_response(task, MODELS[model], u, rng).score for u in hidden]) for model in (EDGE, CLOUD)
+        }
     return scores
 
 

@@ -710,7 +710,8 @@ def _calendar(rng: np.random.Generator) -> _Worded:
         answer = _WEEKDAYS[(today + days) % 7]
         question = f"If today is {_WEEKDAYS[today]}, what day of the week will it be in {days} days?"
         near = _WEEKDAYS[(today + days + _pick(rng, (-1, 1))) % 7]
-        return question, answer, near, _others(rng, _WEEKDAYS, answer), f"{days} days = {days // 7} weeks and {days % 7} days.", 1 + int(days >= 7)
+        explanation = f"{days} days = {days // 7} weeks and {days % 7} days."
+        return question, answer, near, _others(rng, _WEEKDAYS, answer), explanation, 1 + int(days >= 7)
     months = list(_MONTH_DAYS)
     first, n = int(rng.integers(12)), int(rng.integers(2, 5))
     chosen = [months[(first + i) % 12] for i in range(n)]
