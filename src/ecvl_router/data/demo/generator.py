@@ -18,7 +18,9 @@ import pandas as pd
 
 from ecvl_router.data import schema
 from ecvl_router.data.demo.families import FAMILIES
-from ecvl_router.data.demo.simulation import DEMO_MODELS, draw_item_hardness, simulate_response, simulation_truth, visible_margin
+from ecvl_router.data.demo.simulation import (
+    DEMO_MODELS, SCORE_MAX, SCORE_MIN, draw_item_hardness, simulate_response, simulation_truth, visible_margin,
+)
 from ecvl_router.data.demo.truth import TRUTH_JSON, TRUTH_PARQUET, write_truth
 from ecvl_router.manifest import build_manifest, file_sha256, read_manifest, write_json_atomic, write_manifest
 from ecvl_router.scenarios import DEFAULT_MES
@@ -165,7 +167,7 @@ def generate_demo(
             sources[output.source] += 1
             if progress is not None:
                 progress(index + 1, n_items)
-    info = {"name": DEMO_NAME, "score_min": 1, "score_max": 10, "description": _description(seed, n_items)}
+    info = {"name": DEMO_NAME, "score_min": SCORE_MIN, "score_max": SCORE_MAX, "description": _description(seed, n_items)}
     write_json_atomic(staging / schema.DATASET_FILE, info)
     models = tuple(m.name for m in DEMO_MODELS)
     item_ids = pd.Index([_item_id(index) for index in range(n_items)], name="item_id")

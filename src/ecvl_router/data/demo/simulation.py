@@ -42,11 +42,11 @@ Calibration, done once (the constants below are fixed, and nothing here knows of
 constants were set by hand: weights and sensitivities, noise levels (the hidden item hardness and the
 per-response noise are about 1.4 and 0.85 score points), the size exponent (0.5 reproduces the paper's
 shape: a large gain from 1B to 8B, a small one from 8B to 38B), the score scale and the latency shares.
-The six image families' FAMILY_BASE values were then fitted by least squares on 3,000 items (seed 0), using the expected
-share of scores >= 6 under the noise, to: the paper's solve rates at MES 6 (Table 1: 0.456 for 1B, 0.529
-for 8B, 0.549 for 38B), its mean score of 5.58, an overall share of scores >= 6 of 0.512 (the median of 6
-needs more than half; the paper's three rates average 0.511 while its pool also holds weaker models, so
-this costs one or two points of solve rate), and per-family offsets that follow the paper's difficulty
+The six image families' FAMILY_BASE values were then fitted by least squares on 3,000 items (seed 0),
+using the expected share of scores >= 6 under the noise, to: the paper's solve rates at MES 6 (Table 1:
+0.456 for 1B, 0.529 for 8B, 0.549 for 38B), its mean score of 5.58, an overall share of scores >= 6 of
+0.512 (the median of 6 needs more than half; the paper's three rates average 0.511 while its pool also
+holds weaker models, so this costs one or two points of solve rate), and per-family offsets that follow the paper's difficulty
 ranking (ChartQA easiest, WildVision easy, GQA and VizWiz medium, MMMU-Pro and MMStar hardest). The
 text-only family ``text_questions``, added later and mirroring no benchmark of the paper, got its base
 alone, the others kept: the value at which its expected share of scores >= 6 over the pool equals that
