@@ -13,9 +13,9 @@ from PIL import Image
 
 from ecvl_router.data import check_dataset
 from ecvl_router.data.demo import DEMO_MODELS, DEMO_PAIRS, generate_demo
-from ecvl_router.data.demo.families import FAMILIES
+from ecvl_router.data.demo.families import FAMILIES, text_questions
 from ecvl_router.data.demo.responses import count_tokens
-from ecvl_router.data.demo.simulation import draw_item_hardness, simulate_response
+from ecvl_router.data.demo.simulation import draw_item_hardness, simulate_response, visible_margin
 from ecvl_router.data.demo.task import Task
 
 CALIBRATION_ITEMS = 1500
@@ -148,14 +148,49 @@ def test_the_project_validator_accepts_it(demo: tuple[Path, object]) -> None:
 # ---------------------------------------------------------------- coverage and content
 
 
-def test_six_families_eight_models_and_some_text_only_items(demo: tuple[Path, object]) -> None:
+def test_seven_families_eight_models_and_a_tenth_text_only(demo: tuple[Path, object]) -> None:
     root, summary = demo
     items = _lines(root / "items.jsonl")
-    assert set(summary.sources) == set(FAMILIES) and len(FAMILIES) >= 6
+    assert set(summary.sources) == set(FAMILIES) and len(FAMILIES) >= 7
     assert all(count >= 50 for count in summary.sources.values())
     assert summary.models == tuple(m.name for m in DEMO_MODELS) and len(DEMO_MODELS) >= 6
     text_only = sum(item["image"] is None for item in items) / len(items)
-    assert 0.01 <= text_only <= 0.06
+    assert 0.07 <= text_only <= 0.13  # expected 10.2 %; one standard deviation is 0.8 points at 1,500 items
+    assert all(item["image"] is None for item in items if item["source"] == "text_questions")
+
+
+def test_text_questions_have_computed_answers_and_visible_difficulty() -> None:
+    rng = np.random.default_rng(7)
+    tasks = [text_questions(rng) for _ in range(600)]
+    assert {task.steps for task in tasks} == {1, 2, 3, 4, 5}
+    assert all(task.image is None and task.perception == 0 for task in tasks)
+    stories = [t for t in tasks if t.question.endswith("have now?")]
+    for task in stories:  # recompute each arithmetic story from its text
+        sentences = task.question.split(". ")
+        value = int(re.search(r"has (\d+)", sentences[0]).group(1))
+        for sentence in sentences[1:-1] + [sentences[-1].split("?")[0]]:
+            if packs := re.search(r"buys (\d+) packs of (\d+)", sentence):
+                value += int(packs.group(1)) * int(packs.group(2))
+            elif found := re.search(r"finds (\d+) more", sentence):
+                value += int(found.group(1))
+            elif given := re.search(r"gives (\d+) to", sentence):
+                value -= int(given.group(1))
+            elif "doubles" in sentence:
+                value *= 2
+        assert str(value) == task.reference, task.question
+    assert len(stories) > 100
+    one_step, many_steps = ([visible_margin(t, DEMO_MODELS[1]) for t in tasks if t.steps in group] for group in ({1}, {4, 5}))
+    assert np.mean(one_step) - np.mean(many_steps) > 1.5  # more steps and longer text: much harder for the 1B model
+
+
+def test_the_1b_model_fails_long_text_questions_more_often_than_short_ones(demo: tuple[Path, object]) -> None:
+    root, _ = demo
+    words = {i["item_id"]: len(i["question"].split()) for i in _lines(root / "items.jsonl") if i["source"] == "text_questions"}
+    responses = _lines(root / "responses.jsonl")
+    solved = {r["item_id"]: r["score"] >= 6 for r in responses if r["model"] == "sim-vlm-1b" and r["item_id"] in words}
+    cut = np.median(list(words.values()))
+    short, long = ([solved[i] for i, n in words.items() if test(n)] for test in (lambda n: n <= cut, lambda n: n > cut))
+    assert np.mean(short) - np.mean(long) > 0.2
 
 
 def test_model_pool_and_default_pairs() -> None:

@@ -107,7 +107,7 @@ def demo(
     items: int = typer.Option(3000, "--items", min=10, help="Number of benchmark items."),
     seed: int = typer.Option(0, "--seed", help="Random seed (same seed, same dataset)."),
 ) -> None:
-    """Generate the bundled, simulated multimodal demo benchmark (six task families, eight simulated VLMs)."""
+    """Generate the bundled, simulated multimodal demo benchmark (seven task families, eight simulated VLMs)."""
     from ecvl_router.data.demo import generate_demo
 
     started = time.perf_counter()

@@ -1,4 +1,4 @@
-"""The six task families of the demo benchmark, each a function ``rng -> Task`` that renders one item.
+"""The seven task families of the demo benchmark, each a function ``rng -> Task`` that renders one item.
 
 | family | mirrors | what is rendered | what makes it hard (visible) |
 |---|---|---|---|
@@ -8,8 +8,10 @@
 | ``table_reasoning`` | MMMU-Pro | a price table, an arithmetic flow diagram, or a text-only word problem | reasoning steps, small font, table size |
 | ``fine_attributes`` | MMStar | a few shapes with patterns, outlines, dots and shades | small details, dense patterns, subtle shades, distractors |
 | ``open_description`` | WildVision | a landscape with houses, trees, people | number of elements, noise |
+| ``text_questions`` | text-only chat queries | nothing: arithmetic stories, unit conversions, ordering puzzles, calendar questions, number sequences | reasoning steps (1–5), question length |
 
-Every question's reference answer is derived from what was drawn.
+Every question's reference answer is derived from what was drawn (or, for text-only questions, computed
+by the generator).
 """
 
 from __future__ import annotations
@@ -621,6 +623,135 @@ def open_description(rng: np.random.Generator) -> Task:
     )
 
 
+# ---------------------------------------------------------------- text-only questions (GSM8K/MMLU-like chat queries)
+
+# question, reference, near miss, wrong answers, explanation, steps
+_Worded = tuple[str, str, str | None, tuple[str, ...], str, int]
+_COLLECTIONS = ("stickers", "marbles", "stamps", "coins", "postcards", "seashells")
+_WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
+_MONTH_DAYS = {"January": 31, "February": 28, "March": 31, "April": 30, "May": 31, "June": 30, "July": 31,
+               "August": 31, "September": 30, "October": 31, "November": 30, "December": 31}
+
+
+def _number_wrongs(reference: int, *candidates: int) -> tuple[str, ...]:
+    """Distinct positive candidates other than ``reference``, as strings."""
+    return tuple(dict.fromkeys(str(c) for c in candidates if c > 0 and c != reference))
+
+
+def _story_arithmetic(rng: np.random.Generator) -> _Worded:
+    """A collection that grows and shrinks over 1–5 steps; a pack purchase (multiply, then add) is two."""
+    name, things = _pick(rng, _NAMES), _pick(rng, _COLLECTIONS)
+    value = int(rng.integers(5, 40))
+    sentences, trail, steps, budget = [f"{name} has {value} {things}."], [str(value)], 0, int(rng.integers(1, 6))
+    while steps < budget:
+        kind = _pick(rng, ("gain", "lose", "double", "packs") if budget - steps >= 2 else ("gain", "lose", "double"))
+        if kind == "gain":
+            k = int(rng.integers(2, 30))
+            sentence, value, steps = f"Then {name} finds {k} more.", value + k, steps + 1
+        elif kind == "lose" and value > 2:
+            k = int(rng.integers(1, value))
+            sentence, value, steps = f"Then {name} gives {k} to a friend.", value - k, steps + 1
+        elif kind == "packs":
+            packs, per = int(rng.integers(2, 6)), int(rng.integers(3, 13))
+            sentence, value, steps = f"Then {name} buys {packs} packs of {per} {things}.", value + packs * per, steps + 2
+        else:  # "double", or "lose" when there is too little to give away
+            sentence, value, steps = "Then the number doubles.", 2 * value, steps + 1
+        sentences.append(sentence)
+        trail.append(str(value))
+    question = " ".join(sentences) + f" How many {things} does {name} have now?"
+    near = trail[-2] if trail[-2] != trail[-1] else None  # the last step forgotten
+    wrong = _number_wrongs(value, value + int(rng.integers(1, 10)), int(trail[0]), 2 * value + 1)
+    return question, str(value), near, wrong, " → ".join(trail) + ".", steps
+
+
+def _unit_conversion(rng: np.random.Generator) -> _Worded:
+    """Hours to minutes (1 step), hours and minutes to seconds (3), kilometres and metres to metres (2)."""
+    kind = rng.random()
+    if kind < 0.35:
+        hours = int(rng.integers(2, 13))
+        answer = 60 * hours
+        return (f"How many minutes are there in {hours} hours?", str(answer), str(answer - 60),
+                _number_wrongs(answer, 100 * hours, hours + 60), f"{hours} × 60 = {answer}.", 1)
+    if kind < 0.7:
+        hours, minutes = int(rng.integers(1, 5)), int(rng.integers(5, 60))
+        total_minutes = 60 * hours + minutes
+        answer = 60 * total_minutes
+        return (f"How many seconds are there in {hours} hours and {minutes} minutes?", str(answer), str(total_minutes),
+                _number_wrongs(answer, 3600 * hours + minutes, 100 * (100 * hours + minutes)),
+                f"{hours} × 60 + {minutes} = {total_minutes} minutes, × 60 = {answer} seconds.", 3)
+    km, metres = int(rng.integers(1, 10)), int(rng.integers(10, 1000))
+    answer = 1000 * km + metres
+    return (f"A hiking trail is {km} km and {metres} m long. How long is the trail in metres?", str(answer),
+            str(100 * km + metres), _number_wrongs(answer, km + metres, 1000 * km),
+            f"{km} × 1000 + {metres} = {answer}.", 2)
+
+
+def _ordering_puzzle(rng: np.random.Generator) -> _Worded:
+    """3–5 people compared pairwise in shuffled order; who is at one end (or second from it) of the order?"""
+    n = int(rng.integers(3, 6))
+    people = _pick(rng, _NAMES, n)  # from oldest to youngest
+    facts = [f"{people[i]} is older than {people[i + 1]}." if rng.random() < 0.5 else f"{people[i + 1]} is younger than {people[i]}."
+             for i in range(n - 1)]
+    facts = [facts[int(i)] for i in rng.permutation(n - 1)]
+    oldest, second = rng.random() < 0.5, rng.random() < 0.3
+    order = people if oldest else people[::-1]
+    rank = 1 if second else 0
+    superlative = ("second " if second else "") + ("oldest" if oldest else "youngest")
+    question = " ".join(facts) + f" Who is the {superlative}?"
+    explanation = "From oldest to youngest: " + ", ".join(people) + "."
+    wrong = _others(rng, people, order[rank])
+    return question, order[rank], order[1 - rank], wrong, explanation, n - 1 + rank
+
+
+def _calendar(rng: np.random.Generator) -> _Worded:
+    """The weekday in a few days (1 step, 2 past a week), or the days in 2–4 consecutive months (one per month)."""
+    if rng.random() < 0.5:
+        today, days = int(rng.integers(7)), int(rng.integers(2, 30))
+        answer = _WEEKDAYS[(today + days) % 7]
+        question = f"If today is {_WEEKDAYS[today]}, what day of the week will it be in {days} days?"
+        near = _WEEKDAYS[(today + days + _pick(rng, (-1, 1))) % 7]
+        explanation = f"{days} days = {days // 7} weeks and {days % 7} days."
+        return question, answer, near, _others(rng, _WEEKDAYS, answer), explanation, 1 + int(days >= 7)
+    months = list(_MONTH_DAYS)
+    first, n = int(rng.integers(12)), int(rng.integers(2, 5))
+    chosen = [months[(first + i) % 12] for i in range(n)]
+    answer = sum(_MONTH_DAYS[m] for m in chosen)
+    question = "In a year that is not a leap year, how many days are there in " + ", ".join(chosen[:-1]) + f" and {chosen[-1]} together?"
+    explanation = " + ".join(str(_MONTH_DAYS[m]) for m in chosen) + f" = {answer}."
+    near = str(30 * n) if 30 * n != answer else None
+    return question, str(answer), near, _number_wrongs(answer, 31 * n + 1, answer - _MONTH_DAYS[chosen[-1]]), explanation, n
+
+
+def _sequence(rng: np.random.Generator) -> _Worded:
+    """The next term of an arithmetic (1 step), geometric (2) or interleaved (3) sequence."""
+    kind = rng.random()
+    if kind < 0.4:
+        start, step = int(rng.integers(1, 30)), int(rng.integers(2, 12))
+        terms, rule, steps = [start + step * i for i in range(5)], f"add {step} each time", 1
+        near = terms[-1] + step  # one term too far
+    elif kind < 0.7:
+        start, ratio = int(rng.integers(1, 6)), int(rng.integers(2, 4))
+        terms, rule, steps = [start * ratio**i for i in range(5)], f"multiply by {ratio} each time", 2
+        near = 2 * terms[-2] - terms[-3]  # the last difference added again
+    else:
+        a, b, da, db = (int(v) for v in (rng.integers(1, 20), rng.integers(20, 60), rng.integers(2, 6), rng.integers(-5, -1)))
+        terms = [a + da * (i // 2) if i % 2 == 0 else b + db * (i // 2) for i in range(6)]
+        rule, steps = f"two interleaved sequences, one adding {da}, the other subtracting {-db}", 3
+        near = terms[-2] + da  # the wrong one of the two sequences continued
+    shown, answer = terms[:-1], terms[-1]
+    question = "What number comes next in the sequence " + ", ".join(map(str, shown)) + "?"
+    wrong = _number_wrongs(answer, answer + int(rng.integers(1, 5)), shown[-1] + 1)
+    return question, str(answer), str(near) if near != answer else None, wrong, f"The rule: {rule}.", steps
+
+
+def text_questions(rng: np.random.Generator) -> Task:
+    """A text-only question without an image: an arithmetic story, a unit conversion, an ordering puzzle, a
+    calendar question or a number sequence; its difficulty is in the steps and the length of the text."""
+    make = _pick(rng, (_story_arithmetic, _story_arithmetic, _unit_conversion, _ordering_puzzle, _calendar, _sequence))
+    question, reference, near, wrong, explanation, steps = make(rng)
+    return Task("text_questions", question, reference, None, "PNG", 0.0, steps, near, wrong, explanation)
+
+
 FAMILIES: dict[str, tuple[Callable[[np.random.Generator], Task], float]] = {
     "chart_reading": (chart_reading, 0.16),
     "scene_counting": (scene_counting, 0.26),
@@ -628,5 +759,7 @@ FAMILIES: dict[str, tuple[Callable[[np.random.Generator], Task], float]] = {
     "table_reasoning": (table_reasoning, 0.16),
     "fine_attributes": (fine_attributes, 0.14),
     "open_description": (open_description, 0.10),
+    "text_questions": (text_questions, 0.08),
 }
-"""Each family's renderer and its share of the items (text-only word problems: ~19 % of table_reasoning, ~3 % overall)."""
+"""Each family's renderer and its weight (shares are weights / their sum, 1.08): ``text_questions`` (7.4 %) and
+the word problems of ``table_reasoning`` (~19 % of it, ~2.8 %) make about 10 % of the items text-only."""

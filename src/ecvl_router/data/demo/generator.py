@@ -14,10 +14,14 @@ from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
+import pandas as pd
 
 from ecvl_router.data import schema
 from ecvl_router.data.demo.families import FAMILIES
-from ecvl_router.data.demo.simulation import DEMO_MODELS, draw_item_hardness, simulate_response
+from ecvl_router.data.demo.simulation import (
+    DEMO_MODELS, SCORE_MAX, SCORE_MIN, draw_item_hardness, simulate_response, simulation_truth, visible_margin,
+)
+from ecvl_router.data.demo.truth import TRUTH_JSON, TRUTH_PARQUET, write_truth
 from ecvl_router.manifest import build_manifest, file_sha256, read_manifest, write_json_atomic, write_manifest
 from ecvl_router.scenarios import DEFAULT_MES
 
@@ -51,7 +55,8 @@ def _description(seed: int, n_items: int) -> str:
     return (
         "SIMULATED DATA (simulated: true). A demo benchmark generated procedurally by ecvl-router "
         f"(seed {seed}, {n_items} items): images, questions and reference answers are rendered synthetically "
-        "in six task families that mirror ChartQA, GQA, VizWiz, MMMU-Pro, MMStar and WildVision; the models "
+        "in six task families that mirror ChartQA, GQA, VizWiz, MMMU-Pro, MMStar and WildVision, and a seventh of "
+        "text-only questions; the models "
         "(sim-vlm-*), their responses, judge scores (1-10) and latencies are simulated from a documented latent "
         "model, not produced by real VLMs or a real judge. See docs/demo-benchmark.md."
     )
@@ -62,10 +67,15 @@ class _ItemOutput(NamedTuple):
     response_lines: list[str]
     source: str
     figures: list[tuple[str, int, float]]  # (model, score, latency_s) per response
+    margins: list[float]  # visible mean margin per model (the simulation truth)
 
 
 def _stream(seed: int, index: int, *key: int) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(index, *key)))
+
+
+def _item_id(index: int) -> str:
+    return f"demo-{index:05d}"
 
 
 def _make_item(seed: int, index: int, images_dir: Path) -> _ItemOutput:
@@ -75,7 +85,7 @@ def _make_item(seed: int, index: int, images_dir: Path) -> _ItemOutput:
     weights = np.array([FAMILIES[name][1] for name in names])
     source = names[int(rng.choice(len(names), p=weights / weights.sum()))]
     task = FAMILIES[source][0](rng)
-    item_id = f"demo-{index:05d}"
+    item_id = _item_id(index)
     image_path = None
     if task.image is not None:
         filename = item_id + _EXTENSIONS[task.image_format]
@@ -84,6 +94,7 @@ def _make_item(seed: int, index: int, images_dir: Path) -> _ItemOutput:
     item = {"item_id": item_id, "source": source, "question": task.question, "image": image_path, "reference": task.reference}
     hidden = draw_item_hardness(_stream(seed, index, _HIDDEN))
     lines, figures = [], []
+    margins = [visible_margin(task, model) for model in DEMO_MODELS]
     for m, model in enumerate(DEMO_MODELS):
         simulated = simulate_response(task, model, hidden, _stream(seed, index, _MODEL, m))
         record = {
@@ -96,7 +107,7 @@ def _make_item(seed: int, index: int, images_dir: Path) -> _ItemOutput:
         }
         lines.append(json.dumps(record, ensure_ascii=False))
         figures.append((model.name, simulated.score, simulated.latency_s))
-    return _ItemOutput(json.dumps(item, ensure_ascii=False), lines, source, figures)
+    return _ItemOutput(json.dumps(item, ensure_ascii=False), lines, source, figures, margins)
 
 
 def is_demo_output(path: Path) -> bool:
@@ -117,7 +128,9 @@ def generate_demo(
 ) -> DemoSummary:
     """Write a simulated multimodal RSD of ``n_items`` items answered by ``DEMO_MODELS`` to ``out_dir``.
 
-    The folder is in the interchange format (docs/data-format.md) plus a ``manifest.json``.
+    The folder is in the interchange format (docs/data-format.md) plus a ``manifest.json`` and the simulation
+    truth (``truth.TRUTH_PARQUET`` and ``truth.TRUTH_JSON``: each (item, model)'s visible mean margin and the
+    noise constants), which no router and no feature reads.
 
     The output is byte-identical for the same ``seed`` and ``n_items`` (except the manifest's timestamp).
     ``out_dir`` must be absent, empty, or a previous demo output (which is replaced). ``progress(done,
@@ -140,6 +153,7 @@ def generate_demo(
     logger.info("generating %d simulated items (seed %d) into %s", n_items, seed, out_dir)
 
     figures: list[tuple[str, int, float]] = []
+    margins: list[list[float]] = []
     sources: Counter[str] = Counter()
     with open(staging / schema.ITEMS_JSONL, "w", encoding="utf-8") as items, open(
         staging / schema.RESPONSES_JSONL, "w", encoding="utf-8"
@@ -149,12 +163,15 @@ def generate_demo(
             items.write(output.item_line + "\n")
             responses.write("\n".join(output.response_lines) + "\n")
             figures.extend(output.figures)
+            margins.append(output.margins)
             sources[output.source] += 1
             if progress is not None:
                 progress(index + 1, n_items)
-    info = {"name": DEMO_NAME, "score_min": 1, "score_max": 10, "description": _description(seed, n_items)}
+    info = {"name": DEMO_NAME, "score_min": SCORE_MIN, "score_max": SCORE_MAX, "description": _description(seed, n_items)}
     write_json_atomic(staging / schema.DATASET_FILE, info)
     models = tuple(m.name for m in DEMO_MODELS)
+    item_ids = pd.Index([_item_id(index) for index in range(n_items)], name="item_id")
+    write_truth(staging, simulation_truth(pd.DataFrame(margins, index=item_ids, columns=list(models))))
     write_manifest(
         staging,
         build_manifest(
@@ -163,7 +180,9 @@ def generate_demo(
             settings={"n_items": n_items, "seed": seed},
             simulated=True,
             counts={"items": n_items, "responses": len(figures), "models": list(models), "sources": dict(sources)},
-            sha256={name: file_sha256(staging / name) for name in (schema.ITEMS_JSONL, schema.RESPONSES_JSONL)},
+            sha256={
+                name: file_sha256(staging / name) for name in (schema.ITEMS_JSONL, schema.RESPONSES_JSONL, TRUTH_PARQUET, TRUTH_JSON)
+            },
         ),
     )
     if out_dir.exists():
