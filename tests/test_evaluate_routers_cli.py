@@ -1,0 +1,97 @@
+"""`ecvl-router evaluate-routers` and `train --router ecvl-multi --recipe oof` on a small demo, with tiny encoders."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from ecvl_router.cli import app
+from ecvl_router.data.demo import DEMO_PAIRS, generate_demo
+
+from tests.serve_support import write_tiny_encoders
+
+CLOUD, EDGE = DEMO_PAIRS[0]
+SCENARIO_NAMES = ("quality", "efficiency", "speed")
+
+pytestmark = pytest.mark.slow  # about 20 s: a 300-item demo, embedding, 2 folds × 3 routers, an oof training
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory):
+    root = tmp_path_factory.mktemp("evaluate-routers")
+    generate_demo(root / "data", n_items=300, seed=3)
+    write_tiny_encoders(root / "encoders")
+    return root
+
+
+def invoke(*args):
+    result = CliRunner().invoke(app, [str(a) for a in args])
+    assert result.exit_code == 0, result.output
+    return result
+
+
+def common(workspace):
+    return ("--encoders", workspace / "encoders" / "encoders.yaml", "--cache-dir", workspace / "cache")
+
+
+def test_evaluate_routers_writes_the_report(workspace):
+    out = workspace / "comparison"
+    invoke("evaluate-routers", "--data", workspace / "data", "--edge", EDGE, "--cloud", CLOUD, "--out", out,
+           "--epochs", 2, "--folds", 2, "--repeats", 1, "--inner-folds", 2, "--routers", "ecvl-multi:oof,gbdt,random",
+           *common(workspace))
+    for name in ("report.md", "summary.csv", "folds.csv", "rcs.png"):
+        assert (out / name).is_file() and (out / name).stat().st_size > 0, name
+    assert (out / "rcs.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    policies = {"all-large", "all-small", "oracle", "bayes", "ecvl-multi:oof", "gbdt", "random"}
+    summary = pd.read_csv(out / "summary.csv")
+    assert set(summary["scenario"]) == set(SCENARIO_NAMES)
+    for scenario in SCENARIO_NAMES:
+        block = summary[summary["scenario"] == scenario]
+        assert sorted(block["policy"]) == sorted(policies), scenario
+        assert (block["folds"] == 2).all()
+        by = block.set_index("policy")
+        best = by["best_trivial"].iloc[0]
+        assert best == ("all-large" if by.loc["all-large", "rcs"] >= by.loc["all-small", "rcs"] else "all-small")
+        assert by.loc[best, "gain"] == 0 and by.loc["oracle", "headroom_oracle"] == pytest.approx(1.0)
+        assert by.loc["bayes", "headroom_bayes"] == pytest.approx(1.0)
+        assert (by["rcs_low"] <= by["rcs"]).all() and (by["rcs"] <= by["rcs_high"]).all()
+    folds = pd.read_csv(out / "folds.csv")
+    assert len(folds) == 2 * len(policies) * len(SCENARIO_NAMES)
+    assert set(folds["repeat"]) == {0} and set(folds["fold"]) == {0, 1}
+    report = (out / "report.md").read_text(encoding="utf-8")
+    assert "![RCS per policy](rcs.png)" in report
+    for scenario in SCENARIO_NAMES:
+        assert f"### {scenario}" in report
+    for policy in policies:
+        assert report.count(f"| {policy} |") == len(SCENARIO_NAMES), policy
+
+
+def test_evaluate_routers_rejects_an_unknown_router(workspace):
+    result = CliRunner().invoke(app, ["evaluate-routers", "--data", str(workspace / "data"), "--edge", EDGE, "--cloud", CLOUD,
+                                      "--out", str(workspace / "bad"), "--routers", "ecvl:cv"])
+    assert result.exit_code == 1 and "unknown recipe 'cv'" in " ".join(result.output.split())  # independent of wrapping
+    assert not (workspace / "bad").exists()
+
+
+def test_train_multi_router_out_of_fold_then_evaluate_and_route(workspace):
+    run = workspace / "multi-run"
+    invoke("train", "--data", workspace / "data", "--edge", EDGE, "--cloud", CLOUD, "--out", run, "--router", "ecvl-multi",
+           "--recipe", "oof", "--epochs", 2, "--scenario", "quality", "--scenario", "speed", *common(workspace))
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert manifest["settings"]["recipe"]["name"] == "oof"
+    assert manifest["router"] == "ensemble"
+    assert set(manifest["scenarios"]) == {"quality", "speed"}
+    for entry in manifest["scenarios"].values():
+        assert "fallback" in entry and entry["fallback"] in (None, "all-large", "all-small")
+    report = json.loads(invoke("evaluate", run, "--json", "--cache-dir", workspace / "cache").stdout)
+    assert report["split"] == "test" and report["n"] == 60
+    quality = report["scenarios"]["quality"]
+    assert set(quality) == {"ensemble", "all-large", "all-small", "oracle"}
+    assert 0 <= quality["ensemble"]["apsp"] <= 1 and quality["oracle"]["accuracy"] == 1.0
+    decision = json.loads(invoke("route", run, "--question", "How many circles are there?", "--scenario", "speed", "--json").stdout)
+    assert decision["route"] in ("edge", "cloud") and 0 <= decision["p"] <= 1
+    assert decision["model"] == (EDGE if decision["route"] == "edge" else CLOUD)
+    assert decision["tau"] == manifest["scenarios"]["speed"]["tau"]
