@@ -10,7 +10,7 @@ from ecvl_router.crossval import fold_strata
 from ecvl_router.data.rsd import PairView
 from ecvl_router.evaluation import evaluate_decisions
 from ecvl_router.labels import competence_labels
-from ecvl_router.oof import fallback_choice, inner_folds, per_query_rcs, take_targets, train_out_of_fold
+from ecvl_router.oof import fallback_choice, inner_folds, trivial_tau, per_query_rcs, take_targets, train_out_of_fold
 from ecvl_router.routers import EnsembleRouter, ScoreTargets, create_router
 from ecvl_router.scenarios import SCENARIOS, Scenario
 from ecvl_router.training import ALL_CLOUD_TAU
@@ -57,17 +57,16 @@ def test_without_signal_it_falls_back_to_the_better_trivial_policy(edge_share, e
         assert choice.rcs == pytest.approx(evaluate_decisions(trivial, pair, None, choice.scenario)["rcs"])
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "known weakness: τ (and the isotonic map) are chosen on the same out-of-fold predictions the fallback test "
-    "scores, so on pure noise a τ that sends a few lucky queries to the edge beats all-large by > 1 SE in sample"
-))
-def test_without_signal_and_a_mixed_edge_share_it_still_falls_back():
+def test_without_signal_and_a_mixed_edge_share_it_mostly_falls_back():
     # 75 % of queries edge-competent, independent of the features: all-large is the better trivial policy in
-    # every preset scenario, and no router can beat it on new queries. Over seeds 0-9 the router is kept
-    # in 18 of 30 (seed, scenario) fits; seed 4 keeps it for "quality" with τ = 0.85.
-    features, labels, pair = _noise_problem(240, seed=4, edge_share=0.75)
-    trained = _train(features, labels, pair, fallback_z=1.0)
-    assert trained.choice("quality").fallback == "all-large"
+    # every preset scenario and no router can beat it on new queries. With honest (cross-fitted) decisions a
+    # z = 1 test keeps a router without signal in about one fit in six (one-sided normal tail 0.16).
+    kept = 0
+    for seed in range(10):
+        features, labels, pair = _noise_problem(240, seed=seed, edge_share=0.75)
+        trained = _train(features, labels, pair, fallback_z=1.0)
+        kept += sum(choice.fallback is None for choice in trained.choices.values())
+    assert kept <= 9  # of 30 (seed, scenario) fits; the in-sample test kept 18
 
 
 def test_without_a_fallback_threshold_it_never_falls_back():
@@ -164,13 +163,13 @@ def test_fallback_choice_compares_with_the_better_trivial_policy():
     features, labels, pair = synthetic_problem(200, seed=6)
     scenario = SCENARIOS["quality"]
     # Perfect probabilities beat both trivial policies by far.
-    assert fallback_choice(labels.astype(float), 0.5, pair, scenario, z=1.0) == (None, 0.5)
+    assert fallback_choice(labels.astype(bool), pair, scenario, z=1.0) is None
     # A router that sends everything to the edge gains nothing over all-small (or loses to all-large).
-    choice, tau = fallback_choice(np.ones(len(pair)), 0.5, pair, scenario, z=1.0)
+    choice = fallback_choice(np.ones(len(pair), bool), pair, scenario, z=1.0)
     small = per_query_rcs(np.ones(len(pair), bool), pair, scenario).mean()
     large = per_query_rcs(np.zeros(len(pair), bool), pair, scenario).mean()
     assert choice == ("all-small" if small > large else "all-large")
-    assert tau == (0.0 if choice == "all-small" else ALL_CLOUD_TAU)
+    assert trivial_tau(choice) == (0.0 if choice == "all-small" else ALL_CLOUD_TAU)
 
 
 def test_inner_folds_partition_the_rows_even_with_rare_strata():

@@ -7,9 +7,11 @@ Instead of one 80/20 split, whose ~20 % validation part decides both the epoch a
 2. the out-of-fold predictions of *all* training queries optionally fit a calibration map
    (Platt or isotonic) and then choose τ per scenario;
 3. the router kept is the calibrated mean of the fold routers (an ensemble, no refit);
-4. where the router does not beat the better trivial policy (all-at-large or all-at-small) on the
-   out-of-fold predictions by more than ``fallback_z`` standard errors of the paired per-query
-   difference, the scenario falls back to that trivial policy, and the bundle says so.
+4. where the router does not beat the better trivial policy (all-at-large or all-at-small) by more
+   than ``fallback_z`` standard errors of the paired per-query difference, the scenario falls back to
+   that trivial policy, and the bundle says so. The comparison uses honest decisions: each inner part
+   is decided with a calibration map and τ fitted on the other parts only (τ chosen and scored on the
+   same predictions would let a lucky τ pass the test on pure noise).
 """
 
 from __future__ import annotations
@@ -49,20 +51,39 @@ def per_query_rcs(to_edge: np.ndarray, pair: PairView, scenario: Scenario) -> np
     return scenario.alpha * (score >= scenario.mes) + scenario.beta * to_edge - scenario.gamma * latency
 
 
-def fallback_choice(
-    p: np.ndarray, tau: float, pair: PairView, scenario: Scenario, *, z: float
-) -> tuple[str | None, float]:
-    """(trivial policy to fall back to or None, τ to use): the router must beat the better trivial policy by z SE."""
-    trivial = {
-        "all-small": per_query_rcs(np.ones(len(pair), dtype=bool), pair, scenario),
-        "all-large": per_query_rcs(np.zeros(len(pair), dtype=bool), pair, scenario),
-    }
+def fallback_choice(to_edge: np.ndarray, pair: PairView, scenario: Scenario, *, z: float) -> str | None:
+    """The better trivial policy, unless decisions ``to_edge`` beat it by more than ``z`` standard errors (then None).
+
+    The standard error is that of the mean paired per-query RCS difference. ``to_edge`` must be honest
+    held-out decisions (``cross_fitted_decisions``), not ones whose τ was chosen on the same queries.
+    """
+    trivial = {name: per_query_rcs(np.full(len(pair), name == "all-small"), pair, scenario) for name in ("all-small", "all-large")}
     best = max(trivial, key=lambda name: trivial[name].mean())
-    gain = per_query_rcs(p >= tau, pair, scenario) - trivial[best]
+    gain = per_query_rcs(np.asarray(to_edge, dtype=bool), pair, scenario) - trivial[best]
     standard_error = gain.std(ddof=1) / math.sqrt(len(gain)) if len(gain) > 1 else math.inf
-    if gain.mean() > z * standard_error:
-        return None, tau
-    return best, 0.0 if best == "all-small" else ALL_CLOUD_TAU
+    return None if gain.mean() > z * standard_error else best
+
+
+def trivial_tau(policy: str) -> float:
+    """The threshold that sends every query to the edge (``all-small``) or to the cloud (``all-large``)."""
+    return 0.0 if policy == "all-small" else ALL_CLOUD_TAU
+
+
+def cross_fitted_decisions(
+    p_oof: np.ndarray,
+    labels: np.ndarray,
+    pair: PairView,
+    scenario: Scenario,
+    parts: Sequence[tuple[np.ndarray, np.ndarray]],
+    calibration: CalibrationKind,
+) -> np.ndarray:
+    """Held-out decisions: each part is decided with a calibration map and τ fitted on the other parts only."""
+    to_edge = np.zeros(len(p_oof), dtype=bool)
+    for others, held in parts:
+        calibrator = Calibration.fit(calibration, p_oof[others], labels[others])
+        tau = search_threshold(np.clip(calibrator(p_oof[others]), 0.0, 1.0), pair.take(others), scenario).tau
+        to_edge[held] = np.clip(calibrator(p_oof[held]), 0.0, 1.0) >= tau
+    return to_edge
 
 
 def inner_folds(strata: np.ndarray, folds: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -103,23 +124,26 @@ def train_out_of_fold(
     """
     p_oof = np.zeros(len(X))
     members: list[Router] = []
-    for index, (fit_rows, held_rows) in enumerate(inner_folds(strata, folds, seed)):
+    labels = np.asarray(labels)
+    parts = inner_folds(strata, folds, seed)
+    for index, (fit_rows, held_rows) in enumerate(parts):
         member = make_router(seed + index).fit(X.take(fit_rows), take_targets(y, fit_rows))
         p_oof[held_rows] = member.predict_proba(X.take(held_rows))
         members.append(member)
         if progress is not None:
             progress(index + 1, folds)
-    calibrator = Calibration.fit(calibration, p_oof, np.asarray(labels))
+    calibrator = Calibration.fit(calibration, p_oof, labels)
     p_cal = np.clip(calibrator(p_oof), 0.0, 1.0)
     choices: dict[str, ScenarioChoice] = {}
     for scenario in scenarios:
         threshold = search_threshold(p_cal, pair, scenario)
         fallback = None
         if fallback_z is not None and scenario.cloud_allowed:
-            fallback, tau = fallback_choice(p_cal, threshold.tau, pair, scenario, z=fallback_z)
+            honest = cross_fitted_decisions(p_oof, labels, pair, scenario, parts, calibration)
+            fallback = fallback_choice(honest, pair, scenario, z=fallback_z)
             if fallback is not None:
-                kept = choice_at(p_cal, pair, scenario, tau)
-                threshold = ThresholdChoice(tau, kept.rcs, kept.metrics, threshold.grid, threshold.rcs_by_tau)
+                kept = choice_at(p_cal, pair, scenario, trivial_tau(fallback))
+                threshold = ThresholdChoice(kept.tau, kept.rcs, kept.metrics, threshold.grid, threshold.rcs_by_tau)
         choices[scenario.name] = ScenarioChoice(scenario, 0, threshold, fallback=fallback)
     ensemble = EnsembleRouter.of(members, calibrator, random_state=seed)
     history = {name: [EpochResult(0, choice.tau, choice.rcs)] for name, choice in choices.items()}
