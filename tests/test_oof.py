@@ -66,7 +66,7 @@ def test_without_signal_and_a_mixed_edge_share_it_mostly_falls_back():
         features, labels, pair = _noise_problem(240, seed=seed, edge_share=0.75)
         trained = _train(features, labels, pair, fallback_z=1.0)
         kept += sum(choice.fallback is None for choice in trained.choices.values())
-    assert kept <= 9  # of 30 (seed, scenario) fits; the in-sample test kept 18
+    assert kept <= 3  # of 30 (seed, scenario) fits: 0 measured; the in-sample test kept 18
 
 
 def test_without_a_fallback_threshold_it_never_falls_back():

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from joblib import Parallel, delayed
 from sklearn.model_selection import StratifiedShuffleSplit
 
 from ecvl_router.crossval import Fold, corrected_interval, headroom_share, pooled_strata
@@ -86,35 +87,47 @@ def cross_validate(
     folds: Sequence[Fold],
     settings: CVSettings = CVSettings(),
     progress: Progress | None = None,
+    *,
+    jobs: int = 1,
 ) -> pd.DataFrame:
-    """One row per (fold, policy, scenario) with the test fold's APSP, CA, AIL, RCS, τ and any fallback."""
+    """One row per (fold, policy, scenario) with the test fold's APSP, CA, AIL, RCS, τ and any fallback.
+
+    With ``jobs`` > 1 the folds run in that many worker processes (each router trains on one thread).
+    """
+    tasks = (delayed(fold_rows)(inputs, policies, scenarios, fold, settings) for fold in folds)
     rows: list[dict[str, Any]] = []
-    total, done = len(folds) * (len(policies) + 1), 0
-    for fold in folds:
-        test_pair, test_labels = inputs.pair.take(fold.test), inputs.labels[fold.test]
-
-        def record(policy: str, scenario: Scenario, to_edge: np.ndarray, tau: float = float("nan"), fallback: str | None = None) -> None:
-            metrics = evaluate_decisions(to_edge, test_pair, test_labels, scenario)
-            rows.append({"repeat": fold.repeat, "fold": fold.fold, "policy": policy, "scenario": scenario.name,
-                         **{key: float(metrics[key]) for key in METRICS}, "tau": tau, "fallback": fallback or ""})
-
-        for scenario in scenarios:
-            for name in (*TRIVIAL, "oracle"):
-                record(name, scenario, reference_decisions(name, test_labels))
-            if inputs.bayes is not None:
-                tau = search_threshold(inputs.bayes[fold.train], inputs.pair.take(fold.train), scenario).tau
-                record("bayes", scenario, inputs.bayes[fold.test] >= tau, tau)
-        done += 1
-        for spec in policies:
-            trained = train_policy(spec, inputs, fold.train, scenarios, settings)
-            X_test = inputs.features.take(fold.test)
-            for scenario in scenarios:
-                to_edge, _, tau = trained.decide(X_test, scenario.name)
-                record(spec.label, scenario, to_edge, tau, trained.choice(scenario.name).fallback)
-            done += 1
-            if progress is not None:
-                progress(done, total)
+    for done, fold_result in enumerate(Parallel(n_jobs=jobs, return_as="generator")(tasks), start=1):
+        rows += fold_result
+        if progress is not None:
+            progress(done, len(folds))
     return pd.DataFrame(rows)
+
+
+def fold_rows(
+    inputs: CVInputs, policies: Sequence[PolicySpec], scenarios: Sequence[Scenario], fold: Fold, settings: CVSettings
+) -> list[dict[str, Any]]:
+    """The rows of one fold: reference policies, then every policy trained on the fold's training part."""
+    test_pair, test_labels = inputs.pair.take(fold.test), inputs.labels[fold.test]
+    rows: list[dict[str, Any]] = []
+
+    def record(policy: str, scenario: Scenario, to_edge: np.ndarray, tau: float = float("nan"), fallback: str | None = None) -> None:
+        metrics = evaluate_decisions(to_edge, test_pair, test_labels, scenario)
+        rows.append({"repeat": fold.repeat, "fold": fold.fold, "policy": policy, "scenario": scenario.name,
+                     **{key: float(metrics[key]) for key in METRICS}, "tau": tau, "fallback": fallback or ""})
+
+    for scenario in scenarios:
+        for name in (*TRIVIAL, "oracle"):
+            record(name, scenario, reference_decisions(name, test_labels))
+        if inputs.bayes is not None:
+            tau = search_threshold(inputs.bayes[fold.train], inputs.pair.take(fold.train), scenario).tau
+            record("bayes", scenario, inputs.bayes[fold.test] >= tau, tau)
+    X_test = inputs.features.take(fold.test)
+    for spec in policies:
+        trained = train_policy(spec, inputs, fold.train, scenarios, settings)
+        for scenario in scenarios:
+            to_edge, _, tau = trained.decide(X_test, scenario.name)
+            record(spec.label, scenario, to_edge, tau, trained.choice(scenario.name).fallback)
+    return rows
 
 
 def train_policy(

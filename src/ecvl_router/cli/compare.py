@@ -31,6 +31,7 @@ def evaluate_routers(
     calibration: str = typer.Option("isotonic", "--calibration", help="Calibration of the oof recipe: none, platt, isotonic."),
     fallback_z: float = typer.Option(1.0, "--fallback-z", help="oof recipe: keep the router only if it beats the better trivial policy by this many standard errors out of fold (negative: never fall back)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the folds and the routers."),
+    jobs: int = typer.Option(1, "--jobs", min=1, help="Folds trained in parallel worker processes (one CPU thread each)."),
     encoders: Path | None = EncodersOption,
     cache_dir: Path | None = CacheOption,
 ) -> None:
@@ -62,10 +63,10 @@ def evaluate_routers(
         features = rsd_features(rsd, extractor, cache_dir=cache_dir or default_cache_dir(), progress=progress)
     extractor.close()
     try:
-        with progress_bar(f"{folds}×{repeats} folds × {len(policies)} routers") as progress:
+        with progress_bar(f"{folds}×{repeats} folds, {len(policies)} routers each") as progress:
             comparison = compare_routers(rsd, features, edge=edge, cloud=cloud, scenarios=scenarios, policies=policies,
                                          n_folds=folds, n_repeats=repeats, rule=label_rule, k=k, settings=settings,
-                                         progress=progress)
+                                         progress=progress, jobs=jobs)
     except (KeyError, ValueError) as exc:
         fail(str(exc).strip('"'))
     elapsed = time.perf_counter() - started
@@ -74,7 +75,7 @@ def evaluate_routers(
         "queries": comparison.n_queries, "folds": f"{folds} × {repeats} repeats", "MES": scenarios[0].mes,
         "label rule": label_rule, "routers": ", ".join(p.label for p in policies),
         "oof recipe": f"{inner_folds} inner folds, {calibration} calibration, fallback at {settings.fallback_z} SE",
-        "seed": seed, "wall time": f"{elapsed:.0f} s",
+        "seed": seed, "wall time": f"{elapsed:.0f} s with {jobs} worker process(es)",
     }
     report = write_crossval_report(comparison.folds, comparison.summary, out, title=title, settings=described)
     console.print(f"[green]report[/] {report} ({elapsed:.0f} s)")

@@ -46,6 +46,7 @@ def compare_routers(
     k: float = 1,
     settings: CVSettings = CVSettings(),
     progress: Callable[[int, int], None] | None = None,
+    jobs: int = 1,
 ) -> Comparison:
     """Repeated stratified k-fold comparison of ``policies`` (plus trivial, oracle and, on demo data, bayes) on one pair.
 
@@ -67,7 +68,7 @@ def compare_routers(
         bayes=bayes,
     )
     folds = repeated_stratified_folds(strata, n_folds=n_folds, n_repeats=n_repeats, seed=settings.seed)
-    rows = cross_validate(inputs, policies, scenarios, folds, settings, progress)
+    rows = cross_validate(inputs, policies, scenarios, folds, settings, progress, jobs=jobs)
     return Comparison(rows, summarise(rows, test_share=1 / (n_folds - 1)), len(task.pair), bayes is not None)
 
 
