@@ -177,6 +177,12 @@ class TrainedRouter:
         self._loaded_epoch: int | None = None
 
     @property
+    def label(self) -> str:
+        """The router kind and, unless it is the paper's split recipe, the recipe: ``ecvl`` or ``ecvl-multi:oof``."""
+        kind = getattr(self.router, "member_name", self.router.name)
+        return kind if self.recipe.get("name", "split") == "split" else f"{kind}:{self.recipe['name']}"
+
+    @property
     def scenario_names(self) -> list[str]:
         return list(self.choices)
 

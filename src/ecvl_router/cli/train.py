@@ -10,7 +10,7 @@ import typer
 from rich.table import Table
 
 from ecvl_router.bundle import BundleError, save_bundle
-from ecvl_router.training import TrainedRouter
+from ecvl_router.training import TrainedRouter, search_threshold
 from ecvl_router.cli.console import ProgressCallback, console, fail, print_json, progress_bar
 from ecvl_router.cli.data import load_or_fail
 from ecvl_router.cli.options import CacheOption, EncodersOption, extractor_settings, load_extractor
@@ -19,7 +19,7 @@ from ecvl_router.labels import LABEL_RULES
 from ecvl_router.features.features import QueryFeatures
 from ecvl_router.routers import TRAINABLE_ROUTER_NAMES, Router, ScoreTargets, create_router, router_class
 from ecvl_router.routing_task import PARTS, RoutingTask, build_task, score_targets
-from ecvl_router.runs import default_cache_dir, open_run, rsd_features, run_settings, write_split
+from ecvl_router.runs import RunContext, default_cache_dir, open_run, rsd_features, run_settings, write_split
 from ecvl_router.scenarios import SCENARIOS, Scenario, ScenarioError, resolve_scenario
 
 SUMMARY_KEYS = ("apsp", "ca", "ail", "rcs", "accuracy", "pgr", "time_saving", "token_saving")
@@ -137,7 +137,7 @@ def evaluate(
     cache_dir: Path | None = CacheOption,
     as_json: bool = typer.Option(False, "--json", help="Print the metrics as JSON."),
 ) -> None:
-    """APSP, CA, AIL, RCS, accuracy, PGR and savings per scenario, next to all-at-large, all-at-small and the oracle."""
+    """APSP, CA, AIL, RCS, accuracy, PGR and savings per scenario, next to all-at-large, all-at-small, the oracle and (demo data) bayes."""
     try:
         with progress_bar("loading run and features") as progress:
             run = open_run(run_dir, data=data, cache_dir=cache_dir or default_cache_dir(), progress=progress)
@@ -145,13 +145,18 @@ def evaluate(
     except (BundleError, FileNotFoundError, ValueError, KeyError) as exc:
         fail(str(exc))
     features = run.features.take(run.task.part(split))
+    bayes = _bayes_policy(run, split, data or Path(run.manifest["inputs"]["data"]))
     results = {}
     for name in run.trained.scenario_names:
         scenario = run.trained.choice(name).scenario
         to_edge, _, tau = run.trained.decide(features, name)
-        rows = {run.trained.router.name: {"tau": tau, **evaluate_decisions(to_edge, view, labels, scenario)}}
+        rows = {run.trained.label: {"tau": tau, **evaluate_decisions(to_edge, view, labels, scenario)}}
         for policy in REFERENCE_POLICIES:
             rows[policy] = evaluate_decisions(reference_decisions(policy, labels), view, labels, scenario)
+        if bayes is not None:
+            p_val, p_split = bayes
+            bayes_tau = search_threshold(p_val, run.task.view("val")[0], scenario).tau
+            rows["bayes"] = {"tau": bayes_tau, **evaluate_decisions(p_split >= bayes_tau, view, labels, scenario)}
         results[name] = rows
     if as_json:
         print_json({"split": split, "n": len(view), "scenarios": results})
@@ -166,6 +171,18 @@ def evaluate(
             cells += [f"{metrics.get(key, float('nan')):.{4 if key in PROPORTIONS else 2}f}" for key in SUMMARY_KEYS]
             table.add_row(policy, *cells)
         console.print(table)
+
+
+def _bayes_policy(run: RunContext, split: str, root: Path) -> tuple[np.ndarray, np.ndarray] | None:
+    """The simulation's true P(edge competent | visible) on the validation and the evaluated split (demo data only)."""
+    from ecvl_router.data.demo.truth import bayes_probabilities, load_truth
+
+    truth = load_truth(root)
+    if truth is None:
+        return None
+    task = run.task
+    p = bayes_probabilities(truth, task.pair, mes=task.mes, rule=task.rule, k=task.k)
+    return p[task.part("val")], p[task.part(split)]
 
 
 def route(

@@ -26,11 +26,13 @@ from ecvl_router.experiments.dataset_analysis import DatasetAnalysis, analyse_da
 from ecvl_router.experiments.label_strategies import LabelStrategy, paper_strategies, run_label_strategies
 from ecvl_router.experiments.main_table import MAIN_ROUTERS, ModelPair, PairResult, StageProgress
 from ecvl_router.experiments.mes_sweep import run_mes_sweep
+from ecvl_router.experiments.router_comparison import DEFAULT_POLICIES, Comparison, compare_routers
 from ecvl_router.experiments.router_latency import RoutingLatency, measure_routing_latency
 from ecvl_router.experiments.scale import from_paper_scale, mes_grid, paper_unit
 from ecvl_router.experiments.validation_alignment import AlignmentCurve, alignment_curves
 from ecvl_router.features.extractor import FeatureExtractor
 from ecvl_router.features.features import QueryFeatures
+from ecvl_router.router_cv import CVSettings, PolicySpec
 from ecvl_router.scenarios import DEFAULT_MES, SCENARIOS, Scenario
 
 logger = logging.getLogger(__name__)
@@ -50,7 +52,10 @@ EXPERIMENTS = (
     "Figure 9: validation–test alignment",
     "Figures 11–12: MES sweep",
     "Table 8: cross-domain generalisation",
+    "Cross-validated router comparison",
 )
+QUICK_COMPARISON = ("ecvl-multi:oof", "gbdt", "random")
+"""The routers a quick reproduction compares (the full one compares ``DEFAULT_POLICIES``)."""
 
 
 @dataclass(frozen=True)
@@ -70,6 +75,9 @@ class ReproduceSettings:
     strategies: tuple[LabelStrategy, ...]
     router_params: dict[str, dict[str, Any]]
     latency_queries: int
+    comparison_policies: tuple[str, ...] = DEFAULT_POLICIES
+    comparison_folds: int = 5
+    comparison_repeats: int = 3
     notes: tuple[str, ...] = ()
 
     @property
@@ -94,6 +102,8 @@ class ReproduceSettings:
             "label_strategies": [{"name": s.name, "rule": s.rule, "k": s.k} for s in self.strategies],
             "router_params": self.router_params,
             "latency_queries": self.latency_queries,
+            "comparison": {"routers": list(self.comparison_policies), "folds": self.comparison_folds,
+                           "repeats": self.comparison_repeats},
             "scenarios": [s.model_dump() for s in self.scenarios()],
         }
 
@@ -185,6 +195,9 @@ def reproduce_settings(
         strategies=paper_strategies(unit),
         router_params=router_params,
         latency_queries=QUICK_LATENCY_QUERIES if quick else LATENCY_QUERIES,
+        comparison_policies=QUICK_COMPARISON if quick else DEFAULT_POLICIES,
+        comparison_folds=3 if quick else 5,
+        comparison_repeats=1 if quick else 3,
         notes=tuple(notes),
     )
 
@@ -203,6 +216,7 @@ class ReproduceResults:
     alignment: list[AlignmentCurve] = field(default_factory=list)
     sweep_rows: list[dict[str, Any]] = field(default_factory=list)
     cross_domain_rows: list[dict[str, Any]] = field(default_factory=list)
+    comparison: Comparison | None = None
     seconds: dict[str, float] = field(default_factory=dict)
     ledger: TrainingLedger = field(default_factory=TrainingLedger)
 
@@ -288,4 +302,13 @@ def run_reproduce(
         results.sweep_rows = run_mes_sweep(context, main_pair, settings.mes_points, seeds)
     with experiment(EXPERIMENTS[7]):
         results.cross_domain_rows = run_cross_domain(context, main_pair, settings.holdout_sources, seeds)
+    with experiment(EXPERIMENTS[8]):
+        results.comparison = compare_routers(
+            rsd, features, edge=main_pair.edge, cloud=main_pair.cloud, scenarios=scenarios,
+            policies=[PolicySpec.parse(text) for text in settings.comparison_policies],
+            n_folds=settings.comparison_folds, n_repeats=settings.comparison_repeats,
+            settings=CVSettings(seed=settings.seeds[0], router_params=settings.router_params,
+                                inner_folds=3 if settings.quick else 5),
+            progress=(lambda done, total: progress("comparison · folds", done, total)) if progress else None,
+        )
     return results

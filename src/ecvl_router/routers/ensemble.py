@@ -83,6 +83,13 @@ class EnsembleRouter(Router):
     def members(self) -> list[Router]:
         return list(self._members)
 
+    @property
+    def member_name(self) -> str:
+        """The kind of router the members are."""
+        if not self._members:
+            raise self._not_fitted()
+        return self._members[0].name
+
     def iter_fit(self, X: QueryFeatures, y: Any) -> Iterator[int]:
         raise TypeError("an ensemble is assembled from fitted routers (EnsembleRouter.of), not trained")
 
