@@ -219,3 +219,57 @@ def test_ensemble_averages_its_members_and_survives_save_and_load(fitted, tmp_pa
         EnsembleRouter.of([], Calibration())
     with pytest.raises(TypeError):
         EnsembleRouter().fit(X, labels)
+
+
+def _trained_multi(tmp_path, recipe: str):
+    """An ecvl-multi TrainedRouter for the three preset scenarios (split or oof recipe), saved and reloaded."""
+    from ecvl_router.bundle import load_bundle, save_bundle
+    from ecvl_router.oof import train_out_of_fold
+    from ecvl_router.scenarios import SCENARIOS
+    from ecvl_router.training import train_router
+
+    features, targets, labels = _targets(300, seed=3)
+    _, _, pair = synthetic_problem(300, seed=3)
+    pair = type(pair)(**{**vars(pair), "score_edge": targets.scores[:, 0], "score_cloud": targets.scores[:, 1]})
+    scenarios = list(SCENARIOS.values())
+    if recipe == "split":
+        fit, val = np.arange(200), np.arange(200, 300)
+        trained = train_router(ECVLMultiRouter(random_state=0, **PARAMS), features.take(fit),
+                               ScoreTargets(targets.scores[fit], MODELS, "edge-model", "cloud-model", 6.0),
+                               features.take(val), pair.take(val), scenarios)
+    else:
+        trained = train_out_of_fold(lambda seed: ECVLMultiRouter(random_state=seed, **PARAMS), features, targets, labels,
+                                    pair, scenarios, strata=labels.astype(str), folds=3, fallback_z=None)
+    save_bundle(trained, tmp_path / recipe)
+    return load_bundle(tmp_path / recipe), features
+
+
+@pytest.mark.parametrize("recipe", ["split", "oof"])
+def test_a_bundle_serves_any_mes_and_any_pair_of_its_models(tmp_path, recipe):
+    trained, X = _trained_multi(tmp_path, recipe)
+    choice = trained.choice("quality")
+    assert choice.tau_by_mes is not None and sorted(choice.tau_by_mes) == [float(v) for v in range(2, 11)]
+    # The trained MES and pair: exactly the default decision.
+    default = trained.decide(X, "quality")
+    same = trained.decide(X, "quality", mes=6.0, edge="edge-model", cloud="cloud-model")
+    np.testing.assert_array_equal(default[1], same[1])
+    # Another MES: Eq. 2 on the router's predicted distributions, with the tau searched for that level.
+    router = trained.router_at(choice.epoch)
+    to_edge, p, tau = trained.decide(X, "quality", mes=8.0)
+    np.testing.assert_allclose(p, router.competence(X, edge="edge-model", cloud="cloud-model", mes=8.0))
+    assert tau == choice.tau_by_mes[8.0] and (to_edge == (p >= tau)).all()
+    # An MES between levels uses the next level's tau; a pair never trained as a pair works too.
+    assert trained.decide(X, "quality", mes=7.5)[2] == choice.tau_by_mes[8.0]
+    _, p_other, _ = trained.decide(X, "quality", edge="third", cloud="edge-model")
+    np.testing.assert_allclose(p_other, router.competence(X, edge="third", cloud="edge-model", mes=6.0))
+
+
+def test_a_pair_router_refuses_another_mes(tmp_path):
+    from ecvl_router.scenarios import SCENARIOS
+    from ecvl_router.training import train_router
+
+    features, labels, pair = synthetic_problem(120, seed=2)
+    trained = train_router(create_router("gbdt", max_iter=5), features.take(np.arange(80)), labels[:80],
+                           features.take(np.arange(80, 120)), pair.take(np.arange(80, 120)), [SCENARIOS["quality"]])
+    with pytest.raises(ValueError, match="ecvl-multi serves any"):
+        trained.decide(features, "quality", mes=8.0)

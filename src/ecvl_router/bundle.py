@@ -137,6 +137,7 @@ def _choice_entry(choice: ScenarioChoice) -> dict[str, Any]:
         "tau": threshold.tau,
         "best_epoch": choice.epoch,
         "fallback": choice.fallback,
+        "tau_by_mes": [[level, tau] for level, tau in sorted(choice.tau_by_mes.items())] if choice.tau_by_mes else None,
         "state": _state_dir(choice.epoch),
         "val_rcs": _json_number(threshold.rcs),
         "val_metrics": {key: _json_number(value) for key, value in threshold.metrics.items()},
@@ -154,7 +155,8 @@ def _choice_from(entry: dict[str, Any]) -> ScenarioChoice:
         grid=np.asarray(entry["grid"], dtype=np.float64),
         rcs_by_tau=np.asarray([_float(v) for v in entry["rcs_by_tau"]], dtype=np.float64),
     )
-    return ScenarioChoice(scenario=scenario, epoch=int(entry["best_epoch"]), threshold=threshold, fallback=entry.get("fallback"))
+    return ScenarioChoice(scenario=scenario, epoch=int(entry["best_epoch"]), threshold=threshold, fallback=entry.get("fallback"),
+                          tau_by_mes={float(level): float(tau) for level, tau in entry["tau_by_mes"]} if entry.get("tau_by_mes") else None)
 
 
 def _json_number(value: Any) -> float | int | None:

@@ -37,6 +37,7 @@ from ecvl_router.training import (
     ThresholdChoice,
     TrainedRouter,
     choice_at,
+    mes_thresholds,
     search_threshold,
 )
 
@@ -126,9 +127,14 @@ def train_out_of_fold(
     members: list[Router] = []
     labels = np.asarray(labels)
     parts = inner_folds(strata, folds, seed)
+    by_level: dict[float, np.ndarray] = {}
     for index, (fit_rows, held_rows) in enumerate(parts):
         member = make_router(seed + index).fit(X.take(fit_rows), take_targets(y, fit_rows))
         p_oof[held_rows] = member.predict_proba(X.take(held_rows))
+        if member.learns_scores:
+            for level in member.score_values[1:]:
+                p_level = member.competence(X.take(held_rows), edge=pair.edge, cloud=pair.cloud, mes=float(level))
+                by_level.setdefault(float(level), np.zeros(len(X)))[held_rows] = p_level
         members.append(member)
         if progress is not None:
             progress(index + 1, folds)
@@ -144,7 +150,8 @@ def train_out_of_fold(
             if fallback is not None:
                 kept = choice_at(p_cal, pair, scenario, trivial_tau(fallback))
                 threshold = ThresholdChoice(kept.tau, kept.rcs, kept.metrics, threshold.grid, threshold.rcs_by_tau)
-        choices[scenario.name] = ScenarioChoice(scenario, 0, threshold, fallback=fallback)
+        tau_by_mes = mes_thresholds(by_level, pair, scenario) if by_level else None
+        choices[scenario.name] = ScenarioChoice(scenario, 0, threshold, fallback=fallback, tau_by_mes=tau_by_mes)
     ensemble = EnsembleRouter.of(members, calibrator, random_state=seed)
     history = {name: [EpochResult(0, choice.tau, choice.rcs)] for name, choice in choices.items()}
     return TrainedRouter(ensemble, choices, {0: ensemble.get_state()}, history, recipe=_recipe(folds, calibration, fallback_z))

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -68,12 +68,26 @@ class ScenarioChoice:
 
     ``fallback`` names the trivial policy (``all-large`` or ``all-small``) the scenario fell back to
     because the router did not beat it on held-out data (tau then sends every query one way).
+    ``tau_by_mes`` (routers that predict scores) maps each score level to the tau searched for the
+    scenario's weights at that MES, so that the router can serve an MES it was not trained at.
     """
 
     scenario: Scenario
     epoch: int
     threshold: ThresholdChoice
     fallback: str | None = None
+    tau_by_mes: dict[float, float] | None = None
+
+    def tau_at(self, mes: float) -> float:
+        """tau for ``mes``: the entry of the lowest score level at or above it (the same labels for all MES up to it)."""
+        if mes == self.scenario.mes or self.fallback is not None:
+            return self.tau
+        if not self.tau_by_mes:
+            raise ValueError(f"scenario {self.scenario.name!r} was trained at MES {self.scenario.mes:g} only; "
+                             "serving another MES needs a router that predicts scores (ecvl-multi)")
+        levels = sorted(self.tau_by_mes)
+        above = [level for level in levels if level >= mes]
+        return self.tau_by_mes[above[0] if above else levels[-1]]
 
     @property
     def tau(self) -> float:
@@ -208,11 +222,32 @@ class TrainedRouter:
         """P(edge competent) from the state kept for ``scenario_name``."""
         return self.router_at(self.choice(scenario_name).epoch).predict_proba(X)
 
-    def decide(self, X: QueryFeatures, scenario_name: str) -> tuple[np.ndarray, np.ndarray, float]:
-        """(to_edge, p, tau) for the queries of ``X`` under ``scenario_name``."""
-        tau = self.choice(scenario_name).tau
-        p = self.predict_proba(X, scenario_name)
+    def decide(
+        self, X: QueryFeatures, scenario_name: str, *, mes: float | None = None, edge: str | None = None, cloud: str | None = None
+    ) -> tuple[np.ndarray, np.ndarray, float]:
+        """(to_edge, p, tau) for the queries of ``X`` under ``scenario_name``.
+
+        ``mes``, ``edge`` and ``cloud`` override the scenario's MES and the trained pair; only routers that
+        predict scores (``competence``) serve them, with the tau of ``ScenarioChoice.tau_at``.
+        """
+        choice = self.choice(scenario_name)
+        pair = (choice.scenario.mes, *self.trained_pair())
+        wanted = (choice.scenario.mes if mes is None else mes, edge or pair[1], cloud or pair[2])
+        if wanted == pair:
+            p = self.predict_proba(X, scenario_name)
+            return p >= choice.tau, p, choice.tau
+        router = self.router_at(choice.epoch)
+        if not getattr(router, "fitted_pair", None):
+            raise ValueError(f"a {self.label} router decides for its trained pair and MES only; ecvl-multi serves any")
+        tau = choice.tau_at(wanted[0])
+        p = router.competence(X, edge=wanted[1], cloud=wanted[2], mes=wanted[0], rule="mes")
         return p >= tau, p, tau
+
+    def trained_pair(self) -> tuple[str | None, str | None]:
+        """(edge, cloud) of the task the router was trained on, as its manifest or its router records them."""
+        task = ((self.manifest or {}).get("settings") or {}).get("task") or {}
+        fitted = getattr(self.router, "fitted_pair", {})
+        return task.get("edge", fitted.get("edge")), task.get("cloud", fitted.get("cloud"))
 
 
 def train_router(
@@ -268,7 +303,18 @@ def train_router(
             progress(epoch + 1, router.n_epochs)
     if not best:
         raise RuntimeError(f"router {router.name!r} trained no epoch")
+    if router.learns_scores and edge_share is None:
+        for name, choice in best.items():
+            router.set_state(states[choice.epoch])
+            by_level = {float(level): router.competence(X_val, edge=pair_val.edge, cloud=pair_val.cloud, mes=float(level))
+                        for level in router.score_values[1:]}
+            best[name] = replace(choice, tau_by_mes=mes_thresholds(by_level, pair_val, choice.scenario))
     return TrainedRouter(router, best, states, history, edge_share=edge_share)
+
+
+def mes_thresholds(p_by_level: dict[float, np.ndarray], pair: PairView, scenario: Scenario) -> dict[float, float]:
+    """tau per score level: searched on that level's P(edge competent) for the scenario's weights at that MES."""
+    return {level: search_threshold(p, pair, scenario.with_mes(level)).tau for level, p in p_by_level.items()}
 
 
 def _threshold(

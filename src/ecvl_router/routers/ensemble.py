@@ -102,6 +102,22 @@ class EnsembleRouter(Router):
     def predict_proba(self, X: QueryFeatures) -> np.ndarray:
         return np.clip(self._calibration(self.raw_proba(X)), 0.0, 1.0)
 
+    @property
+    def fitted_pair(self) -> dict[str, Any]:
+        """The pair the members were fitted for (routers that predict scores), else empty."""
+        return getattr(self._members[0], "fitted_pair", {}) if self._members else {}
+
+    @property
+    def score_values(self) -> np.ndarray:
+        """The members' score levels (routers that predict scores)."""
+        return self._members[0].score_values  # type: ignore[attr-defined]
+
+    def competence(self, X: QueryFeatures, **pair: Any) -> np.ndarray:
+        """The members' mean uncalibrated P(edge competent) for any pair and MES (members that predict scores)."""
+        if not self._members or not hasattr(self._members[0], "competence"):
+            raise TypeError("the ensemble's members do not predict scores")
+        return np.mean([member.competence(X, **pair) for member in self._members], axis=0)
+
     def get_state(self) -> dict[str, Any]:
         if not self._members:
             raise self._not_fitted()

@@ -151,6 +151,11 @@ class ECVLMultiRouter(Router):
         return self._models
 
     @property
+    def fitted_pair(self) -> dict[str, Any]:
+        """The edge, cloud, MES, rule and k ``predict_proba`` reports for."""
+        return dict(self._pair)
+
+    @property
     def score_values(self) -> np.ndarray:
         """The score levels of the predicted distributions, ascending."""
         return self._values
