@@ -190,6 +190,9 @@ def route(
     question: str = typer.Option(..., "--question", help="The user's question."),
     image: Path | None = typer.Option(None, "--image", exists=True, dir_okay=False, help="Image file (optional)."),
     scenario: str | None = typer.Option(None, "--scenario", help="Scenario of the bundle [default: its first]."),
+    mes: float | None = typer.Option(None, "--mes", help="Serve another MES than the scenario's (ecvl-multi bundles)."),
+    edge: str | None = typer.Option(None, "--edge", help="Another edge model of the training data (ecvl-multi bundles)."),
+    cloud: str | None = typer.Option(None, "--cloud", help="Another cloud model of the training data (ecvl-multi bundles)."),
     as_json: bool = typer.Option(False, "--json", help="Print the decision as JSON."),
 ) -> None:
     """Route one query: edge or cloud, P(edge competent), τ, and how long the decision took."""
@@ -206,11 +209,16 @@ def route(
     extractor = load_extractor(ExtractorSettings(**trained.manifest["settings"]["extractor"]))
     extractor.extract_one("warm-up", None)
     started = time.perf_counter()
-    to_edge, p, tau = trained.decide(extractor.extract_one(question, image), name)
+    try:
+        to_edge, p, tau = trained.decide(extractor.extract_one(question, image), name, mes=mes, edge=edge, cloud=cloud)
+    except (KeyError, ValueError) as exc:
+        fail(str(exc).strip('"'))
     elapsed_ms = (time.perf_counter() - started) * 1000
     task = trained.manifest["settings"]["task"]
-    decision = {"route": "edge" if to_edge[0] else "cloud", "model": task["edge"] if to_edge[0] else task["cloud"],
-                "p": float(p[0]), "tau": tau, "scenario": name, "router_ms": elapsed_ms}
+    edge_model, cloud_model = edge or task["edge"], cloud or task["cloud"]
+    decision = {"route": "edge" if to_edge[0] else "cloud", "model": edge_model if to_edge[0] else cloud_model,
+                "p": float(p[0]), "tau": tau, "scenario": name, "mes": trained.choice(name).scenario.mes if mes is None else mes,
+                "router_ms": elapsed_ms}
     if as_json:
         print_json(decision)
     else:
