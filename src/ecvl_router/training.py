@@ -43,7 +43,9 @@ _RCS_TIE = 1e-12
 class ThresholdChoice:
     """A threshold and the validation metrics it gives.
 
-    ``grid`` and ``rcs_by_tau`` hold the RCS of every candidate (empty when tau was not searched).
+    ``grid`` and ``rcs_by_tau`` hold the RCS of every candidate (empty when tau was not searched);
+    ``pvalues`` the p-value of "quality drop > max_quality_drop" of every candidate for a guaranteed
+    scenario (``ecvl_router.risk_control``), empty otherwise.
     """
 
     tau: float
@@ -51,6 +53,7 @@ class ThresholdChoice:
     metrics: dict[str, Any]
     grid: np.ndarray = field(default_factory=lambda: np.empty(0))
     rcs_by_tau: np.ndarray = field(default_factory=lambda: np.empty(0))
+    pvalues: np.ndarray = field(default_factory=lambda: np.empty(0))
 
 
 @dataclass(frozen=True)
@@ -110,8 +113,12 @@ def search_threshold(
     Ties (RCS within 1e-12) go to the smallest tau: of equally good thresholds, the one that sends the
     most queries to the edge, also on unseen data. A scenario that forbids the cloud
     (``cloud_allowed=False``) gets tau = 0, which sends every query to the edge; its RCS curve is
-    still reported.
+    still reported. A guaranteed scenario gets ``risk_control.guaranteed_threshold`` instead.
     """
+    if scenario.guaranteed:
+        from ecvl_router.risk_control import guaranteed_threshold  # risk_control builds on this module
+
+        return guaranteed_threshold(p_val, pair_val, scenario, grid)
     p = _check_probabilities(p_val, len(pair_val))
     taus = np.asarray(grid, dtype=np.float64)
     if taus.ndim != 1 or len(taus) == 0:
@@ -227,7 +234,9 @@ def train_router(
     multi-model router). A fixed policy keeps its fixed tau. With
     ``edge_share``, tau is instead calibrated each epoch so that this share of validation queries goes
     to the edge (``threshold_for_edge_share``), and each scenario keeps the epoch with the best RCS at
-    that tau. Of epochs with equal RCS*, the earliest is kept. ``progress(done, total)`` is called after
+    that tau. A guaranteed scenario always takes its tau from risk control on the validation split
+    (``edge_share`` and fixed thresholds do not apply to it) and keeps the epoch with the best RCS at that
+    tau. Of epochs with equal RCS*, the earliest is kept. ``progress(done, total)`` is called after
     each epoch with the number of epochs completed.
     """
     _check_scenarios(scenarios)
@@ -268,6 +277,8 @@ def train_router(
 def _threshold(
     router: Router, p_val: np.ndarray, pair_val: PairView, scenario: Scenario, edge_share: float | None, grid: ArrayLike
 ) -> ThresholdChoice:
+    if scenario.guaranteed:
+        return search_threshold(p_val, pair_val, scenario, grid)
     if not router.searches_threshold:
         tau = router.fixed_threshold if scenario.cloud_allowed else 0.0
         return choice_at(p_val, pair_val, scenario, tau)
