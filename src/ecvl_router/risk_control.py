@@ -24,7 +24,11 @@ from ecvl_router.data.rsd import PairView
 from ecvl_router.evaluation import evaluate_decisions
 from ecvl_router.metrics import decisions_at
 from ecvl_router.scenarios import Scenario
-from ecvl_router.training import ALL_CLOUD_TAU, THRESHOLD_GRID, ThresholdChoice, _check_probabilities, choice_at
+from ecvl_router.training import ALL_CLOUD_TAU, ThresholdChoice, _check_probabilities, choice_at
+
+GUARANTEE_GRID: np.ndarray = np.round(np.arange(101) * 0.01, 2)
+"""The tau grid of a guaranteed scenario: 0, 0.01, ..., 1 (it contains THRESHOLD_GRID). Fixed-sequence
+testing pays nothing for more hypotheses, so a finer grid only lets tau get closer to the bound."""
 
 CREDIT_SHARE = 0.5
 """Share of the test level spent on the lower bound of b (the credit for queries the edge gets right
@@ -90,9 +94,9 @@ def fixed_sequence(pvalues: ArrayLike, level: float) -> int:
 
 
 def guaranteed_threshold(
-    p: ArrayLike, pair: PairView, scenario: Scenario, grid: ArrayLike = THRESHOLD_GRID
+    p: ArrayLike, pair: PairView, scenario: Scenario, grid: ArrayLike | None = None
 ) -> ThresholdChoice:
-    """The most edge-friendly tau of ``grid`` certified by fixed-sequence testing on calibration data.
+    """The most edge-friendly tau of ``grid`` [default: GUARANTEE_GRID] certified by fixed-sequence testing on calibration data.
 
     The grid is tested from the largest tau (fewest edge queries) down; tau is the last one whose
     p-value is at most 1 - confidence before the first that is not. When even the largest is not
@@ -101,7 +105,7 @@ def guaranteed_threshold(
     """
     if scenario.max_quality_drop is None or scenario.confidence is None:
         raise ValueError(f"scenario {scenario.name!r} has no quality guarantee")
-    taus = np.asarray(grid, dtype=np.float64)
+    taus = np.asarray(GUARANTEE_GRID if grid is None else grid, dtype=np.float64)
     if taus.ndim != 1 or len(taus) == 0:
         raise ValueError("the threshold grid must be a non-empty vector")
     p = _check_probabilities(p, len(pair))

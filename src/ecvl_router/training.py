@@ -106,21 +106,22 @@ def choice_at(p: ArrayLike, pair: PairView, scenario: Scenario, tau: float) -> T
 
 
 def search_threshold(
-    p_val: ArrayLike, pair_val: PairView, scenario: Scenario, grid: ArrayLike = THRESHOLD_GRID
+    p_val: ArrayLike, pair_val: PairView, scenario: Scenario, grid: ArrayLike | None = None
 ) -> ThresholdChoice:
-    """The tau of ``grid`` with the highest RCS of ``scenario`` on the validation pair.
+    """The tau of ``grid`` [default: THRESHOLD_GRID] with the highest RCS of ``scenario`` on the validation pair.
 
     Ties (RCS within 1e-12) go to the smallest tau: of equally good thresholds, the one that sends the
     most queries to the edge, also on unseen data. A scenario that forbids the cloud
     (``cloud_allowed=False``) gets tau = 0, which sends every query to the edge; its RCS curve is
-    still reported. A guaranteed scenario gets ``risk_control.guaranteed_threshold`` instead.
+    still reported. A guaranteed scenario gets ``risk_control.guaranteed_threshold`` instead (its
+    default grid is the finer ``risk_control.GUARANTEE_GRID``).
     """
     if scenario.guaranteed:
         from ecvl_router.risk_control import guaranteed_threshold  # risk_control builds on this module
 
         return guaranteed_threshold(p_val, pair_val, scenario, grid)
     p = _check_probabilities(p_val, len(pair_val))
-    taus = np.asarray(grid, dtype=np.float64)
+    taus = np.asarray(THRESHOLD_GRID if grid is None else grid, dtype=np.float64)
     if taus.ndim != 1 or len(taus) == 0:
         raise ValueError("the threshold grid must be a non-empty vector")
     rcs = np.atleast_1d(evaluate_decisions(decisions_at(p, taus), pair_val, None, scenario)["rcs"])
@@ -225,7 +226,7 @@ def train_router(
     scenarios: Sequence[Scenario],
     *,
     edge_share: float | None = None,
-    grid: ArrayLike = THRESHOLD_GRID,
+    grid: ArrayLike | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> TrainedRouter:
     """Train ``router`` once and keep, per scenario, the epoch and tau with the best validation RCS.
@@ -275,7 +276,7 @@ def train_router(
 
 
 def _threshold(
-    router: Router, p_val: np.ndarray, pair_val: PairView, scenario: Scenario, edge_share: float | None, grid: ArrayLike
+    router: Router, p_val: np.ndarray, pair_val: PairView, scenario: Scenario, edge_share: float | None, grid: ArrayLike | None
 ) -> ThresholdChoice:
     if scenario.guaranteed:
         return search_threshold(p_val, pair_val, scenario, grid)
