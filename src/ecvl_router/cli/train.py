@@ -10,7 +10,7 @@ import typer
 from rich.table import Table
 
 from ecvl_router.bundle import BundleError, save_bundle
-from ecvl_router.training import ALL_CLOUD_TAU, ScenarioChoice, TrainedRouter, train_router
+from ecvl_router.training import ScenarioChoice, TrainedRouter, train_router
 from ecvl_router.cli.console import ProgressCallback, console, fail, print_json, progress_bar
 from ecvl_router.cli.data import load_or_fail
 from ecvl_router.cli.options import CacheOption, EncodersOption, extractor_settings, load_extractor
@@ -18,7 +18,7 @@ from ecvl_router.evaluation import REFERENCE_POLICIES, evaluate_decisions, refer
 from ecvl_router.labels import LABEL_RULES
 from ecvl_router.features.features import QueryFeatures
 from ecvl_router.routers import TRAINABLE_ROUTER_NAMES, Router, ScoreTargets, create_router, router_class
-from ecvl_router.risk_control import quality_drop
+from ecvl_router.risk_control import certified, quality_drop
 from ecvl_router.routing_task import PARTS, RoutingTask, build_task, score_targets
 from ecvl_router.runs import default_cache_dir, open_run, rsd_features, run_settings, write_split
 from ecvl_router.scenarios import SCENARIOS, Scenario, ScenarioError, resolve_scenario
@@ -140,7 +140,7 @@ def _fit(
 def _guarantee_line(choice: ScenarioChoice) -> str:
     """What training certified for a guaranteed scenario, in one line."""
     scenario, metrics = choice.scenario, choice.threshold.metrics
-    if choice.tau >= ALL_CLOUD_TAU:
+    if not certified(choice.tau):
         return (f"no τ certified a quality drop ≤ {scenario.max_quality_drop:g} at confidence {scenario.confidence:g} "
                 "on the calibration data: every query goes to the cloud")
     return (f"τ = {choice.tau:.2f} certifies a quality drop ≤ {scenario.max_quality_drop:g} at confidence "
