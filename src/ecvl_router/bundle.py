@@ -4,8 +4,10 @@ Layout::
 
     bundle/
       manifest.json          router name and hyperparameters, seed, per-scenario settings
-                             (MES, alpha, beta, gamma, cloud_allowed), tau*, best epoch, validation
-                             RCS* and metrics, per-epoch validation curves, plus what the caller adds
+                             (MES, alpha, beta, gamma, cloud_allowed; for a guaranteed scenario
+                             max_quality_drop, confidence, its promise and the p-value per tau),
+                             tau*, best epoch, validation RCS* and metrics, per-epoch validation
+                             curves, plus what the caller adds
                              (label rule, edge and cloud model names, feature extractor, inputs)
       states/epoch-007/      one saved router (``Router.save``) per distinct best epoch
         router.json
@@ -143,6 +145,11 @@ def _choice_entry(choice: ScenarioChoice) -> dict[str, Any]:
         "val_metrics": {key: _json_number(value) for key, value in threshold.metrics.items()},
         "grid": [float(tau) for tau in threshold.grid],
         "rcs_by_tau": [_json_number(rcs) for rcs in threshold.rcs_by_tau],
+        **(
+            {"promise": choice.scenario.promise(), "pvalue_by_tau": [float(pv) for pv in threshold.pvalues]}
+            if choice.scenario.guaranteed
+            else {}
+        ),
     }
 
 
@@ -154,6 +161,7 @@ def _choice_from(entry: dict[str, Any]) -> ScenarioChoice:
         metrics={key: _float(value) if key != "n" else int(value) for key, value in entry["val_metrics"].items()},
         grid=np.asarray(entry["grid"], dtype=np.float64),
         rcs_by_tau=np.asarray([_float(v) for v in entry["rcs_by_tau"]], dtype=np.float64),
+        pvalues=np.asarray(entry.get("pvalue_by_tau", []), dtype=np.float64),
     )
     return ScenarioChoice(scenario=scenario, epoch=int(entry["best_epoch"]), threshold=threshold, fallback=entry.get("fallback"),
                           tau_by_mes={float(level): float(tau) for level, tau in entry["tau_by_mes"]} if entry.get("tau_by_mes") else None)

@@ -1,6 +1,8 @@
 """Routing scenarios: a Minimal Expectation Score (MES) and the weights of the Routing Comprehensive Score.
 
 RCS = alpha * APSP + beta * CA - gamma * AIL (paper, Eq. 7). The presets are the paper's RCS1/2/3 (section 3.2).
+A guaranteed scenario (``max_quality_drop`` set) instead promises a bounded quality drop with a given
+confidence; its threshold comes from ``ecvl_router.risk_control`` (docs/guarantees.md).
 """
 
 from __future__ import annotations
@@ -10,9 +12,13 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 DEFAULT_MES = 6.0
+DEFAULT_CONFIDENCE = 0.9
+"""Confidence of a guaranteed scenario that sets ``max_quality_drop`` alone."""
+GUARANTEED_WEIGHTS = {"alpha": 0.0, "beta": 1.0, "gamma": 0.0}
+"""RCS weights a guaranteed scenario gets unless it sets its own: RCS = CA, the edge share it maximises."""
 
 
 class ScenarioError(ValueError):
@@ -23,6 +29,9 @@ class Scenario(BaseModel):
     """A user scenario: the MES (on the dataset's score scale) and the RCS weights (alpha, beta, gamma).
 
     ``cloud_allowed=False`` marks a privacy scenario: requests must never leave the edge.
+    ``max_quality_drop`` (with ``confidence``) makes it a guaranteed scenario: with probability at
+    least ``confidence`` over the calibration data, APSP(all-at-large) - APSP(routed) at this MES is at
+    most ``max_quality_drop`` (docs/guarantees.md). Its weights default to ``GUARANTEED_WEIGHTS``.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -34,6 +43,16 @@ class Scenario(BaseModel):
     gamma: float = Field(ge=0)
     cloud_allowed: bool = True
     description: str = ""
+    max_quality_drop: float | None = Field(default=None, gt=0, lt=1)
+    confidence: float | None = Field(default=None, gt=0, lt=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _guarantee_defaults(cls, data: Any) -> Any:
+        if not isinstance(data, dict) or data.get("max_quality_drop") is None:
+            return data
+        defaults = {**GUARANTEED_WEIGHTS, "confidence": DEFAULT_CONFIDENCE}
+        return {**data, **{key: value for key, value in defaults.items() if data.get(key) is None}}
 
     @field_validator("mes", "alpha", "beta", "gamma")
     @classmethod
@@ -41,6 +60,28 @@ class Scenario(BaseModel):
         if not math.isfinite(value):
             raise ValueError("must be a finite number")
         return value
+
+    @model_validator(mode="after")
+    def _consistent_guarantee(self) -> Scenario:
+        if self.confidence is not None and self.max_quality_drop is None:
+            raise ValueError("confidence needs max_quality_drop")
+        if self.guaranteed and not self.cloud_allowed:
+            raise ValueError("a quality guarantee needs the cloud (cloud_allowed: false cannot promise a bounded drop)")
+        return self
+
+    @property
+    def guaranteed(self) -> bool:
+        """Whether this scenario promises a bounded quality drop (its tau comes from risk control)."""
+        return self.max_quality_drop is not None
+
+    def promise(self) -> str | None:
+        """The guarantee in one line, or None for a scenario without one."""
+        if self.max_quality_drop is None or self.confidence is None:
+            return None
+        return (
+            f"quality drop (APSP at MES {self.mes:g} against all-at-large) at most {self.max_quality_drop:g} "
+            f"with confidence {self.confidence:g}, on traffic exchangeable with the calibration data"
+        )
 
     def rcs(self, apsp: float, ca: float, ail: float) -> float:
         """The Routing Comprehensive Score of this scenario for given APSP, CA and AIL (seconds)."""

@@ -43,7 +43,9 @@ _RCS_TIE = 1e-12
 class ThresholdChoice:
     """A threshold and the validation metrics it gives.
 
-    ``grid`` and ``rcs_by_tau`` hold the RCS of every candidate (empty when tau was not searched).
+    ``grid`` and ``rcs_by_tau`` hold the RCS of every candidate (empty when tau was not searched);
+    ``pvalues`` the p-value of "quality drop > max_quality_drop" of every candidate for a guaranteed
+    scenario (``ecvl_router.risk_control``), empty otherwise.
     """
 
     tau: float
@@ -51,6 +53,7 @@ class ThresholdChoice:
     metrics: dict[str, Any]
     grid: np.ndarray = field(default_factory=lambda: np.empty(0))
     rcs_by_tau: np.ndarray = field(default_factory=lambda: np.empty(0))
+    pvalues: np.ndarray = field(default_factory=lambda: np.empty(0))
 
 
 @dataclass(frozen=True)
@@ -117,17 +120,22 @@ def choice_at(p: ArrayLike, pair: PairView, scenario: Scenario, tau: float) -> T
 
 
 def search_threshold(
-    p_val: ArrayLike, pair_val: PairView, scenario: Scenario, grid: ArrayLike = THRESHOLD_GRID
+    p_val: ArrayLike, pair_val: PairView, scenario: Scenario, grid: ArrayLike | None = None
 ) -> ThresholdChoice:
-    """The tau of ``grid`` with the highest RCS of ``scenario`` on the validation pair.
+    """The tau of ``grid`` [default: THRESHOLD_GRID] with the highest RCS of ``scenario`` on the validation pair.
 
     Ties (RCS within 1e-12) go to the smallest tau: of equally good thresholds, the one that sends the
     most queries to the edge, also on unseen data. A scenario that forbids the cloud
     (``cloud_allowed=False``) gets tau = 0, which sends every query to the edge; its RCS curve is
-    still reported.
+    still reported. A guaranteed scenario gets ``risk_control.guaranteed_threshold`` instead (its
+    default grid is the finer ``risk_control.GUARANTEE_GRID``).
     """
+    if scenario.guaranteed:
+        from ecvl_router.risk_control import guaranteed_threshold  # risk_control builds on this module
+
+        return guaranteed_threshold(p_val, pair_val, scenario, grid)
     p = _check_probabilities(p_val, len(pair_val))
-    taus = np.asarray(grid, dtype=np.float64)
+    taus = np.asarray(THRESHOLD_GRID if grid is None else grid, dtype=np.float64)
     if taus.ndim != 1 or len(taus) == 0:
         raise ValueError("the threshold grid must be a non-empty vector")
     rcs = np.atleast_1d(evaluate_decisions(decisions_at(p, taus), pair_val, None, scenario)["rcs"])
@@ -259,7 +267,7 @@ def train_router(
     scenarios: Sequence[Scenario],
     *,
     edge_share: float | None = None,
-    grid: ArrayLike = THRESHOLD_GRID,
+    grid: ArrayLike | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> TrainedRouter:
     """Train ``router`` once and keep, per scenario, the epoch and tau with the best validation RCS.
@@ -268,7 +276,9 @@ def train_router(
     multi-model router). A fixed policy keeps its fixed tau. With
     ``edge_share``, tau is instead calibrated each epoch so that this share of validation queries goes
     to the edge (``threshold_for_edge_share``), and each scenario keeps the epoch with the best RCS at
-    that tau. Of epochs with equal RCS*, the earliest is kept. ``progress(done, total)`` is called after
+    that tau. A guaranteed scenario always takes its tau from risk control on the validation split
+    (``edge_share`` and fixed thresholds do not apply to it) and keeps the epoch with the best RCS at that
+    tau. Of epochs with equal RCS*, the earliest is kept. ``progress(done, total)`` is called after
     each epoch with the number of epochs completed.
     """
     _check_scenarios(scenarios)
@@ -318,8 +328,10 @@ def mes_thresholds(p_by_level: dict[float, np.ndarray], pair: PairView, scenario
 
 
 def _threshold(
-    router: Router, p_val: np.ndarray, pair_val: PairView, scenario: Scenario, edge_share: float | None, grid: ArrayLike
+    router: Router, p_val: np.ndarray, pair_val: PairView, scenario: Scenario, edge_share: float | None, grid: ArrayLike | None
 ) -> ThresholdChoice:
+    if scenario.guaranteed:
+        return search_threshold(p_val, pair_val, scenario, grid)
     if not router.searches_threshold:
         tau = router.fixed_threshold if scenario.cloud_allowed else 0.0
         return choice_at(p_val, pair_val, scenario, tau)

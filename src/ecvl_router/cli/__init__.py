@@ -6,7 +6,7 @@ import os
 
 import typer
 
-from ecvl_router.cli import collect, compare, data, demo, reproduce, serve, study, train
+from ecvl_router.cli import collect, compare, data, demo, guarantee, reproduce, serve, study, train
 from ecvl_router.cli.console import configure_logging
 
 app = typer.Typer(
@@ -23,6 +23,7 @@ study.register(app)
 for command in (demo.demo, reproduce.reproduce, train.embed, train.train, train.evaluate, train.route):
     app.command()(command)
 app.command(name="evaluate-routers")(compare.evaluate_routers)
+app.command(name="check-guarantee")(guarantee.check_guarantee)
 
 
 @app.callback()

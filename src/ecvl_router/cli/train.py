@@ -10,7 +10,7 @@ import typer
 from rich.table import Table
 
 from ecvl_router.bundle import BundleError, save_bundle
-from ecvl_router.training import TrainedRouter, search_threshold
+from ecvl_router.training import ScenarioChoice, TrainedRouter, search_threshold, train_router
 from ecvl_router.cli.console import ProgressCallback, console, fail, print_json, progress_bar
 from ecvl_router.cli.data import load_or_fail
 from ecvl_router.cli.options import CacheOption, EncodersOption, extractor_settings, load_extractor
@@ -18,6 +18,7 @@ from ecvl_router.evaluation import REFERENCE_POLICIES, evaluate_decisions, refer
 from ecvl_router.labels import LABEL_RULES
 from ecvl_router.features.features import QueryFeatures
 from ecvl_router.routers import TRAINABLE_ROUTER_NAMES, Router, ScoreTargets, create_router, router_class
+from ecvl_router.risk_control import certified, quality_drop
 from ecvl_router.routing_task import PARTS, RoutingTask, build_task, score_targets
 from ecvl_router.runs import RunContext, default_cache_dir, open_run, rsd_features, run_settings, write_split
 from ecvl_router.scenarios import SCENARIOS, Scenario, ScenarioError, resolve_scenario
@@ -74,6 +75,9 @@ def train(
         fail(f"scenarios of one run must share one MES (got {sorted({s.mes for s in scenarios})}); train them in separate runs")
     if out.exists() and not force:
         fail(f"{out} exists; use --force to replace it")
+    if recipe == "oof" and len({s.guaranteed for s in scenarios}) > 1:
+        fail("under --recipe oof, train guaranteed scenarios (max_quality_drop) in a run of their own: "
+             "the fallback to a trivial policy that RCS scenarios get would void their promise")
     try:
         task = build_task(rsd, edge, cloud, mes=scenarios[0].mes, rule=label_rule, k=k, seed=seed,
                           holdout_sources=holdout_sources.split(",") if holdout_sources else ())
@@ -97,7 +101,9 @@ def train(
     write_split(out, task)
     console.print(f"[green]trained[/] {router} on {len(task.part('train'))} items in {time.perf_counter() - started:.1f} s → {out}")
     for name, choice in trained.choices.items():
-        if choice.fallback:
+        if choice.scenario.guaranteed:
+            console.print(f"  {name}: {_guarantee_line(choice)}")
+        elif choice.fallback:
             console.print(f"  {name}: falls back to {choice.fallback} (the router did not beat it out of fold)")
         else:
             console.print(f"  {name}: τ* = {choice.tau:.2f}, validation RCS* = {choice.rcs:.4f} (epoch {choice.epoch + 1})")
@@ -127,7 +133,19 @@ def _fit(
         lambda seed: type(model)(**{**params, "random_state": seed}), features.take(rows), take_targets(targets, rows),
         task.labels[rows], task.pair.take(rows), scenarios, strata=fold_strata(task.pair.sources[rows], task.labels[rows], 5),
         seed=model.random_state, progress=progress,
+        fallback_z=None if scenarios[0].guaranteed else 1.0,  # risk control already falls back to all-cloud
     )
+
+
+def _guarantee_line(choice: ScenarioChoice) -> str:
+    """What training certified for a guaranteed scenario, in one line."""
+    scenario, metrics = choice.scenario, choice.threshold.metrics
+    if not certified(choice.tau):
+        return (f"no τ certified a quality drop ≤ {scenario.max_quality_drop:g} at confidence {scenario.confidence:g} "
+                "on the calibration data: every query goes to the cloud")
+    return (f"τ = {choice.tau:.2f} certifies a quality drop ≤ {scenario.max_quality_drop:g} at confidence "
+            f"{scenario.confidence:g} (calibration drop {metrics['quality_drop']:.4f}, p = {metrics['drop_pvalue']:.3g}, "
+            f"edge share {metrics['ca']:.3f})")
 
 
 def evaluate(
@@ -151,6 +169,8 @@ def evaluate(
         scenario = run.trained.choice(name).scenario
         to_edge, _, tau = run.trained.decide(features, name)
         rows = {run.trained.label: {"tau": tau, **evaluate_decisions(to_edge, view, labels, scenario)}}
+        if scenario.guaranteed:
+            rows[run.trained.label]["quality_drop"] = quality_drop(to_edge, view, scenario.mes)
         for policy in REFERENCE_POLICIES:
             rows[policy] = evaluate_decisions(reference_decisions(policy, labels), view, labels, scenario)
         if bayes is not None:
@@ -158,8 +178,9 @@ def evaluate(
             bayes_tau = search_threshold(p_val, run.task.view("val")[0], scenario).tau
             rows["bayes"] = {"tau": bayes_tau, **evaluate_decisions(p_split >= bayes_tau, view, labels, scenario)}
         results[name] = rows
+    promises = {name: run.trained.choice(name).scenario.promise() for name in results if run.trained.choice(name).scenario.guaranteed}
     if as_json:
-        print_json({"split": split, "n": len(view), "scenarios": results})
+        print_json({"split": split, "n": len(view), "scenarios": results, "promises": promises})
         return
     for name, rows in results.items():
         table = Table(title=f"{name} scenario — {split} split, {len(view)} queries")
@@ -171,6 +192,10 @@ def evaluate(
             cells += [f"{metrics.get(key, float('nan')):.{4 if key in PROPORTIONS else 2}f}" for key in SUMMARY_KEYS]
             table.add_row(policy, *cells)
         console.print(table)
+        if name in promises:
+            drop, bound = rows[run.trained.router.name]["quality_drop"], run.trained.choice(name).scenario.max_quality_drop
+            console.print(f"  promise: {promises[name]}\n  realised quality drop on the {split} split: {drop:.4f} "
+                          f"({'within' if drop <= bound else 'above'} {bound:g})")
 
 
 def _bayes_policy(run: RunContext, split: str, root: Path) -> tuple[np.ndarray, np.ndarray] | None:
@@ -218,9 +243,11 @@ def route(
     edge_model, cloud_model = edge or task["edge"], cloud or task["cloud"]
     decision = {"route": "edge" if to_edge[0] else "cloud", "model": edge_model if to_edge[0] else cloud_model,
                 "p": float(p[0]), "tau": tau, "scenario": name, "mes": trained.choice(name).scenario.mes if mes is None else mes,
-                "router_ms": elapsed_ms}
+                "router_ms": elapsed_ms, "promise": trained.choice(name).scenario.promise()}
     if as_json:
         print_json(decision)
     else:
         console.print(f"[bold]{decision['route']}[/] ({decision['model']}): p = {decision['p']:.3f} "
                       f"{'≥' if to_edge[0] else '<'} τ = {tau:.2f} [{name}], decided in {elapsed_ms:.1f} ms")
+        if decision["promise"]:
+            console.print(f"  promise: {decision['promise']}")
