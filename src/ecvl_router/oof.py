@@ -144,7 +144,7 @@ def train_out_of_fold(
     for scenario in scenarios:
         threshold = search_threshold(p_cal, pair, scenario)
         fallback = None
-        if fallback_z is not None and scenario.cloud_allowed:
+        if fallback_z is not None and scenario.cloud_allowed and not scenario.guaranteed:
             honest = cross_fitted_decisions(p_oof, labels, pair, scenario, parts, calibration)
             fallback = fallback_choice(honest, pair, scenario, z=fallback_z)
             if fallback is not None:

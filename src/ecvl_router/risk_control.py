@@ -24,7 +24,7 @@ from ecvl_router.data.rsd import PairView
 from ecvl_router.evaluation import evaluate_decisions
 from ecvl_router.metrics import decisions_at
 from ecvl_router.scenarios import Scenario
-from ecvl_router.training import ALL_CLOUD_TAU, ThresholdChoice, _check_probabilities, choice_at
+from ecvl_router.training import ALL_CLOUD_TAU, ThresholdChoice, check_probabilities, choice_at
 
 GUARANTEE_GRID: np.ndarray = np.round(np.arange(101) * 0.01, 2)
 """The tau grid of a guaranteed scenario: 0, 0.01, ..., 1 (it contains THRESHOLD_GRID). Fixed-sequence
@@ -108,7 +108,7 @@ def guaranteed_threshold(
     taus = np.asarray(GUARANTEE_GRID if grid is None else grid, dtype=np.float64)
     if taus.ndim != 1 or len(taus) == 0:
         raise ValueError("the threshold grid must be a non-empty vector")
-    p = _check_probabilities(p, len(pair))
+    p = check_probabilities(p, len(pair))
     decisions = decisions_at(p, taus)
     worse, better = drop_counts(decisions, pair, scenario.mes)
     pvalues = np.array(

@@ -101,7 +101,8 @@ class ScenarioChoice:
         return self.threshold.rcs
 
 
-def _check_probabilities(p: ArrayLike, n: int | None = None) -> np.ndarray:
+def check_probabilities(p: ArrayLike, n: int | None = None) -> np.ndarray:
+    """``p`` as a float64 vector of probabilities in [0, 1] (of ``n`` queries when given); ValueError otherwise."""
     p = np.asarray(p, dtype=np.float64)
     if p.ndim != 1:
         raise ValueError(f"probabilities must be a vector, got shape {p.shape}")
@@ -114,7 +115,7 @@ def _check_probabilities(p: ArrayLike, n: int | None = None) -> np.ndarray:
 
 def choice_at(p: ArrayLike, pair: PairView, scenario: Scenario, tau: float) -> ThresholdChoice:
     """The metrics of threshold ``tau`` on ``pair`` (no search)."""
-    p = _check_probabilities(p, len(pair))
+    p = check_probabilities(p, len(pair))
     metrics = evaluate_decisions(p >= tau, pair, None, scenario)
     return ThresholdChoice(tau=float(tau), rcs=float(metrics["rcs"]), metrics=metrics)
 
@@ -134,7 +135,7 @@ def search_threshold(
         from ecvl_router.risk_control import guaranteed_threshold  # risk_control builds on this module
 
         return guaranteed_threshold(p_val, pair_val, scenario, grid)
-    p = _check_probabilities(p_val, len(pair_val))
+    p = check_probabilities(p_val, len(pair_val))
     taus = np.asarray(THRESHOLD_GRID if grid is None else grid, dtype=np.float64)
     if taus.ndim != 1 or len(taus) == 0:
         raise ValueError("the threshold grid must be a non-empty vector")
@@ -154,7 +155,7 @@ def threshold_for_edge_share(p_val: ArrayLike, share: float) -> float:
     unless others tie with it: tied queries are routed together, and the realised share can exceed
     ``share`` by the size of that tie. ``share = 0`` gives a tau just above the largest probability.
     """
-    p = _check_probabilities(p_val)
+    p = check_probabilities(p_val)
     if len(p) == 0:
         raise ValueError("threshold_for_edge_share needs at least one probability")
     if not 0 <= share <= 1:
