@@ -10,7 +10,7 @@ from pydantic import ValidationError
 from typer.testing import CliRunner
 
 from ecvl_router.cli import app as cli_app
-from ecvl_router.collect.config import ConfigError
+from ecvl_router.config import ConfigError
 from ecvl_router.serve import example_config, load_gateway_config
 from ecvl_router.study import DEFAULT_SCENARIOS, StudyConfig
 from ecvl_router.study.policies import PolicyRouter, policy_key

@@ -33,7 +33,7 @@ def serve(
     import uvicorn
 
     from ecvl_router.bundle import BundleError
-    from ecvl_router.collect.config import ConfigError
+    from ecvl_router.config import ConfigError
     from ecvl_router.features.weights import WeightsIntegrityError, WeightsNotFoundError
     from ecvl_router.serve.app import create_app
     from ecvl_router.serve.config import load_gateway_config

@@ -14,7 +14,7 @@ from ecvl_router.collect.client import ChatClient, Messages
 from ecvl_router.collect.config import BackendConfig
 from ecvl_router.collect.images import image_data_uri
 from ecvl_router.collect.pool import ProgressCallback, Tally, drain
-from ecvl_router.collect.retry import CallError
+from ecvl_router.openai_http.errors import CallError
 from ecvl_router.collect.shard import Shard
 from ecvl_router.collect.store import Record, RecordWriter, latest, read_records
 from ecvl_router.collect.workspace import CollectionDir, read_json

@@ -19,9 +19,10 @@ from typing import Any
 
 from ecvl_router.collect.client import ChatClient
 from ecvl_router.collect.collector import Item, build_messages, collected_records, failure_record, now_iso
-from ecvl_router.collect.config import ConfigError, JudgeConfig
+from ecvl_router.collect.config import JudgeConfig
+from ecvl_router.config import ConfigError
 from ecvl_router.collect.pool import ProgressCallback, Tally, drain
-from ecvl_router.collect.retry import CallError
+from ecvl_router.openai_http.errors import CallError
 from ecvl_router.collect.scoring import parse_score
 from ecvl_router.collect.store import Record, RecordWriter, latest, read_records
 from ecvl_router.collect.workspace import CollectionDir, read_json, write_jsonl_atomic

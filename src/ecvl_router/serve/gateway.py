@@ -20,9 +20,10 @@ from typing import Any
 
 import httpx
 
-from ecvl_router.collect.config import ConfigError
+from ecvl_router.config import ConfigError
 from ecvl_router.scenarios import Scenario
-from ecvl_router.serve.backends import Backend, BackendError, elapsed_ms
+from ecvl_router.openai_http.errors import CallError
+from ecvl_router.serve.backends import Backend, elapsed_ms
 from ecvl_router.serve.chat import ChatRequest, parse_chat_request
 from ecvl_router.serve.config import SERVED_MODEL, GatewayConfig
 from ecvl_router.serve.conversation import mark, strip_markers
@@ -213,7 +214,7 @@ class Gateway:
             called = time.perf_counter()
             try:
                 document, attempts = await backend.complete(backend.payload(request.body))
-            except BackendError as error:
+            except CallError as error:
                 self._failed(outcome, route, error, called)
                 continue
             self._answered(outcome, route, attempts, called, document.get("model"))
@@ -233,7 +234,7 @@ class Gateway:
             called = time.perf_counter()
             try:
                 response, attempts = await backend.open_stream(backend.payload(request.body))
-            except BackendError as error:
+            except CallError as error:
                 self._failed(outcome, route, error, called)
                 continue
             self._answered(outcome, route, attempts, called, backend.model)
@@ -267,7 +268,7 @@ class Gateway:
             await response.aclose()
 
     # ------------------------------------------------------------------ bookkeeping
-    def _failed(self, outcome: Outcome, route: Route, error: BackendError, called: float) -> None:
+    def _failed(self, outcome: Outcome, route: Route, error: CallError, called: float) -> None:
         outcome.attempts[route] = error.attempts
         outcome.errors.append({"route": route, "kind": error.kind, "status": error.status, "message": error.message})
         self.metrics.backend_seconds.labels(route, "error").observe(elapsed_ms(called) / 1000)

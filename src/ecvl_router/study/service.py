@@ -19,7 +19,7 @@ from typing import Any
 
 import anyio
 
-from ecvl_router.collect.config import ConfigError
+from ecvl_router.config import ConfigError
 from ecvl_router.serve.backends import elapsed_ms
 from ecvl_router.serve.config import SERVED_MODEL, Limits
 from ecvl_router.serve.conversation import CLOUD_MARKER
