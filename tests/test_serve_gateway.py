@@ -266,6 +266,49 @@ def test_backend_keys_are_sent_but_never_echoed_or_logged(router, tmp_path: Path
     assert SECRET not in log.read_text() and SECRET not in caplog.text
 
 
+@pytest.mark.parametrize("scenario", ["speed", "quality", "privacy"])
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_backends_4xx_reaches_the_client_and_no_other_backend_is_tried(router, scenario: str, stream: bool) -> None:
+    with FakeServer() as fake:
+        with gateway_server(router, fake.base_url, fake.base_url, edge={"model": "strict"}, cloud={"model": "strict"}) as gateway:
+            with pytest.raises(openai.BadRequestError) as caught:
+                client_for(gateway).chat.completions.create(
+                    model=f"ecvl-router:{scenario}", messages=[{"role": "user", "content": "hi"}], logit_bias={"42": 1}, stream=stream
+                )
+        assert len(fake.state.requests) == 1  # neither retried nor sent to the other backend
+    assert caught.value.status_code == 400 and caught.value.body["code"] == "upstream_rejected"
+    assert "logit_bias is not supported" in caught.value.message
+
+
+@pytest.mark.parametrize(
+    ("parameter", "value"),
+    [("temperature", "hot"), ("temperature", 3), ("temperature", True), ("top_p", 1.5), ("n", "x"), ("n", 0), ("n", 1.5),
+     ("max_tokens", -1), ("max_tokens", "10"), ("max_completion_tokens", 0), ("stop", 7), ("stop", ["a", 1]),
+     ("stop", ["a"] * 5), ("seed", 1.5), ("presence_penalty", 9), ("frequency_penalty", "x"), ("logprobs", "yes"),
+     ("top_logprobs", 50), ("logit_bias", {"1": 500}), ("user", 5)],
+)
+@pytest.mark.parametrize("scenario", ["quality", "privacy"])
+def test_invalid_sampling_parameters_are_a_400_naming_them_and_reach_no_backend(strict_gateway, parameter, value, scenario) -> None:
+    gateway, servers = strict_gateway
+    sent_before = sim_requests(servers["edge"]) + sim_requests(servers["cloud"])
+    body = {**_user("hi"), "model": f"ecvl-router:{scenario}", parameter: value}
+    response = httpx.post(gateway.url + "/v1/chat/completions", json=body, timeout=30)
+    assert response.status_code == 400, response.text
+    error = response.json()["error"]
+    assert error["param"] == parameter and error["code"] == "invalid_parameter" and f"'{parameter}'" in error["message"]
+    assert sim_requests(servers["edge"]) + sim_requests(servers["cloud"]) == sent_before
+
+
+def test_valid_sampling_parameters_pass(router) -> None:
+    with FakeServer() as fake:
+        with gateway_server(router, fake.base_url, fake.base_url, edge={"model": "good"}, cloud={"model": "good"}) as gateway:
+            completion = client_for(gateway).chat.completions.create(
+                model="ecvl-router:speed", messages=[{"role": "user", "content": "hi"}], temperature=0.7, top_p=1, n=1,
+                max_tokens=16, stop=["\n\n"], seed=3, presence_penalty=-0.5, logit_bias={"42": -100}, user="u1",
+            )
+        assert completion.choices and fake.state.requests[0]["body"]["temperature"] == 0.7
+
+
 # ---------------------------------------------------------------------- security and bad input
 def test_client_api_keys(router, sims, monkeypatch) -> None:
     monkeypatch.setenv("GATEWAY_KEYS", "key-one, key-two")

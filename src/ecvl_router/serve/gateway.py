@@ -22,7 +22,7 @@ import httpx
 
 from ecvl_router.config import ConfigError
 from ecvl_router.scenarios import Scenario
-from ecvl_router.openai_http.errors import CallError
+from ecvl_router.openai_http.errors import CallError, is_retryable_status
 from ecvl_router.serve.backends import Backend, elapsed_ms
 from ecvl_router.serve.chat import ChatRequest, parse_chat_request
 from ecvl_router.serve.config import SERVED_MODEL, GatewayConfig
@@ -36,9 +36,16 @@ from ecvl_router.serve.sse import EVENT_END
 
 logger = logging.getLogger(__name__)
 
-_PASSED_ON_STATUSES = (400, 413, 422)  # a backend rejecting the request's content: the client's to fix
+_GATEWAYS_OWN_STATUSES = (401, 403, 404)  # the gateway's key or model id was refused: not the client's to fix
 CLIENT_CLOSED = 499
 """The decision log's status of a stream the client closed before its end."""
+
+
+def passed_through(error: CallError) -> bool:
+    """Whether a backend's error is the client's to fix: a 4xx other than 408 and 429 (transient) and 401, 403
+    and 404 (the gateway's own key or model id). Such an error goes back to the client; no other backend is tried."""
+    status = error.status
+    return status is not None and 400 <= status < 500 and not is_retryable_status(status) and status not in _GATEWAYS_OWN_STATUSES
 
 
 @dataclass
@@ -216,6 +223,8 @@ class Gateway:
                 document, attempts = await backend.complete(backend.payload(request.body))
             except CallError as error:
                 self._failed(outcome, route, error, called)
+                if passed_through(error):
+                    raise self._rejected(route, error) from None
                 continue
             self._answered(outcome, route, attempts, called, document.get("model"))
             if route == "cloud" and self.config.conversation.sticky_cloud:
@@ -236,6 +245,8 @@ class Gateway:
                 response, attempts = await backend.open_stream(backend.payload(request.body))
             except CallError as error:
                 self._failed(outcome, route, error, called)
+                if passed_through(error):
+                    raise self._rejected(route, error) from None
                 continue
             self._answered(outcome, route, attempts, called, backend.model)
             marked = route == "cloud" and self.config.conversation.sticky_cloud
@@ -274,7 +285,7 @@ class Gateway:
         self.metrics.backend_seconds.labels(route, "error").observe(elapsed_ms(called) / 1000)
         plan = self._plan(outcome.decision)
         position = plan.index(route)
-        if position + 1 < len(plan):
+        if position + 1 < len(plan) and not passed_through(error):
             self.metrics.fallbacks.labels(route, plan[position + 1], error.kind).inc()
             logger.warning("%s backend failed after %d attempt(s) (%s); falling back to %s", route, error.attempts, error.message, plan[position + 1])
         else:
@@ -288,6 +299,12 @@ class Gateway:
         outcome.backend_ms = elapsed_ms(called)
         self.metrics.backend_seconds.labels(route, "ok").observe(outcome.backend_ms / 1000)
 
+    @staticmethod
+    def _rejected(route: Route, error: CallError) -> GatewayError:
+        """A backend's 4xx passed on to the client, with the backend's (redacted) message."""
+        assert error.status is not None
+        return GatewayError(error.status, f"the {route} backend rejected the request ({error.message})", code="upstream_rejected")
+
     def _unavailable(self, outcome: Outcome) -> GatewayError:
         """The error when every backend of the plan failed."""
         scenario = self.scenarios[outcome.decision.scenario]
@@ -300,9 +317,6 @@ class Gateway:
                 type="server_error",
                 code="edge_unavailable",
             )
-        rejected = [e for e in outcome.errors if e["status"] in _PASSED_ON_STATUSES]
-        if rejected:
-            return GatewayError(rejected[-1]["status"], f"the backend rejected the request ({tried})", code="upstream_rejected")
         if all(e["kind"] == "timeout" for e in outcome.errors):
             return GatewayError(504, f"no backend answered in time ({tried})", type="server_error", code="upstream_timeout")
         return GatewayError(502, f"no backend could answer ({tried})", type="server_error", code="upstream_unavailable")
