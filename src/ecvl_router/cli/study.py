@@ -98,7 +98,7 @@ def study_demo(
     if prepare_only:
         return
     _serve_backend_sims(out / "data", {"edge": edge, "cloud": cloud}, port, latency_scale)
-    serve(config=config, example_config=False, host=None, port=None)
+    serve(config=config, example_config=False, host=None, port=None, port_file=None)
 
 
 def _demo_gateway_config(bundles: dict[str, dict[str, str]], port: int, seed: int) -> str:
