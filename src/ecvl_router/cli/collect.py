@@ -12,6 +12,7 @@ from pathlib import Path
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, Task, TextColumn, TimeRemainingColumn
+from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
@@ -41,6 +42,8 @@ from ecvl_router.data import RSDValidationError, check_dataset, load_rsd
 
 DEFAULT_MODELS_FILE = Path("models.yaml")
 INTERRUPTED = 130
+CALLS_FAILED = 3
+"""`collect`'s exit code when some (item, model) pair ended in failure (the rest is saved)."""
 
 
 def register(app: typer.Typer) -> None:
@@ -183,7 +186,16 @@ def collect(
         if tallies:  # the run started: record it, finished or interrupted
             write_collect_manifest(workspace, backends, settings, list(tallies.values()))
     _print_tallies(list(tallies.values()), "collection")
-    console.print(f"next: [bold]ecvl-router judge --data {out} --judge judge.yaml[/]")
+    failed = {tally.name: tally.ended_in_failure for tally in tallies.values() if tally.ended_in_failure}
+    if failed:
+        per_model = ", ".join(f"{escape(name)} {count}" for name, count in failed.items())
+        console.print(
+            f"[red]failed[/]: {sum(failed.values())} (item, model) pair(s) ended in failure ({per_model}); "
+            "run the same command again to retry them, or judge what was answered",
+            highlight=False,
+        )
+        raise typer.Exit(CALLS_FAILED)
+    console.print(f"next: [bold]ecvl-router judge --data {escape(str(out))} --judge judge.yaml[/]")
 
 
 def judge(

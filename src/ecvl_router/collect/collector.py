@@ -60,7 +60,10 @@ class _BackendRun:
             for item in items
             if (record := previous.get((item["item_id"], backend.name))) is None or (retry_failed and not record["ok"])
         ]
-        self.tally = Tally(backend.name, total=len(items), resumed=len(items) - len(self.todo))
+        kept_failures = 0 if retry_failed else sum(
+            1 for item in items if (record := previous.get((item["item_id"], backend.name))) is not None and not record["ok"]
+        )
+        self.tally = Tally(backend.name, total=len(items), resumed=len(items) - len(self.todo), failed_before=kept_failures)
 
     async def answer(self, client: ChatClient, item: Item) -> Record:
         backend = self.backend
