@@ -12,11 +12,10 @@ from pathlib import Path
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, Task, TextColumn, TimeRemainingColumn
-from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from ecvl_router.cli.console import console, err_console, fail, print_json
+from ecvl_router.cli.console import console, err_console, fail, plain, print_json
 from ecvl_router.collect import (
     BackendConfig,
     BenchmarkError,
@@ -94,7 +93,7 @@ def _backend_progress() -> Iterator:
 
         def update(tally: Tally) -> None:
             if tally.name not in tasks:
-                tasks[tally.name] = progress.add_task(tally.name, total=tally.total, completed=tally.resumed, errors=0, rate=0.0)
+                tasks[tally.name] = progress.add_task(plain(tally.name), total=tally.total, completed=tally.resumed, errors=0, rate=0.0)
             progress.update(tasks[tally.name], completed=tally.resumed + tally.done, errors=tally.failed, rate=tally.throughput)
 
         yield update
@@ -116,7 +115,7 @@ def _print_tallies(tallies: list[Tally], title: str) -> None:
     for tally in tallies:
         failures = ", ".join(f"{kind} {count}" for kind, count in tally.failures.most_common())
         table.add_row(
-            tally.name,
+            plain(tally.name),
             str(tally.total),
             str(tally.resumed),
             str(tally.done - tally.failed),
@@ -169,7 +168,7 @@ def collect(
     except (ConfigError, BenchmarkError, RSDValidationError, ValueError) as exc:
         fail(str(exc))
     logging.getLogger("httpx").setLevel(logging.WARNING)
-    console.print(f"{len(items)} items, {len(backends)} model(s) → {out}" + (f" (shard {chosen_shard.index}/{chosen_shard.count})" if chosen_shard else ""))
+    console.print(f"{len(items)} items, {len(backends)} model(s) → {plain(out)}" + (f" (shard {chosen_shard.index}/{chosen_shard.count})" if chosen_shard else ""))
     tallies: dict[str, Tally] = {}
     settings = {"benchmarks": specs + list(hf_dataset or []), "limit": limit, "shard": shard, "retry_failed": not no_retry_failed, "items": len(items)}
     try:
@@ -188,14 +187,14 @@ def collect(
     _print_tallies(list(tallies.values()), "collection")
     failed = {tally.name: tally.ended_in_failure for tally in tallies.values() if tally.ended_in_failure}
     if failed:
-        per_model = ", ".join(f"{escape(name)} {count}" for name, count in failed.items())
+        per_model = ", ".join(f"{name} {count}" for name, count in failed.items())
         console.print(
-            f"[red]failed[/]: {sum(failed.values())} (item, model) pair(s) ended in failure ({per_model}); "
+            f"[red]failed[/]: {sum(failed.values())} (item, model) pair(s) ended in failure ({plain(per_model)}); "
             "run the same command again to retry them, or judge what was answered",
             highlight=False,
         )
         raise typer.Exit(CALLS_FAILED)
-    console.print(f"next: [bold]ecvl-router judge --data {escape(str(out))} --judge judge.yaml[/]")
+    console.print(f"next: [bold]ecvl-router judge --data {plain(out)} --judge judge.yaml[/]")
 
 
 def judge(
@@ -218,7 +217,7 @@ def judge(
     except (ConfigError, SelfJudgingError, BenchmarkError, StoreLockedError) as exc:
         fail(str(exc))
     _print_tallies([tally], "judging")
-    console.print(f"[green]wrote[/] {report.responses} judged responses to {data}/responses.jsonl")
+    console.print(f"[green]wrote[/] {report.responses} judged responses to {plain(data)}/responses.jsonl")
     if report.left_out:
         reasons = [f"collection failed ({kind}): {count}" for kind, count in report.collect_failures.most_common()]
         reasons += [f"judge output {kind.replace('_', ' ')}: {count}" for kind, count in report.judge_failures.most_common()]
@@ -231,7 +230,7 @@ def judge(
         for problem in problems:
             console.print(str(problem), highlight=False, markup=False)
         fail(f"{data}: the written dataset has {len(problems)} problem(s)")
-    console.print(f"[green]ok[/] {data} is a valid Response Score Dataset: {len(rsd.items)} items, models: {', '.join(rsd.models)}")
+    console.print(f"[green]ok[/] {plain(data)} is a valid Response Score Dataset: {len(rsd.items)} items, models: {plain(', '.join(rsd.models))}")
 
 
 def _fmt(value: float | None, digits: int = 4) -> str:
@@ -260,8 +259,8 @@ def agreement(
     for column in ("statistic", "value", "p-value", "n"):
         table.add_column(column, justify="left" if column == "statistic" else "right")
     for name, value, p_value, n in agreement_rows(report):
-        table.add_row(name, _fmt(value), _fmt(p_value, 3) if p_value is not None else "", str(n))
+        table.add_row(plain(name), _fmt(value), _fmt(p_value, 3) if p_value is not None else "", str(n))
     console.print(table)
     if report.unmatched_ratings:
-        console.print(f"[yellow]{report.unmatched_ratings} rating(s) left out[/]: their (item_id, model) has no judge score in {judged}")
+        console.print(f"[yellow]{report.unmatched_ratings} rating(s) left out[/]: their (item_id, model) has no judge score in {plain(judged)}")
     console.print("wrote " + ", ".join(str(path) for path in paths.values()))

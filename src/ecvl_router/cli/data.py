@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from ecvl_router.cli.console import console, fail, print_json, progress_bar
+from ecvl_router.cli.console import console, fail, plain, print_json, progress_bar
 from ecvl_router.data import RSDValidationError, check_dataset, load_rsd, write_interchange, write_parquet
 from ecvl_router.data.summary import summarize
 
@@ -34,7 +34,7 @@ def validate(path: Path = typer.Argument(..., help="Dataset folder (interchange 
         for problem in problems:
             console.print(str(problem), highlight=False, markup=False)
         fail(f"{path}: {len(problems)} problem(s) found")
-    console.print(f"[green]ok[/] {path}: {len(rsd.items)} items, {len(rsd.responses)} responses, models: {', '.join(rsd.models)}")
+    console.print(f"[green]ok[/] {plain(path)}: {len(rsd.items)} items, {len(rsd.responses)} responses, models: {plain(', '.join(rsd.models))}")
 
 
 @app.command("import")
@@ -49,7 +49,7 @@ def import_(
         write_parquet(rsd, out, force=force)
     except FileExistsError as exc:
         fail(str(exc))
-    console.print(f"[green]imported[/] {len(rsd.items)} items and {len(rsd.responses)} responses → {out}")
+    console.print(f"[green]imported[/] {len(rsd.items)} items and {len(rsd.responses)} responses → {plain(out)}")
 
 
 @app.command("export")
@@ -64,13 +64,13 @@ def export(
         write_interchange(rsd, out, force=force)
     except FileExistsError as exc:
         fail(str(exc))
-    console.print(f"[green]exported[/] {len(rsd.items)} items → {out}")
+    console.print(f"[green]exported[/] {len(rsd.items)} items → {plain(out)}")
 
 
 def print_summary(summary: dict) -> None:
     """Render the Appendix A.4 statistics as tables."""
     console.print(
-        f"[bold]{summary['name']}[/]: {summary['items']} items ({summary['text_only_items']} text-only), "
+        f"[bold]{plain(summary['name'])}[/]: {summary['items']} items ({summary['text_only_items']} text-only), "
         f"{summary['responses']} responses, score scale {summary['score_scale'][0]:g}–{summary['score_scale'][1]:g}"
     )
     console.print(
@@ -86,7 +86,7 @@ def print_summary(summary: dict) -> None:
         for name, row in summary[key].items():
             n = counts.get(name, 0) if key == "per_source" else int(row["responses"])
             table.add_row(
-                name, str(n), f"{row['score_mean']:.2f}", f"{row['score_median']:.1f}", f"{row['latency_mean']:.2f}", f"{row['latency_median']:.2f}"
+                plain(name), str(n), f"{row['score_mean']:.2f}", f"{row['score_median']:.1f}", f"{row['latency_mean']:.2f}", f"{row['latency_median']:.2f}"
             )
         console.print(table)
 
@@ -116,5 +116,5 @@ def demo(
             generate_demo(out, n_items=items, seed=seed, progress=progress)
     except FileExistsError as exc:
         fail(str(exc))
-    console.print(f"[green]wrote[/] simulated demo benchmark to {out} in {time.perf_counter() - started:.1f} s")
+    console.print(f"[green]wrote[/] simulated demo benchmark to {plain(out)} in {time.perf_counter() - started:.1f} s")
     print_summary(summarize(load_or_fail(out)))

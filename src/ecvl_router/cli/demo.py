@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from ecvl_router.cli.console import console, fail, progress_bar, stage_progress
+from ecvl_router.cli.console import console, fail, plain, progress_bar, stage_progress
 from ecvl_router.cli.data import load_or_fail, print_summary
 from ecvl_router.cli.options import load_extractor
 from ecvl_router.data.summary import summarize
@@ -24,7 +24,7 @@ def demo_data(folder: Path, items: int, seed: int) -> None:
     from ecvl_router.data.demo import generate_demo, is_demo_output
 
     if is_demo_output(folder) and (read_manifest(folder) or {}).get("settings") == {"n_items": items, "seed": seed}:
-        console.print(f"[dim]reusing the demo benchmark in {folder}[/]")
+        console.print(f"[dim]reusing the demo benchmark in {plain(folder)}[/]")
         return
     with progress_bar("generating demo benchmark") as progress:
         generate_demo(folder, n_items=items, seed=seed, progress=progress)
@@ -63,12 +63,12 @@ def demo(
     notes = [f"Data: the simulated demo benchmark ({len(rsd.items)} items, seed {seed}); every figure here comes from simulated VLMs."]
     report = write_main_report(results, scenarios, report_dir, notes=notes)
     cached = sum(r.trained_from_cache for r in results)
-    console.print(f"\n[green]report[/] {report} (Table 1: {report_dir / 'table1.md'}); "
+    console.print(f"\n[green]report[/] {plain(report)} (Table 1: {plain(report_dir / 'table1.md')}); "
                   f"{cached} trained routers reused from the cache; {time.perf_counter() - started:.0f} s in all")
-    console.print(f"[bold]Headline[/] ({scenarios[0].name} scenario, test split):")
+    console.print(f"[bold]Headline[/] ({plain(scenarios[0].name)} scenario, test split):")
     for line in headline(results, scenarios[0]):
         console.print(
-            f"  {line['pair']}: {line['router']} keeps {line['edge_share']:.0%} of queries on the edge; APSP "
+            f"  {plain(line['pair'])}: {plain(line['router'])} keeps {line['edge_share']:.0%} of queries on the edge; APSP "
             f"{line['apsp']:.3f} vs {line['apsp_all_large']:.3f} for all-at-large ({line['apsp_drop_relative']:.1%} relative drop), "
             f"AIL {line['ail']:.2f} s vs {line['ail_all_large']:.2f} s"
         )

@@ -10,7 +10,7 @@ from pathlib import Path
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from ecvl_router.cli.console import console, err_console, fail, progress_bar
+from ecvl_router.cli.console import console, err_console, fail, plain, progress_bar
 from ecvl_router.cli.data import load_or_fail
 from ecvl_router.cli.demo import demo_data
 from ecvl_router.cli.options import CacheOption, EncodersOption, extractor_settings, load_extractor
@@ -93,8 +93,8 @@ def reproduce(
         )
     except ValueError as exc:
         fail(str(exc))
-    console.print(f"[bold]{rsd.info.name}[/]: {len(rsd.items):,} items, pairs {', '.join(p.label for p in settings.pairs)}; "
-                  f"seeds {list(settings.seeds)}; cache {cache}")
+    console.print(f"[bold]{plain(rsd.info.name)}[/]: {len(rsd.items):,} items, pairs {plain(', '.join(p.label for p in settings.pairs))}; "
+                  f"seeds {plain(list(settings.seeds))}; cache {plain(cache)}")
     extractor = load_extractor(extractor_settings(encoders))
     with progress_bar("embedding items") as progress:
         features = rsd_features(rsd, extractor, cache_dir=cache, progress=progress)
@@ -111,7 +111,7 @@ def reproduce(
         files = write_reproduce_report(results, rsd, out, wall_seconds=time.perf_counter() - started)
         progress(1, 1)
     console.print(
-        f"[green]report[/] {files.markdown} and {files.html} ({len(files.figures)} figures, {len(files.tables)} CSV tables); "
+        f"[green]report[/] {plain(files.markdown)} and {plain(files.html)} ({len(files.figures)} figures, {len(files.tables)} CSV tables); "
         f"{results.ledger.trained} routers trained, {results.ledger.reused} reused from the cache; "
         f"{time.perf_counter() - started:.0f} s in all"
     )

@@ -10,7 +10,7 @@ from typing import Any
 
 import typer
 
-from ecvl_router.cli.console import console, err_console, fail
+from ecvl_router.cli.console import console, err_console, fail, plain
 
 
 def register(app: typer.Typer) -> None:
@@ -44,7 +44,7 @@ def serve(
 
     try:
         settings = load_gateway_config(config)
-        err_console.print(f"loading the router bundle {settings.bundle} and its encoders …")
+        err_console.print(f"loading the router bundle {plain(settings.bundle)} and its encoders …")
         gateway = Gateway.from_config(settings)
         app = create_app(gateway)
     except (ConfigError, BundleError, StoreError, WeightsNotFoundError, WeightsIntegrityError, FileNotFoundError) as exc:
@@ -54,14 +54,14 @@ def serve(
     address = http_address(host, listener)
     edge, cloud = gateway.backends["edge"], gateway.backends["cloud"]
     err_console.print(
-        f"[green]serving[/] {address}/v1 — scenarios {', '.join(gateway.scenarios)} "
-        f"(default {gateway.default_scenario}); edge {edge.model} at {edge.spec.base_url}, "
-        f"cloud {cloud.model} at {cloud.spec.base_url}"
+        f"[green]serving[/] {plain(address)}/v1 — scenarios {plain(', '.join(gateway.scenarios))} "
+        f"(default {plain(gateway.default_scenario)}); edge {plain(edge.model)} at {plain(edge.spec.base_url)}, "
+        f"cloud {plain(cloud.model)} at {plain(cloud.spec.base_url)}"
         + ("" if gateway.client_keys else " — [yellow]no client API keys configured[/]"),
         highlight=False,
     )
     if settings.study is not None:
-        err_console.print(f"[green]study[/] {address}/study — ratings in {settings.study.database}", highlight=False)
+        err_console.print(f"[green]study[/] {plain(address)}/study — ratings in {plain(settings.study.database)}", highlight=False)
     verbose = logging.getLogger().level <= logging.INFO
     run_server(app, listener, log_level="info" if verbose else "warning", access_log=verbose)
 
@@ -116,8 +116,8 @@ def backend_sim(
         fail(str(exc).strip('"'))
     listener = listen(host, port, port_file)
     console.print(
-        f"[bold yellow]development tool[/]: simulated model {model} ({len(simulated)} recorded answers from {data}, "
-        f"delays × {latency_scale:g}) at {http_address(host, listener)}/v1 — not a real VLM",
+        f"[bold yellow]development tool[/]: simulated model {plain(model)} ({len(simulated)} recorded answers from {plain(data)}, "
+        f"delays × {latency_scale:g}) at {plain(http_address(host, listener))}/v1 — not a real VLM",
         highlight=False,
     )
     run_server(create_backend_sim_app(simulated, latency_scale=latency_scale, seed=seed), listener, log_level="warning", access_log=False)
