@@ -9,6 +9,7 @@ import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, Task, TextColumn, TimeRemainingColumn
@@ -16,28 +17,9 @@ from rich.table import Table
 from rich.text import Text
 
 from ecvl_router.cli.console import console, err_console, fail, plain, print_json
-from ecvl_router.collect import (
-    BackendConfig,
-    BenchmarkError,
-    CollectionDir,
-    ColumnMap,
-    ConfigError,
-    HubSpec,
-    SelfJudgingError,
-    Shard,
-    StoreLockedError,
-    Tally,
-    collect_responses,
-    judge_responses,
-    load_benchmark,
-    load_hub_items,
-    load_judge_config,
-    load_models_config,
-    resolve_api_key,
-    write_collect_manifest,
-    write_judged_dataset,
-)
-from ecvl_router.data import RSDValidationError, check_dataset, load_rsd
+
+if TYPE_CHECKING:  # the collection modules import httpx, pandas and the benchmark readers: loaded by the commands
+    from ecvl_router.collect import BackendConfig, Tally
 
 DEFAULT_MODELS_FILE = Path("models.yaml")
 INTERRUPTED = 130
@@ -58,6 +40,9 @@ def _split_list(values: list[str] | None) -> list[str]:
 
 def _backends(models: list[str] | None) -> list[BackendConfig]:
     """Backends from the YAML files among ``--models`` (default ./models.yaml), kept to the names among them."""
+    from ecvl_router.collect import load_models_config
+    from ecvl_router.config import ConfigError
+
     files = [Path(value) for value in models or [] if value.lower().endswith((".yaml", ".yml")) or Path(value).is_file()]
     names = _split_list([value for value in models or [] if Path(value) not in files])
     backends = list(itertools.chain.from_iterable(load_models_config(path) for path in files or [DEFAULT_MODELS_FILE]))
@@ -150,6 +135,22 @@ def collect(
     source: str | None = typer.Option(None, "--source", help="Source name for --hf-dataset items (default: the dataset name)."),
 ) -> None:
     """Ask every configured VLM about every benchmark item; results are saved as they arrive."""
+    from ecvl_router.collect import (
+        BenchmarkError,
+        CollectionDir,
+        ColumnMap,
+        HubSpec,
+        Shard,
+        StoreLockedError,
+        collect_responses,
+        load_benchmark,
+        load_hub_items,
+        resolve_api_key,
+        write_collect_manifest,
+    )
+    from ecvl_router.config import ConfigError
+    from ecvl_router.data import RSDValidationError
+
     specs = _split_list(benchmarks)
     if not specs and not hf_dataset:
         fail("nothing to collect: give --benchmarks and/or --hf-dataset")
@@ -204,6 +205,19 @@ def judge(
     no_retry_failed: bool = typer.Option(False, "--no-retry-failed", help="Keep failed or unreadable judgements."),
 ) -> None:
     """Score every collected answer with an LLM judge and write responses.jsonl (the Response Score Dataset)."""
+    from ecvl_router.collect import (
+        BenchmarkError,
+        CollectionDir,
+        SelfJudgingError,
+        StoreLockedError,
+        judge_responses,
+        load_judge_config,
+        resolve_api_key,
+        write_judged_dataset,
+    )
+    from ecvl_router.config import ConfigError
+    from ecvl_router.data import check_dataset
+
     workspace = CollectionDir(data)
     try:
         config = load_judge_config(judge_file)
@@ -245,6 +259,7 @@ def agreement(
 ) -> None:
     """Judge-human agreement (Appendix A.3): Pearson, Spearman, within 1/2 points, inter-rater r, bias t-test, per rater."""
     from ecvl_router.collect.agreement import AgreementError, agreement_rows, compute_agreement, read_human_ratings, write_agreement
+    from ecvl_router.data import RSDValidationError, load_rsd
 
     try:
         rsd = load_rsd(judged)

@@ -9,14 +9,14 @@ import typer
 from rich.table import Table
 
 from ecvl_router.cli.console import console, fail, plain, print_json, progress_bar
-from ecvl_router.data import RSDValidationError, check_dataset, load_rsd, write_interchange, write_parquet
-from ecvl_router.data.summary import summarize
 
 app = typer.Typer(help="Response Score Datasets: import, export, validate, describe, generate the demo.", no_args_is_help=True)
 
 
 def load_or_fail(path: Path, *, decode_images: bool = False):
     """Load a dataset or exit with the validation report."""
+    from ecvl_router.data import RSDValidationError, load_rsd
+
     try:
         return load_rsd(path, decode_images=decode_images)
     except (RSDValidationError, FileNotFoundError) as exc:
@@ -26,6 +26,8 @@ def load_or_fail(path: Path, *, decode_images: bool = False):
 @app.command("validate")
 def validate(path: Path = typer.Argument(..., help="Dataset folder (interchange or Parquet).")) -> None:
     """Check a dataset and list every problem with file, line and field; exit status 1 if any."""
+    from ecvl_router.data import check_dataset
+
     try:
         rsd, problems = check_dataset(path, decode_images=True)
     except FileNotFoundError as exc:
@@ -44,6 +46,8 @@ def import_(
     force: bool = typer.Option(False, "--force", help="Replace a non-empty destination."),
 ) -> None:
     """Validate an interchange dataset and store it natively in Parquet with a manifest."""
+    from ecvl_router.data import write_parquet
+
     rsd = load_or_fail(source, decode_images=True)
     try:
         write_parquet(rsd, out, force=force)
@@ -59,6 +63,8 @@ def export(
     force: bool = typer.Option(False, "--force", help="Replace a non-empty destination."),
 ) -> None:
     """Write a dataset back in the JSONL interchange format."""
+    from ecvl_router.data import write_interchange
+
     rsd = load_or_fail(source)
     try:
         write_interchange(rsd, out, force=force)
@@ -97,6 +103,8 @@ def info(
     as_json: bool = typer.Option(False, "--json", help="Print the statistics as JSON."),
 ) -> None:
     """Counts per source and model, score and latency statistics (mean, median, P75/P90/P99), per-model and per-source means."""
+    from ecvl_router.data.summary import summarize
+
     summary = summarize(load_or_fail(path))
     print_json(summary) if as_json else print_summary(summary)
 
@@ -109,6 +117,7 @@ def demo(
 ) -> None:
     """Generate the bundled, simulated multimodal demo benchmark (six task families, eight simulated VLMs)."""
     from ecvl_router.data.demo import generate_demo
+    from ecvl_router.data.summary import summarize
 
     started = time.perf_counter()
     try:

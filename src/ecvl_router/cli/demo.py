@@ -9,14 +9,7 @@ import typer
 
 from ecvl_router.cli.console import console, fail, plain, progress_bar, stage_progress
 from ecvl_router.cli.data import load_or_fail, print_summary
-from ecvl_router.cli.options import load_extractor
-from ecvl_router.data.summary import summarize
-from ecvl_router.experiments.main_table import MAIN_ROUTERS, ModelPair, run_pair
-from ecvl_router.features.extractor import ExtractorSettings
 from ecvl_router.manifest import read_manifest
-from ecvl_router.report.main_report import headline, write_main_report
-from ecvl_router.runs import rsd_features
-from ecvl_router.scenarios import SCENARIOS
 
 
 def demo_data(folder: Path, items: int, seed: int) -> None:
@@ -34,11 +27,18 @@ def demo(
     out: Path = typer.Option(Path("demo-output"), "--out", help="Output folder (data, caches, report)."),
     items: int = typer.Option(3000, "--items", min=100, help="Number of demo benchmark items."),
     seed: int = typer.Option(0, "--seed", help="Seed of the benchmark, the splits and the routers."),
-    routers: str = typer.Option(",".join(MAIN_ROUTERS), "--routers", help="Comma-separated routers to compare."),
+    routers: str | None = typer.Option(None, "--routers", help="Comma-separated routers to compare [default: the main table's]."),
     epochs: int | None = typer.Option(None, "--epochs", min=1, help="Epochs of the neural routers [default: 50, the paper's]."),
 ) -> None:
     """Generate the demo benchmark, embed it, train every router on three model pairs × three scenarios, write report/."""
+    from ecvl_router.cli.options import load_extractor
     from ecvl_router.data.demo import DEMO_PAIRS
+    from ecvl_router.data.summary import summarize
+    from ecvl_router.experiments.main_table import MAIN_ROUTERS, ModelPair, run_pair
+    from ecvl_router.features.extractor import ExtractorSettings
+    from ecvl_router.report.main_report import headline, write_main_report
+    from ecvl_router.runs import rsd_features
+    from ecvl_router.scenarios import SCENARIOS
 
     started = time.perf_counter()
     data_dir, cache_dir, report_dir = out / "data", out / "cache", out / "report"
@@ -49,7 +49,7 @@ def demo(
     with progress_bar("embedding items") as progress:
         features = rsd_features(rsd, extractor, cache_dir=cache_dir, progress=progress)
     scenarios = list(SCENARIOS.values())
-    names = [r.strip() for r in routers.split(",") if r.strip()]
+    names = [r.strip() for r in (routers or "").split(",") if r.strip()] or list(MAIN_ROUTERS)
     params = {name: {"epochs": epochs} for name in ("ecvl", "mlp", "mf")} if epochs else None
     results = []
     try:

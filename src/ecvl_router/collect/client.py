@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 
 from ecvl_router.collect.config import BackendConfig
-from ecvl_router.openai_http.errors import CallError, excerpt, redact, status_error, transport_error
+from ecvl_router.openai_http.errors import CallError, excerpt, status_error, transport_error
 from ecvl_router.openai_http.retry import with_retries
 
 Messages = list[dict[str, Any]]
