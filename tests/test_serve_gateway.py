@@ -453,27 +453,82 @@ def test_server_keeps_serving_after_bad_requests(strict_gateway) -> None:
     assert 'ecvl_router_requests_total{outcome="rejected",route="none",scenario="unknown"}' in metrics
 
 
-SSRF_URLS = [
-    "http://127.0.0.1:{port}/v1/models",
-    "http://localhost:{port}/v1/models",
-    "http://[::1]:{port}/",
-    "http://0.0.0.0:{port}/",
-    "http://[::ffff:127.0.0.1]:{port}/",
-    "http://10.0.0.8/image.png",
-    "http://192.168.1.1/image.png",
-    "http://172.16.0.1/image.png",
-    "http://169.254.169.254/latest/meta-data/",
-    "http://100.64.0.1/image.png",
-    "http://2130706433/",
+LOOPBACK_URLS = [  # every spelling of this machine: refused by the default policy, and no packet can leave it
+    ("http://127.0.0.1:{port}/v1/models", "image_url_refused"),
+    ("http://127.254.0.1:{port}/", "image_url_refused"),
+    ("http://localhost:{port}/v1/models", "image_url_refused"),
+    ("http://[::1]:{port}/", "image_url_refused"),
+    ("http://0.0.0.0:{port}/", "image_url_refused"),
+    ("http://[::ffff:127.0.0.1]:{port}/", "image_url_refused"),
+    ("http://2130706433:{port}/", "image_url_refused"),
+    ("http://017700000001:{port}/", "image_url_refused"),
+    ("http://0x7f.0.0.1:{port}/", "image_url_refused"),
+    ("http://127.1:{port}/", "image_url_refused"),
+    ("http://0177.0.0.1:{port}/", "invalid_image_url"),
 ]
 
 
-@pytest.mark.parametrize("template", SSRF_URLS)
-def test_image_urls_to_private_addresses_are_refused(stack, template: str) -> None:
+@pytest.mark.parametrize(("template", "code"), LOOPBACK_URLS)
+def test_image_urls_to_this_machine_are_refused(stack, template: str, code: str) -> None:
     url = template.format(port=stack["edge"].port)
+    requests_before = sim_requests(stack["edge"])
     response = httpx.post(stack["gateway"].url + "/v1/chat/completions", json=_image(url), timeout=30)
     assert response.status_code == 400, response.text
-    assert response.json()["error"]["code"] == "image_url_refused"
+    assert response.json()["error"]["code"] == code
+    assert sim_requests(stack["edge"]) == requests_before
+
+
+@pytest.mark.parametrize(
+    "address", ["10.0.0.8", "192.168.1.1", "172.16.0.1", "169.254.169.254", "100.64.0.1", "fd00::1", "fe80::1", "::ffff:10.0.0.1"]
+)
+def test_names_resolving_to_private_addresses_are_refused_before_any_connection(monkeypatch, address: str) -> None:
+    """The resolver and the transport are stubs: the test itself opens no connection anywhere."""
+    import asyncio
+    import socket
+
+    from ecvl_router.serve import images
+    from ecvl_router.serve.config import ImagePolicy, Limits
+    from ecvl_router.serve.errors import GatewayError
+
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    monkeypatch.setattr(socket, "getaddrinfo", lambda host, port, *a, **k: [(family, socket.SOCK_STREAM, 6, "", (address, port))])
+    sent = []
+
+    async def fetch() -> None:
+        async with images.ImageFetcher(ImagePolicy(), Limits()) as fetcher:
+            fetcher._client = httpx.AsyncClient(transport=httpx.MockTransport(lambda request: sent.append(request) or httpx.Response(500)))
+            await fetcher.fetch("http://images.example.test/cat.png", "image")
+
+    with pytest.raises(GatewayError) as caught:
+        asyncio.run(fetch())
+    assert caught.value.code == "image_url_refused" and address in caught.value.message
+    assert sent == []
+
+
+def test_a_name_resolving_to_a_public_address_is_fetched_from_that_address(monkeypatch, items) -> None:
+    import asyncio
+    import socket
+
+    from ecvl_router.serve import images
+    from ecvl_router.serve.config import ImagePolicy, Limits
+
+    public = "93.184.216.34"
+    monkeypatch.setattr(socket, "getaddrinfo", lambda host, port, *a, **k: [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (public, port))])
+    image_bytes = with_image(items)["path"].read_bytes()
+    sent = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        sent.append(request)
+        return httpx.Response(200, stream=httpx.ByteStream(image_bytes), headers={"Content-Type": "image/png"})
+
+    async def fetch() -> images.CheckedImage:
+        async with images.ImageFetcher(ImagePolicy(), Limits()) as fetcher:
+            fetcher._client = httpx.AsyncClient(transport=httpx.MockTransport(handler))
+            return await fetcher.fetch("http://images.example.test/cat.png", "image")
+
+    assert asyncio.run(fetch()).data == image_bytes
+    (request,) = sent  # connected by the checked address, with the name as Host
+    assert request.url.host == public and request.headers["host"] == "images.example.test"
 
 
 def test_image_urls_are_fetched_once_and_forwarded_as_data_uris(router, sims, items) -> None:
@@ -520,7 +575,7 @@ def test_image_urls_are_fetched_once_and_forwarded_as_data_uris(router, sims, it
 
 
 def test_redirects_to_private_addresses_are_refused(monkeypatch) -> None:
-    """A public-looking first hop that redirects to a link-local address is caught at the second hop."""
+    """A first hop taken for public that redirects to a refused address is caught at the second hop (loopback only)."""
     import asyncio
 
     from ecvl_router.serve import images
@@ -533,7 +588,7 @@ def test_redirects_to_private_addresses_are_refused(monkeypatch) -> None:
 
     @app.get("/start.png")
     async def start() -> Response:
-        return Response(status_code=307, headers={"Location": "http://169.254.169.254/latest/meta-data/"})
+        return Response(status_code=307, headers={"Location": f"http://127.0.0.2:{server.port}/latest/meta-data/"})
 
     server = ThreadServer(app).start()
     monkeypatch.setattr(images, "is_public_address", lambda address: address == "127.0.0.1")
@@ -543,7 +598,7 @@ def test_redirects_to_private_addresses_are_refused(monkeypatch) -> None:
             await fetcher.fetch(server.url + "/start.png", "image")
 
     try:
-        with pytest.raises(GatewayError, match="refused to fetch from '169.254.169.254'"):
+        with pytest.raises(GatewayError, match="refused to fetch from '127.0.0.2'"):
             asyncio.run(fetch())
     finally:
         server.stop()

@@ -102,7 +102,7 @@ def test_keys_bad_input_and_ssrf(stack) -> None:
                  json.dumps({"model": "ecvl-router:nope", "messages": [{"role": "user", "content": "hi"}]}).encode()):
         response = httpx.post(stack["url"] + "/v1/chat/completions", content=body, headers=headers)
         assert response.status_code == 400 and response.json()["error"]["message"]
-    ssrf = {"model": "ecvl-router", "messages": image_message("What?", "http://169.254.169.254/latest/meta-data/")}
+    ssrf = {"model": "ecvl-router", "messages": image_message("What?", stack["sim_urls"]["edge"] + "/v1/models")}
     response = httpx.post(stack["url"] + "/v1/chat/completions", json=ssrf, headers=headers)
     assert response.status_code == 400 and response.json()["error"]["code"] == "image_url_refused"
     assert httpx.get(stack["url"] + "/readyz").json()["ready"] is True
