@@ -18,7 +18,7 @@ import pytest
 from ecvl_router.serve import GatewayConfig, QueryRouter
 from ecvl_router.serve.app import create_app
 from ecvl_router.serve.backend_sim import SimulatedModel, create_backend_sim_app
-from ecvl_router.serve.conversation import CLOUD_MARKER
+from ecvl_router.serve.conversation import CLOUD_MARKER, EDGE_MARKER
 from ecvl_router.serve.gateway import Gateway
 from ecvl_router.data import load_rsd
 from tests.fake_openai import FakeServer, answer_for
@@ -98,7 +98,7 @@ def test_text_request_is_routed_and_annotated(stack, items) -> None:
         model="ecvl-router:speed", messages=[{"role": "user", "content": item["question"]}]
     )
     completion = raw.parse()
-    assert completion.model == EDGE and completion.choices[0].message.content == item["edge_answer"]
+    assert completion.model == EDGE and completion.choices[0].message.content == EDGE_MARKER + item["edge_answer"]
     ecvl = completion.ecvl
     assert ecvl["route"] == ecvl["decision"] == "edge" and ecvl["scenario"] == "speed" and ecvl["fallback"] is False
     assert 0 <= ecvl["p"] <= 1 and ecvl["tau"] == 0.0 and ecvl["router_ms"] > 0
@@ -158,7 +158,7 @@ def test_models_list_the_scenarios(stack, router) -> None:
 def test_streaming_passes_chunks_through_with_the_decision_first(stack, items) -> None:
     item = with_image(items)
     client = client_for(stack["gateway"])
-    for scenario, answer, prefix in (("speed", item["edge_answer"], ""), ("quality", item["cloud_answer"], CLOUD_MARKER)):
+    for scenario, answer, prefix in (("speed", item["edge_answer"], EDGE_MARKER), ("quality", item["cloud_answer"], CLOUD_MARKER)):
         with client.chat.completions.with_streaming_response.create(
             model=f"ecvl-router:{scenario}", messages=image_message(item["question"], data_uri(item["path"])), stream=True,
             stream_options={"include_usage": True},
@@ -196,6 +196,33 @@ def test_cloud_conversation_stays_on_the_cloud_and_backends_never_see_the_marker
         with gateway_server(router, servers["edge"].url + "/v1", cloud.base_url, cloud={"model": "good"}, conversation={"sticky_cloud": False}) as gateway:
             plain = client_for(gateway).chat.completions.create(model="ecvl-router:speed", messages=history)
             assert plain.ecvl["route"] == "edge" and plain.ecvl["sticky"] is False
+
+
+def test_edge_conversation_stays_on_the_edge_unless_turned_off(router) -> None:
+    with FakeServer() as edge, FakeServer() as cloud:
+        with gateway_server(router, edge.base_url, cloud.base_url, edge={"model": "good"}, cloud={"model": "good"}) as gateway:
+            client = client_for(gateway)
+            first = client.chat.completions.create(model="ecvl-router:speed", messages=[{"role": "user", "content": "Hi"}])
+            assert first.ecvl["route"] == "edge" and first.choices[0].message.content.startswith(EDGE_MARKER)
+            history = [
+                {"role": "user", "content": "Hi"},
+                {"role": "assistant", "content": [{"type": "text", "text": first.choices[0].message.content}]},
+                {"role": "user", "content": "And why?"},
+            ]
+            follow_up = client.chat.completions.create(model="ecvl-router:quality", messages=history)  # quality alone: cloud
+            assert follow_up.ecvl["route"] == "edge" and follow_up.ecvl["sticky"] is True and follow_up.ecvl["p"] is None
+            assert follow_up.choices[0].message.content.startswith(EDGE_MARKER) and cloud.state.requests == []
+            assert EDGE_MARKER not in json.dumps(edge.state.requests, ensure_ascii=False)
+            stripped = [{**message, "content": "Hi there"} if message["role"] == "assistant" else message for message in history]
+            unmarked = client.chat.completions.create(model="ecvl-router:quality", messages=stripped)
+            assert unmarked.ecvl["route"] == "cloud" and unmarked.ecvl["sticky"] is False  # no marker, no stickiness
+        with gateway_server(router, edge.base_url, cloud.base_url, edge={"model": "good"}, cloud={"model": "good"},
+                            conversation={"sticky_edge": False}) as gateway:
+            client = client_for(gateway)
+            answer = client.chat.completions.create(model="ecvl-router:speed", messages=[{"role": "user", "content": "Hi"}])
+            assert answer.choices[0].message.content == answer_for("good", "Hi")  # no marker when not sticky
+            follow_up = client.chat.completions.create(model="ecvl-router:quality", messages=history)
+            assert follow_up.ecvl["route"] == "cloud" and follow_up.ecvl["sticky"] is False
 
 
 # ---------------------------------------------------------------------- fallbacks and retries
@@ -248,7 +275,7 @@ def test_backend_errors_are_retried_with_backoff(router, sims, tmp_path: Path) -
     with FakeServer() as fake:
         with gateway_server(router, fake.base_url, fake.base_url, edge={"model": "flaky", "retry": retry}, cloud={"model": "good"}, decision_log=log) as gateway:
             completion = client_for(gateway).chat.completions.create(model="ecvl-router:speed", messages=[{"role": "user", "content": "Retry me."}])
-    assert completion.ecvl["route"] == "edge" and completion.choices[0].message.content == answer_for("flaky", "Retry me.")
+    assert completion.ecvl["route"] == "edge" and completion.choices[0].message.content == EDGE_MARKER + answer_for("flaky", "Retry me.")
     assert json.loads(log.read_text())["attempts"] == {"edge": 3}
 
 

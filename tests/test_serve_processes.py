@@ -13,7 +13,7 @@ import yaml
 from ecvl_router.data import load_rsd
 from ecvl_router.data.demo import generate_demo
 from ecvl_router.serve import example_config
-from ecvl_router.serve.conversation import CLOUD_MARKER
+from ecvl_router.serve.conversation import MARKERS
 from tests.serve_support import CLOUD, EDGE, SCENARIO_FILE, Process, data_uri, free_port, image_message, train_bundle
 
 pytestmark = pytest.mark.slow
@@ -81,7 +81,7 @@ def test_requests_are_routed_and_answered_by_the_chosen_model(stack) -> None:
             assert (ecvl["p"] >= ecvl["tau"]) == (ecvl["route"] == "edge")
             model = EDGE if ecvl["route"] == "edge" else CLOUD
             assert completion.model == model
-            assert completion.choices[0].message.content == (CLOUD_MARKER if model == CLOUD else "") + answers[(item["item_id"], model)]
+            assert completion.choices[0].message.content == MARKERS["cloud" if model == CLOUD else "edge"] + answers[(item["item_id"], model)]
             if scenario in ("privacy", "edge-first"):
                 assert ecvl["route"] == "edge"
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ecvl_router.serve.config import SERVED_MODEL, Limits
-from ecvl_router.serve.conversation import answered_by_cloud
+from ecvl_router.serve.conversation import Route, first_route
 from ecvl_router.serve.errors import bad_request
 
 ROLES = ("system", "developer", "user", "assistant", "tool", "function")
@@ -45,7 +45,8 @@ class ChatRequest:
     stream: bool
     question: str
     images: list[ImagePart]
-    cloud_history: bool
+    history_route: Route | None
+    """Who answered the conversation's first turn, by its marker; None for a new (or unmarked) conversation."""
 
     @property
     def messages(self) -> list[dict[str, Any]]:
@@ -106,7 +107,7 @@ def parse_chat_request(
         stream=bool(stream),
         question=text_of(messages[last_user]["content"]),
         images=images,
-        cloud_history=answered_by_cloud(messages),
+        history_route=first_route(messages),
     )
 
 

@@ -93,13 +93,16 @@ class FallbackPolicy(BaseModel):
 
 
 class ConversationPolicy(BaseModel):
-    """Multi-turn routing."""
+    """Multi-turn routing: a conversation stays on the backend that answered its first turn (invisible marker)."""
 
     model_config = STRICT
 
-    sticky_cloud: bool = Field(
-        True, description="a conversation the cloud answered stays on the cloud (invisible marker in its answers)"
-    )
+    sticky_cloud: bool = Field(True, description="a conversation the cloud answered first stays on the cloud")
+    sticky_edge: bool = Field(True, description="a conversation the edge answered first stays on the edge")
+
+    def sticky(self, route: str) -> bool:
+        """Whether answers of ``route`` are marked and keep their conversation."""
+        return self.sticky_edge if route == "edge" else self.sticky_cloud
 
 
 class GatewayConfig(BaseModel):

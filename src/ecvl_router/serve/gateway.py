@@ -26,7 +26,7 @@ from ecvl_router.openai_http.errors import CallError, is_retryable_status
 from ecvl_router.serve.backends import Backend, elapsed_ms
 from ecvl_router.serve.chat import ChatRequest, parse_chat_request
 from ecvl_router.serve.config import SERVED_MODEL, GatewayConfig
-from ecvl_router.serve.conversation import mark, strip_markers
+from ecvl_router.serve.conversation import MARKERS, mark, strip_markers
 from ecvl_router.serve.decision_log import DecisionLog
 from ecvl_router.serve.errors import GatewayError
 from ecvl_router.serve.images import CheckedImage, ImageFetcher, decode_data_uri
@@ -167,7 +167,7 @@ class Gateway:
             self.metrics.requests.labels(scenario_label, "none", "rejected").inc()
             raise
         outcome = Outcome(uuid.uuid4().hex, decision, request.stream, len(request.images), started)
-        if request.cloud_history:
+        if request.history_route is not None:
             strip_markers(request.messages)
         try:
             if request.stream:
@@ -192,8 +192,9 @@ class Gateway:
 
     async def _decide(self, request: ChatRequest, routed_image: tuple[CheckedImage, str] | None) -> Decision:
         scenario = self.scenarios[request.scenario]
-        if self.config.conversation.sticky_cloud and request.cloud_history and scenario.cloud_allowed:
-            return Decision("cloud", None, self.router.tau(scenario.name), scenario.name, 0.0, sticky=True)
+        kept = request.history_route
+        if kept is not None and self.config.conversation.sticky(kept) and (kept == "edge" or scenario.cloud_allowed):
+            return Decision(kept, None, self.router.tau(scenario.name), scenario.name, 0.0, sticky=True)
 
         def decide() -> Decision:  # decoding the image is part of the decision's time
             started = time.perf_counter()
@@ -227,11 +228,11 @@ class Gateway:
                     raise self._rejected(route, error) from None
                 continue
             self._answered(outcome, route, attempts, called, document.get("model"))
-            if route == "cloud" and self.config.conversation.sticky_cloud:
+            if self.config.conversation.sticky(route):
                 for choice in document["choices"]:
                     message = choice.get("message") if isinstance(choice, dict) else None
                     if isinstance(message, dict) and (isinstance(message.get("content"), str) or message.get("content") is None):
-                        message["content"] = mark(message.get("content"))
+                        message["content"] = mark(message.get("content"), route)
             document["ecvl"] = outcome.ecvl()
             self._finish(outcome, 200)
             return Reply(outcome, body=document)
@@ -249,13 +250,13 @@ class Gateway:
                     raise self._rejected(route, error) from None
                 continue
             self._answered(outcome, route, attempts, called, backend.model)
-            marked = route == "cloud" and self.config.conversation.sticky_cloud
-            return Reply(outcome, chunks=self._relay(response, outcome, marked))
+            marker = MARKERS[route] if self.config.conversation.sticky(route) else None
+            return Reply(outcome, chunks=self._relay(response, outcome, marker))
         raise self._unavailable(outcome)
 
-    async def _relay(self, response: httpx.Response, outcome: Outcome, marked: bool) -> AsyncIterator[bytes]:
+    async def _relay(self, response: httpx.Response, outcome: Outcome, marker: str | None) -> AsyncIterator[bytes]:
         """The backend's SSE stream, byte for byte, except that the first event gains ``ecvl`` (and the marker)."""
-        annotator = _StreamAnnotator(outcome.ecvl(), marked)
+        annotator = _StreamAnnotator(outcome.ecvl(), marker)
         status = 200
         try:
             async for chunk in response.aiter_bytes():
@@ -396,14 +397,14 @@ class Gateway:
 
 
 class _StreamAnnotator:
-    """Rewrites the first SSE data event of a stream (``ecvl`` object) and, if asked, the first delta (marker)."""
+    """Rewrites the first SSE data event of a stream (``ecvl`` object) and, if given a marker, the first delta."""
 
-    def __init__(self, ecvl: dict[str, Any], marked: bool) -> None:
+    def __init__(self, ecvl: dict[str, Any], marker: str | None) -> None:
         self.ecvl = ecvl
-        self.marked = marked
+        self.marker = marker
         self.pending = b""
         self._annotated = False
-        self._marker_placed = not marked
+        self._marker_placed = marker is None
 
     @property
     def done(self) -> bool:
@@ -440,8 +441,8 @@ class _StreamAnnotator:
         if not self._marker_placed:
             choices = document.get("choices")
             delta = choices[0].get("delta") if isinstance(choices, list) and choices and isinstance(choices[0], dict) else None
-            if isinstance(delta, dict):
-                delta["content"] = mark(delta.get("content"))
+            if isinstance(delta, dict) and self.marker is not None:
+                delta["content"] = self.marker + (delta.get("content") or "")
                 self._marker_placed = True
         rest = [line for line in lines if not line.startswith(b"data:")]
         return b"\n".join([*rest, b"data: " + json.dumps(document, ensure_ascii=False).encode()]) + b"\n\n"

@@ -22,7 +22,7 @@ import anyio
 from ecvl_router.config import ConfigError
 from ecvl_router.serve.backends import elapsed_ms
 from ecvl_router.serve.config import SERVED_MODEL, Limits
-from ecvl_router.serve.conversation import CLOUD_MARKER
+from ecvl_router.serve.conversation import unmarked
 from ecvl_router.serve.errors import GatewayError, bad_request
 from ecvl_router.serve.gateway import Gateway
 from ecvl_router.serve.images import CheckedImage, check_image, decode_data_uri
@@ -164,7 +164,7 @@ class StudyService:
                 if "error" in document:
                     error = str((document["error"] or {}).get("message", "the answer's stream failed"))
                     continue
-                delta = _delta_text(document).replace(CLOUD_MARKER, "")
+                delta = unmarked(_delta_text(document))
                 if delta:
                     first_token_ms = first_token_ms or elapsed_ms(started)
                     parts.append(delta)
