@@ -23,3 +23,40 @@ def test_functions_stay_short(function) -> None:
 def test_uncalled_helpers_are_gone() -> None:
     assert not hasattr(ecvl_router.report.tables, "markdown_table")
     assert not hasattr(ecvl_router.data.summary, "solve_rates")
+
+
+def _imports_of(package: str) -> set[str]:
+    """The ecvl_router packages and modules imported anywhere in ``package`` (at module level or in functions)."""
+    import ast
+    from pathlib import Path
+
+    import ecvl_router
+
+    root = Path(ecvl_router.__file__).parent
+    folder = root / package.replace(".", "/")
+    files = sorted(folder.rglob("*.py")) if folder.is_dir() else [folder.with_suffix(".py")]
+    found = set()
+    for path in files:
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("ecvl_router."):
+                found.add(node.module)
+            elif isinstance(node, ast.Import):
+                found |= {alias.name for alias in node.names if alias.name.startswith("ecvl_router.")}
+    return found
+
+
+@pytest.mark.parametrize(
+    ("package", "forbidden"),
+    [
+        ("serve", ("ecvl_router.study", "ecvl_router.collect")),
+        ("collect", ("ecvl_router.serve", "ecvl_router.study")),
+        ("study", ("ecvl_router.collect",)),
+        ("openai_http", ("ecvl_router.serve", "ecvl_router.collect", "ecvl_router.study")),
+        ("prompts", ("ecvl_router.serve", "ecvl_router.collect", "ecvl_router.study")),
+        ("config", ("ecvl_router.serve", "ecvl_router.collect", "ecvl_router.study")),
+    ],
+)
+def test_dependencies_run_one_way(package: str, forbidden: tuple[str, ...]) -> None:
+    """study -> serve -> shared pieces, and collect -> shared pieces; the gateway knows nothing of the study."""
+    wrong = sorted(module for module in _imports_of(package) if module.startswith(forbidden))
+    assert wrong == []

@@ -6,11 +6,17 @@ import logging
 import os
 import socket
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from ecvl_router.cli.console import console, err_console, fail, plain
+
+if TYPE_CHECKING:  # the server's modules load when a server starts, not for --help
+    from fastapi import APIRouter
+
+    from ecvl_router.serve.gateway import Gateway
+    from ecvl_router.study.config import StudyConfig
 
 
 def register(app: typer.Typer) -> None:
@@ -38,15 +44,15 @@ def serve(
     from ecvl_router.config import ConfigError
     from ecvl_router.features.weights import WeightsIntegrityError, WeightsNotFoundError
     from ecvl_router.serve.app import create_app
-    from ecvl_router.serve.config import load_gateway_config
     from ecvl_router.serve.gateway import Gateway
+    from ecvl_router.study.config import load_study_gateway_config
     from ecvl_router.study.store import StoreError
 
     try:
-        settings = load_gateway_config(config)
+        settings = load_study_gateway_config(config)
         err_console.print(f"loading the router bundle {plain(settings.bundle)} and its encoders …")
         gateway = Gateway.from_config(settings)
-        app = create_app(gateway)
+        app = create_app(gateway, routers=study_routers(gateway, settings.study))
     except (ConfigError, BundleError, StoreError, WeightsNotFoundError, WeightsIntegrityError, FileNotFoundError) as exc:
         fail(str(exc))
     host = host or settings.host
@@ -64,6 +70,15 @@ def serve(
         err_console.print(f"[green]study[/] {plain(address)}/study — ratings in {plain(settings.study.database)}", highlight=False)
     verbose = logging.getLogger().level <= logging.INFO
     run_server(app, listener, log_level="info" if verbose else "warning", access_log=verbose)
+
+
+def study_routers(gateway: Gateway, study: StudyConfig | None) -> list[APIRouter]:
+    """The study's routes to mount on the gateway's app: none without a study section."""
+    if study is None:
+        return []
+    from ecvl_router.study.routes import study_router
+
+    return [study_router(gateway, study)]
 
 
 def listen(host: str, port: int, port_file: Path | None = None) -> socket.socket:

@@ -20,6 +20,7 @@ import httpx
 from ecvl_router.collect.config import BackendConfig
 from ecvl_router.openai_http.errors import CallError, excerpt, status_error, transport_error
 from ecvl_router.openai_http.retry import with_retries
+from ecvl_router.openai_http.sse import data_events
 
 Messages = list[dict[str, Any]]
 
@@ -135,13 +136,8 @@ class ChatClient:
             if response.status_code >= 400:
                 await response.aread()
                 raise status_error(response, self._api_key)
-            async for line in response.aiter_lines():
-                if not line.startswith("data:"):
-                    continue
-                data = line[5:].strip()
-                if data == "[DONE]":
-                    break
-                chunk = self._json(data.encode())
+            async for data in data_events(response.aiter_bytes()):
+                chunk = self._json(data)
                 if not isinstance(chunk, dict):
                     raise CallError("malformed_response", "a stream event is not a JSON object")
                 usage = chunk.get("usage") or usage

@@ -10,11 +10,11 @@ from __future__ import annotations
 import hmac
 import json
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 
 import anyio
-from fastapi import FastAPI, Request
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
@@ -29,8 +29,12 @@ logger = logging.getLogger(__name__)
 _PARSE_IN_THREAD_FROM = 1 << 20  # bodies this large are parsed off the event loop
 
 
-def create_app(gateway: Gateway) -> FastAPI:
-    """The FastAPI app serving ``gateway``; the app closes the gateway when it shuts down."""
+def create_app(gateway: Gateway, *, routers: Sequence[APIRouter] = ()) -> FastAPI:
+    """The FastAPI app serving ``gateway``; the app closes the gateway when it shuts down.
+
+    ``routers`` are mounted next to the gateway's own routes (the online study is one); the gateway knows
+    nothing of them.
+    """
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -38,10 +42,8 @@ def create_app(gateway: Gateway) -> FastAPI:
         await gateway.aclose()
 
     app = FastAPI(title="ECVL-Router gateway", version="1", lifespan=lifespan, docs_url=None, redoc_url=None)
-    if gateway.config.study is not None:
-        from ecvl_router.study.routes import study_router
-
-        app.include_router(study_router(gateway, gateway.config.study))
+    for router in routers:
+        app.include_router(router)
     _add_openai_routes(app, gateway)
     _add_service_routes(app, gateway)
     _add_error_handlers(app)

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 from importlib import resources
 from pathlib import Path
+from typing import Any, Self, TypeVar
 
 import httpx
 from pydantic import BaseModel, Field, ValidationError, field_validator
 
 from ecvl_router.config import STRICT, ConfigError, check_variable_name, key_from_environment, keys_from_environment, read_yaml, validation_message
 from ecvl_router.openai_http.retry import RetryPolicy
-from ecvl_router.study.config import StudyConfig
 
 EXAMPLE_CONFIG_FILE = "gateway.example.yaml"
 SERVED_MODEL = "ecvl-router"
@@ -122,7 +122,9 @@ class GatewayConfig(BaseModel):
     fallback: FallbackPolicy = Field(default_factory=FallbackPolicy)
     conversation: ConversationPolicy = Field(default_factory=ConversationPolicy)
     decision_log: Path | None = Field(None, description="JSON-lines file, one record per routed request")
-    study: StudyConfig | None = Field(None, description="an online study served at /study (docs/study.md)")
+    study: dict[str, Any] | None = Field(
+        None, description="an online study's section, read by ecvl_router.study (docs/study.md); the gateway ignores it"
+    )
 
     @field_validator("api_keys_env")
     @classmethod
@@ -135,22 +137,27 @@ class GatewayConfig(BaseModel):
             return ()
         return keys_from_environment(self.api_keys_env, "api_keys_env")
 
-    def relative_to(self, folder: Path) -> GatewayConfig:
+    def relative_to(self, folder: Path) -> Self:
         """A copy whose relative paths are resolved against ``folder``."""
-        update = {"bundle": folder / self.bundle}
+        return self.model_copy(update=self.relative_paths(folder))
+
+    def relative_paths(self, folder: Path) -> dict[str, Any]:
+        """The path fields resolved against ``folder``, as a model_copy update (extended by subclasses)."""
+        update: dict[str, Any] = {"bundle": folder / self.bundle}
         if self.decision_log is not None:
             update["decision_log"] = folder / self.decision_log
-        if self.study is not None:
-            update["study"] = self.study.relative_to(folder)
-        return self.model_copy(update=update)
+        return update
 
 
-def load_gateway_config(path: Path) -> GatewayConfig:
-    """The configuration in a YAML file; raises ConfigError naming the file and each bad field."""
+Config = TypeVar("Config", bound=GatewayConfig)
+
+
+def load_gateway_config(path: Path, model: type[Config] = GatewayConfig) -> Config:  # type: ignore[assignment]
+    """The configuration in a YAML file, as ``model``; raises ConfigError naming the file and each bad field."""
     path = Path(path)
     document = read_yaml(path)
     try:
-        config = GatewayConfig.model_validate(document)
+        config = model.model_validate(document)
     except ValidationError as exc:
         raise ConfigError(validation_message(path, exc)) from None
     return config.relative_to(path.parent)

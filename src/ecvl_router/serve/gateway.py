@@ -32,7 +32,7 @@ from ecvl_router.serve.errors import GatewayError
 from ecvl_router.serve.images import CheckedImage, ImageFetcher, decode_data_uri
 from ecvl_router.serve.metrics import GatewayMetrics
 from ecvl_router.serve.routing import Decision, QueryRouter, Route
-from ecvl_router.serve.sse import EVENT_END
+from ecvl_router.openai_http.sse import EVENT_END
 
 logger = logging.getLogger(__name__)
 

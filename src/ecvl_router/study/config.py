@@ -9,11 +9,12 @@ seeded assignment; the participant rates every answer on the judge's 1-10 scale 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field, field_validator, model_validator
 
 from ecvl_router.config import STRICT
+from ecvl_router.serve.config import GatewayConfig, load_gateway_config
 
 POLICY_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.()+-]*$"
 """Policy names: letters, digits and ``_.()+-`` (no ``/``, which joins scenario and policy)."""
@@ -113,3 +114,20 @@ class StudyConfig(BaseModel):
         if self.demo_data is not None:
             update["demo_data"] = folder / self.demo_data
         return self.model_copy(update=update)
+
+
+class StudyGatewayConfig(GatewayConfig):
+    """The gateway configuration with its ``study`` section read as a :class:`StudyConfig`."""
+
+    study: StudyConfig | None = Field(None, description="an online study served at /study (docs/study.md)")  # type: ignore[assignment]
+
+    def relative_paths(self, folder: Path) -> dict[str, Any]:
+        update = super().relative_paths(folder)
+        if self.study is not None:
+            update["study"] = self.study.relative_to(folder)
+        return update
+
+
+def load_study_gateway_config(path: Path) -> StudyGatewayConfig:
+    """A gateway configuration file with its study section checked; ConfigError names the file and each bad field."""
+    return load_gateway_config(path, StudyGatewayConfig)

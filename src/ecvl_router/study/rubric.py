@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 
-from ecvl_router.collect.judge import load_template
+from ecvl_router.prompts import load_template
 
 _GUIDELINE = re.compile(r"^\s*-\s*(\d+)\s*:\s*(.+?)\s*$", re.MULTILINE)
 

@@ -26,7 +26,7 @@ from ecvl_router.serve.conversation import unmarked
 from ecvl_router.serve.errors import GatewayError, bad_request
 from ecvl_router.serve.gateway import Gateway
 from ecvl_router.serve.images import CheckedImage, check_image, decode_data_uri
-from ecvl_router.serve.sse import data_events, json_object
+from ecvl_router.openai_http.sse import data_events, json_object
 from ecvl_router.study.config import StudyConfig
 from ecvl_router.study.demo_images import DemoImage, load_demo_images
 from ecvl_router.study.policies import build_study_gateway, policy_key
