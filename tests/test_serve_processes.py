@@ -91,7 +91,8 @@ def test_text_only_and_streaming(stack) -> None:
     text = client.chat.completions.create(model="ecvl-router:speed", messages=[{"role": "user", "content": "What is 2 + 2?"}])
     assert text.ecvl["router_ms"] > 0 and text.choices[0].message.content
     chunks = list(client.chat.completions.create(model="ecvl-router:edge-first", messages=[{"role": "user", "content": "Describe a sunset."}], stream=True))
-    assert chunks[0].ecvl["route"] == "edge" and "".join(c.choices[0].delta.content or "" for c in chunks if c.choices).startswith("(simulated")
+    streamed = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert chunks[0].ecvl["route"] == "edge" and streamed.startswith(MARKERS["edge"] + "(simulated")
 
 
 def test_keys_bad_input_and_ssrf(stack) -> None:
