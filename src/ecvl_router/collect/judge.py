@@ -197,7 +197,7 @@ def write_judged_dataset(workspace: CollectionDir, judge: JudgeConfig) -> Datase
         ),
     )
     write_json_atomic(info_path, info)
-    template_source = str(judge.template) if judge.template else "ecvl_router/collect/templates/judge_1_10.txt"
+    template_source = str(judge.template) if judge.template else "ecvl_router/prompts/judge_1_10.txt"
     write_manifest(
         workspace.root,
         build_manifest(
