@@ -8,6 +8,7 @@ The requested model id selects the behaviour:
 - ``always429``: always 429 (Retry-After 0); ``retry-later``: 429 asking to wait an hour;
 - ``broken``: questions containing ``[malformed]`` get a body that is not JSON, ``[empty]`` no choices;
 - ``echo-auth``: 401 whose body repeats the Authorization header it received;
+- ``strict``: 400 (an OpenAI-style invalid_request_error) for any request with a ``logit_bias``, else like ``good``;
 - ``judge…`` (any id starting so): scores the answer found after ``[Model Answer]``: answers containing ``[unjudgeable]`` get prose
   without a score, ``[eleven]`` gets 11, others ``1 + len(answer) % 10`` on the first line.
 
@@ -117,6 +118,9 @@ def create_app(state: ServerState) -> FastAPI:
             return JSONResponse({"error": {"message": "quota"}}, status_code=429, headers={"Retry-After": "3600"})
         if model == "echo-auth":
             return JSONResponse({"error": {"message": f"Incorrect API key provided: {request.headers.get('authorization')}"}}, status_code=401)
+        if model == "strict" and "logit_bias" in body:
+            error = {"message": "logit_bias is not supported by this model", "type": "invalid_request_error", "param": "logit_bias"}
+            return JSONResponse({"error": error}, status_code=400)
         if model == "broken" and "[malformed]" in question:
             return Response('{"choices": [{"message": ', media_type="application/json")
         if model == "broken" and "[empty]" in question:

@@ -14,10 +14,12 @@ from typing import Any
 
 import httpx
 
-from ecvl_router.serve import GatewayConfig, QueryRouter
+from ecvl_router.serve import QueryRouter
 from ecvl_router.serve.app import create_app
 from ecvl_router.serve.backend_sim import SimulatedModel, create_backend_sim_app
 from ecvl_router.serve.gateway import Gateway
+from ecvl_router.study.config import StudyGatewayConfig
+from ecvl_router.study.routes import study_router
 from tests.serve_support import CLOUD, EDGE, ThreadServer
 
 POLICY_ROUTES = {
@@ -53,9 +55,10 @@ def study_stack(bundle: Path, data: Path, database: Path, *, latency_scale: floa
     }
     gateway = None
     try:
-        config = GatewayConfig(bundle=bundle, edge={"base_url": sims["edge"].url + "/v1"}, cloud={"base_url": sims["cloud"].url + "/v1"},
+        config = StudyGatewayConfig(bundle=bundle, edge={"base_url": sims["edge"].url + "/v1"}, cloud={"base_url": sims["cloud"].url + "/v1"},
                                decision_log=database.parent / "decisions.jsonl", study=study_settings(bundle, database, **study))
-        gateway = ThreadServer(create_app(Gateway(config, QueryRouter.from_bundle(bundle)))).start()
+        core = Gateway(config, QueryRouter.from_bundle(bundle))
+        gateway = ThreadServer(create_app(core, routers=[study_router(core, config.study)])).start()
         yield {"url": gateway.url, "sims": sims, "database": database, "log": database.parent / "decisions.jsonl"}
     finally:
         for server in (gateway, *sims.values()):

@@ -1,12 +1,11 @@
 """End to end through the CLI with the real default encoders: demo data → train → evaluate → route; demo caching."""
 
-import json
-
 import pytest
 from typer.testing import CliRunner
 
 from ecvl_router.cli import app
 from ecvl_router.data.demo import DEMO_PAIRS, generate_demo
+from tests.strict_json import strict_loads
 
 pytestmark = pytest.mark.slow
 
@@ -29,10 +28,10 @@ def test_train_evaluate_route(workspace):
     run = workspace / "run"
     invoke("train", "--data", workspace / "data", "--edge", edge, "--cloud", cloud, "--out", run,
            "--epochs", 2, "--cache-dir", workspace / "cache", "--scenario", "quality", "--scenario", "speed")
-    manifest = json.loads((run / "manifest.json").read_text())
+    manifest = strict_loads((run / "manifest.json").read_text())
     assert set(manifest["scenarios"]) == {"quality", "speed"}
     assert manifest["settings"]["task"]["edge"] == edge
-    report = json.loads(invoke("evaluate", run, "--json", "--cache-dir", workspace / "cache").stdout)
+    report = strict_loads(invoke("evaluate", run, "--json", "--cache-dir", workspace / "cache").stdout)
     assert report["split"] == "test" and report["n"] == 24
     quality = report["scenarios"]["quality"]
     assert set(quality) == {"ecvl", "all-large", "all-small", "oracle"}
@@ -40,7 +39,7 @@ def test_train_evaluate_route(workspace):
     assert quality["ecvl"]["rcs"] == pytest.approx(1.2 * quality["ecvl"]["apsp"] + 0.1 * quality["ecvl"]["ca"] - 0.001 * quality["ecvl"]["ail"])
     image = next((workspace / "data" / "images").iterdir())
     for extra in (("--image", image), ()):
-        decision = json.loads(invoke("route", run, "--question", "How many circles are there?", "--scenario", "speed", "--json", *extra).stdout)
+        decision = strict_loads(invoke("route", run, "--question", "How many circles are there?", "--scenario", "speed", "--json", *extra).stdout)
         assert decision["route"] in ("edge", "cloud") and 0 <= decision["p"] <= 1
         assert decision["model"] == (edge if decision["route"] == "edge" else cloud)
         assert decision["tau"] == manifest["scenarios"]["speed"]["tau"]

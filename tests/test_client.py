@@ -15,7 +15,7 @@ from ecvl_router import AsyncRouterClient, RouterClient
 from ecvl_router.data import load_rsd
 from ecvl_router.serve import Decision, example_config
 from ecvl_router.serve.backend_sim import SimulatedModel, create_backend_sim_app
-from ecvl_router.serve.conversation import CLOUD_MARKER
+from ecvl_router.serve.conversation import CLOUD_MARKER, EDGE_MARKER
 from tests.serve_support import CLOUD, EDGE, ThreadServer, data_uri, demo_data, image_message, tiny_bundle  # noqa: F401
 
 
@@ -67,7 +67,7 @@ def test_sync_create_returns_openai_types_with_the_decision(client: RouterClient
     assert completion.ecvl["route"] == "cloud" and completion.ecvl["scenario"] == "quality"
     assert messages[0]["content"][1]["image_url"]["url"].startswith("data:image/")  # the caller's messages are untouched
     default = client.chat.completions.create(model="ecvl-router", messages=[{"role": "user", "content": item["question"]}])
-    assert default.ecvl["scenario"] == "speed" and default.choices[0].message.content == item["edge"]
+    assert default.ecvl["scenario"] == "speed" and default.choices[0].message.content == EDGE_MARKER + item["edge"]
     by_header = client.chat.completions.create(model="ecvl-router", messages=messages, extra_headers={"X-ECVL-Scenario": "quality"})
     assert by_header.ecvl["scenario"] == "quality"
 
@@ -76,7 +76,7 @@ def test_sync_stream_and_follow_up_with_openai_message_objects(client: RouterCli
     chunks = list(client.chat.completions.create(model="ecvl-router:speed", messages=[{"role": "user", "content": item["question"]}], stream=True))
     assert all(isinstance(chunk, ChatCompletionChunk) for chunk in chunks)
     assert chunks[0].ecvl["route"] == "edge"
-    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == item["edge"]
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == EDGE_MARKER + item["edge"]
     first = client.chat.completions.create(model="ecvl-router:quality", messages=[{"role": "user", "content": item["question"]}])
     history = [{"role": "user", "content": item["question"]}, first.choices[0].message, {"role": "user", "content": "Sure?"}]
     follow_up = client.chat.completions.create(model="ecvl-router:speed", messages=history)
@@ -111,7 +111,7 @@ def test_async_client(tiny_bundle: Path, backends, item: dict) -> None:
                 routed.chat.completions.create(model="ecvl-router:speed", messages=messages),
                 routed.chat.completions.create(model="ecvl-router:quality", messages=messages, stream=True),
             )
-            assert completion.choices[0].message.content == item["edge"] and completion.ecvl["route"] == "edge"
+            assert completion.choices[0].message.content == EDGE_MARKER + item["edge"] and completion.ecvl["route"] == "edge"
             chunks = [chunk async for chunk in stream]
             assert chunks[0].ecvl["route"] == "cloud"
             assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == CLOUD_MARKER + item["cloud"]

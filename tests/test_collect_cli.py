@@ -16,6 +16,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from ecvl_router.cli import app
+from ecvl_router.cli.collect import CALLS_FAILED
 from ecvl_router.collect.store import read_records
 from tests.fake_openai import FakeServer
 
@@ -54,6 +55,7 @@ class Run:
         result = CliRunner().invoke(app, args, catch_exceptions=False)
         self.exit_code = result.exit_code
         self.output = " ".join(result.output.split())
+        self.last_line = result.output.strip().splitlines()[-1] if result.output.strip() else ""
 
 
 def invoke(*args: str) -> Run:
@@ -69,13 +71,17 @@ def test_collect_judge_validate(server: FakeServer, tmp_path: Path, monkeypatch:
     out = tmp_path / "rsd"
 
     result = invoke("-v", "collect", "--benchmarks", str(bench), "--models", str(models), "--out", str(out), "--name", "mine")
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == CALLS_FAILED, result.output  # every call of "locked" failed
     assert "9 items, 3 model(s)" in result.output and "auth 9" in result.output
+    assert result.last_line.startswith("failed: 9 (item, model) pair(s) ended in failure (locked 9)")
     assert all(r["authorization"] == f"Bearer {SECRET}" for r in server.state.requests if r["model"] in ("good", "echo-auth"))
 
     result = invoke("-v", "collect", "--benchmarks", str(bench), "--models", str(models), "--models", "edge", "--out", str(out))
     assert result.exit_code == 0 and "9 items, 1 model(s)" in result.output
     assert Counter(r["model"] for r in read_records(out / "raw" / "results.jsonl")) == {"edge": 9, "cloud": 9, "locked": 9}
+
+    result = invoke("collect", "--benchmarks", str(bench), "--models", str(models), "--models", "locked", "--no-retry-failed", "--out", str(out))
+    assert result.exit_code == CALLS_FAILED and "(locked 9)" in result.last_line  # failures kept are failures still
 
     result = invoke("-v", "judge", "--data", str(out), "--judge", str(judge))
     assert result.exit_code == 0, result.output
@@ -95,7 +101,7 @@ def test_collect_judge_validate(server: FakeServer, tmp_path: Path, monkeypatch:
     assert SECRET not in result.output
     manifest = json.loads((out / "raw" / "collect-manifest.json").read_text())
     assert manifest["settings"]["backends"]["edge"]["api_key_env"] == "TEST_VLM_KEY"
-    assert len(manifest["runs"]) == 2 and manifest["runs"][0]["counts"]["locked"]["failed"] == 9
+    assert len(manifest["runs"]) == 3 and manifest["runs"][0]["counts"]["locked"]["failed"] == 9
 
 
 def test_cli_errors_are_clear(server: FakeServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

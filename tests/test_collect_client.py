@@ -14,7 +14,7 @@ from PIL import Image
 from ecvl_router.collect.client import ChatClient, estimate_tokens
 from ecvl_router.collect.config import BackendConfig
 from ecvl_router.collect.images import image_data_uri
-from ecvl_router.collect.retry import CallError
+from ecvl_router.openai_http.errors import CallError
 from tests.fake_openai import FakeServer, answer_for
 
 SECRET = "sk-test-DO-NOT-LEAK-4242"

@@ -9,8 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from ecvl_router.collect.config import ConfigError, RetryPolicy, load_judge_config, load_models_config, resolve_api_key
-from ecvl_router.collect.retry import backoff_delay, retry_after_seconds
+from ecvl_router.collect.config import load_judge_config, load_models_config, resolve_api_key
+from ecvl_router.config import ConfigError
+from ecvl_router.openai_http.retry import RetryPolicy
+from ecvl_router.openai_http.errors import retry_after_seconds
+from ecvl_router.openai_http.retry import backoff_delay
 from ecvl_router.collect.shard import Shard
 
 

@@ -125,3 +125,29 @@ def test_shards_split_the_work_into_separate_stores(server: FakeServer, tmp_path
     assert sorted(sum(per_shard, [])) == sorted(i["item_id"] for i in items)
     assert all(Shard(i, 3).contains(item) for i, ids in enumerate(per_shard) for item in ids)
     assert collect(workspace, items, backends)[0].resumed == 10  # an unsharded re-run sees every shard's results
+
+
+def test_calls_per_second_count_only_the_time_a_backend_was_called(tmp_path: Path) -> None:
+    """A backend done in a moment is not averaged over the slow backend's minutes."""
+    from ecvl_router.collect.pool import Tally, drain
+    from ecvl_router.collect.store import RecordWriter
+
+    async def work(delay: float) -> dict:
+        await asyncio.sleep(delay)
+        return {"item_id": "x", "model": "m", "ok": True}
+
+    async def run() -> tuple[Tally, Tally]:
+        fast, slow = Tally("fast", total=4), Tally("slow", total=2)
+        async with RecordWriter(tmp_path / "results.jsonl") as writer:
+            await asyncio.gather(
+                drain([0.01] * 4, work, workers=4, writer=writer, tally=fast),
+                drain([0.6] * 2, work, workers=1, writer=writer, tally=slow),
+            )
+        return fast, slow
+
+    fast, slow = asyncio.run(run())
+    assert fast.ended_at is not None and slow.ended_at is not None and fast.ended_at < slow.ended_at
+    assert fast.throughput > 4 / 0.3  # over the whole run (1.2 s) it would be about 3.3 calls/s
+    assert slow.throughput == pytest.approx(2 / 1.2, rel=0.3)
+    frozen = fast.throughput
+    assert fast.throughput == frozen  # a finished backend's rate no longer decays

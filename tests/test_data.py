@@ -11,6 +11,7 @@ from ecvl_router.cli import app
 from ecvl_router.data import RSDValidationError, check_dataset, load_rsd, write_interchange, write_parquet
 from ecvl_router.data.summary import summarize
 from tests.conftest import write_tiny_rsd
+from tests.strict_json import strict_loads
 
 
 def _rewrite(path, mutate):
@@ -162,7 +163,7 @@ def test_cli_validate_import_info(tiny_rsd, tmp_path):
     assert ok.exit_code == 0, ok.output
     assert runner.invoke(app, ["data", "import", str(tiny_rsd), "--out", str(tmp_path / "n")]).exit_code == 0
     info = runner.invoke(app, ["data", "info", str(tmp_path / "n"), "--json"])
-    assert info.exit_code == 0 and json.loads(info.stdout)["responses"] == 5
+    assert info.exit_code == 0 and strict_loads(info.stdout)["responses"] == 5
     _rewrite(tiny_rsd / "responses.jsonl", lambda r: [{**r[0], "score": 11}] + r[1:])
     bad = runner.invoke(app, ["data", "validate", str(tiny_rsd)])
     assert bad.exit_code == 1

@@ -20,7 +20,7 @@ from ecvl_router.collect import (
     judge_responses,
     write_judged_dataset,
 )
-from ecvl_router.collect.judge import NO_REFERENCE, load_template, render_prompt
+from ecvl_router.prompts import NO_REFERENCE, load_template, render_prompt
 from ecvl_router.collect.store import read_records
 from ecvl_router.data import check_dataset, load_rsd
 from tests.fake_openai import FakeServer, answer_for, judge_output

@@ -10,7 +10,7 @@ import yaml
 from typer.testing import CliRunner
 
 from ecvl_router.cli import app
-from ecvl_router.collect.config import ConfigError
+from ecvl_router.config import ConfigError
 from ecvl_router.serve import GatewayConfig, example_config, load_gateway_config
 
 

@@ -18,7 +18,7 @@ import pytest
 from ecvl_router.serve import GatewayConfig, QueryRouter
 from ecvl_router.serve.app import create_app
 from ecvl_router.serve.backend_sim import SimulatedModel, create_backend_sim_app
-from ecvl_router.serve.conversation import CLOUD_MARKER
+from ecvl_router.serve.conversation import CLOUD_MARKER, EDGE_MARKER
 from ecvl_router.serve.gateway import Gateway
 from ecvl_router.data import load_rsd
 from tests.fake_openai import FakeServer, answer_for
@@ -98,7 +98,7 @@ def test_text_request_is_routed_and_annotated(stack, items) -> None:
         model="ecvl-router:speed", messages=[{"role": "user", "content": item["question"]}]
     )
     completion = raw.parse()
-    assert completion.model == EDGE and completion.choices[0].message.content == item["edge_answer"]
+    assert completion.model == EDGE and completion.choices[0].message.content == EDGE_MARKER + item["edge_answer"]
     ecvl = completion.ecvl
     assert ecvl["route"] == ecvl["decision"] == "edge" and ecvl["scenario"] == "speed" and ecvl["fallback"] is False
     assert 0 <= ecvl["p"] <= 1 and ecvl["tau"] == 0.0 and ecvl["router_ms"] > 0
@@ -158,7 +158,7 @@ def test_models_list_the_scenarios(stack, router) -> None:
 def test_streaming_passes_chunks_through_with_the_decision_first(stack, items) -> None:
     item = with_image(items)
     client = client_for(stack["gateway"])
-    for scenario, answer, prefix in (("speed", item["edge_answer"], ""), ("quality", item["cloud_answer"], CLOUD_MARKER)):
+    for scenario, answer, prefix in (("speed", item["edge_answer"], EDGE_MARKER), ("quality", item["cloud_answer"], CLOUD_MARKER)):
         with client.chat.completions.with_streaming_response.create(
             model=f"ecvl-router:{scenario}", messages=image_message(item["question"], data_uri(item["path"])), stream=True,
             stream_options={"include_usage": True},
@@ -196,6 +196,33 @@ def test_cloud_conversation_stays_on_the_cloud_and_backends_never_see_the_marker
         with gateway_server(router, servers["edge"].url + "/v1", cloud.base_url, cloud={"model": "good"}, conversation={"sticky_cloud": False}) as gateway:
             plain = client_for(gateway).chat.completions.create(model="ecvl-router:speed", messages=history)
             assert plain.ecvl["route"] == "edge" and plain.ecvl["sticky"] is False
+
+
+def test_edge_conversation_stays_on_the_edge_unless_turned_off(router) -> None:
+    with FakeServer() as edge, FakeServer() as cloud:
+        with gateway_server(router, edge.base_url, cloud.base_url, edge={"model": "good"}, cloud={"model": "good"}) as gateway:
+            client = client_for(gateway)
+            first = client.chat.completions.create(model="ecvl-router:speed", messages=[{"role": "user", "content": "Hi"}])
+            assert first.ecvl["route"] == "edge" and first.choices[0].message.content.startswith(EDGE_MARKER)
+            history = [
+                {"role": "user", "content": "Hi"},
+                {"role": "assistant", "content": [{"type": "text", "text": first.choices[0].message.content}]},
+                {"role": "user", "content": "And why?"},
+            ]
+            follow_up = client.chat.completions.create(model="ecvl-router:quality", messages=history)  # quality alone: cloud
+            assert follow_up.ecvl["route"] == "edge" and follow_up.ecvl["sticky"] is True and follow_up.ecvl["p"] is None
+            assert follow_up.choices[0].message.content.startswith(EDGE_MARKER) and cloud.state.requests == []
+            assert EDGE_MARKER not in json.dumps(edge.state.requests, ensure_ascii=False)
+            stripped = [{**message, "content": "Hi there"} if message["role"] == "assistant" else message for message in history]
+            unmarked = client.chat.completions.create(model="ecvl-router:quality", messages=stripped)
+            assert unmarked.ecvl["route"] == "cloud" and unmarked.ecvl["sticky"] is False  # no marker, no stickiness
+        with gateway_server(router, edge.base_url, cloud.base_url, edge={"model": "good"}, cloud={"model": "good"},
+                            conversation={"sticky_edge": False}) as gateway:
+            client = client_for(gateway)
+            answer = client.chat.completions.create(model="ecvl-router:speed", messages=[{"role": "user", "content": "Hi"}])
+            assert answer.choices[0].message.content == answer_for("good", "Hi")  # no marker when not sticky
+            follow_up = client.chat.completions.create(model="ecvl-router:quality", messages=history)
+            assert follow_up.ecvl["route"] == "cloud" and follow_up.ecvl["sticky"] is False
 
 
 # ---------------------------------------------------------------------- fallbacks and retries
@@ -248,7 +275,7 @@ def test_backend_errors_are_retried_with_backoff(router, sims, tmp_path: Path) -
     with FakeServer() as fake:
         with gateway_server(router, fake.base_url, fake.base_url, edge={"model": "flaky", "retry": retry}, cloud={"model": "good"}, decision_log=log) as gateway:
             completion = client_for(gateway).chat.completions.create(model="ecvl-router:speed", messages=[{"role": "user", "content": "Retry me."}])
-    assert completion.ecvl["route"] == "edge" and completion.choices[0].message.content == answer_for("flaky", "Retry me.")
+    assert completion.ecvl["route"] == "edge" and completion.choices[0].message.content == EDGE_MARKER + answer_for("flaky", "Retry me.")
     assert json.loads(log.read_text())["attempts"] == {"edge": 3}
 
 
@@ -264,6 +291,49 @@ def test_backend_keys_are_sent_but_never_echoed_or_logged(router, tmp_path: Path
         assert fake.state.requests[0]["authorization"] == f"Bearer {SECRET}"
     assert response.status_code == 502 and "***" in response.text and SECRET not in response.text
     assert SECRET not in log.read_text() and SECRET not in caplog.text
+
+
+@pytest.mark.parametrize("scenario", ["speed", "quality", "privacy"])
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_backends_4xx_reaches_the_client_and_no_other_backend_is_tried(router, scenario: str, stream: bool) -> None:
+    with FakeServer() as fake:
+        with gateway_server(router, fake.base_url, fake.base_url, edge={"model": "strict"}, cloud={"model": "strict"}) as gateway:
+            with pytest.raises(openai.BadRequestError) as caught:
+                client_for(gateway).chat.completions.create(
+                    model=f"ecvl-router:{scenario}", messages=[{"role": "user", "content": "hi"}], logit_bias={"42": 1}, stream=stream
+                )
+        assert len(fake.state.requests) == 1  # neither retried nor sent to the other backend
+    assert caught.value.status_code == 400 and caught.value.body["code"] == "upstream_rejected"
+    assert "logit_bias is not supported" in caught.value.message
+
+
+@pytest.mark.parametrize(
+    ("parameter", "value"),
+    [("temperature", "hot"), ("temperature", 3), ("temperature", True), ("top_p", 1.5), ("n", "x"), ("n", 0), ("n", 1.5),
+     ("max_tokens", -1), ("max_tokens", "10"), ("max_completion_tokens", 0), ("stop", 7), ("stop", ["a", 1]),
+     ("stop", ["a"] * 5), ("seed", 1.5), ("presence_penalty", 9), ("frequency_penalty", "x"), ("logprobs", "yes"),
+     ("top_logprobs", 50), ("logit_bias", {"1": 500}), ("user", 5)],
+)
+@pytest.mark.parametrize("scenario", ["quality", "privacy"])
+def test_invalid_sampling_parameters_are_a_400_naming_them_and_reach_no_backend(strict_gateway, parameter, value, scenario) -> None:
+    gateway, servers = strict_gateway
+    sent_before = sim_requests(servers["edge"]) + sim_requests(servers["cloud"])
+    body = {**_user("hi"), "model": f"ecvl-router:{scenario}", parameter: value}
+    response = httpx.post(gateway.url + "/v1/chat/completions", json=body, timeout=30)
+    assert response.status_code == 400, response.text
+    error = response.json()["error"]
+    assert error["param"] == parameter and error["code"] == "invalid_parameter" and f"'{parameter}'" in error["message"]
+    assert sim_requests(servers["edge"]) + sim_requests(servers["cloud"]) == sent_before
+
+
+def test_valid_sampling_parameters_pass(router) -> None:
+    with FakeServer() as fake:
+        with gateway_server(router, fake.base_url, fake.base_url, edge={"model": "good"}, cloud={"model": "good"}) as gateway:
+            completion = client_for(gateway).chat.completions.create(
+                model="ecvl-router:speed", messages=[{"role": "user", "content": "hi"}], temperature=0.7, top_p=1, n=1,
+                max_tokens=16, stop=["\n\n"], seed=3, presence_penalty=-0.5, logit_bias={"42": -100}, user="u1",
+            )
+        assert completion.choices and fake.state.requests[0]["body"]["temperature"] == 0.7
 
 
 # ---------------------------------------------------------------------- security and bad input
@@ -410,27 +480,82 @@ def test_server_keeps_serving_after_bad_requests(strict_gateway) -> None:
     assert 'ecvl_router_requests_total{outcome="rejected",route="none",scenario="unknown"}' in metrics
 
 
-SSRF_URLS = [
-    "http://127.0.0.1:{port}/v1/models",
-    "http://localhost:{port}/v1/models",
-    "http://[::1]:{port}/",
-    "http://0.0.0.0:{port}/",
-    "http://[::ffff:127.0.0.1]:{port}/",
-    "http://10.0.0.8/image.png",
-    "http://192.168.1.1/image.png",
-    "http://172.16.0.1/image.png",
-    "http://169.254.169.254/latest/meta-data/",
-    "http://100.64.0.1/image.png",
-    "http://2130706433/",
+LOOPBACK_URLS = [  # every spelling of this machine: refused by the default policy, and no packet can leave it
+    ("http://127.0.0.1:{port}/v1/models", "image_url_refused"),
+    ("http://127.254.0.1:{port}/", "image_url_refused"),
+    ("http://localhost:{port}/v1/models", "image_url_refused"),
+    ("http://[::1]:{port}/", "image_url_refused"),
+    ("http://0.0.0.0:{port}/", "image_url_refused"),
+    ("http://[::ffff:127.0.0.1]:{port}/", "image_url_refused"),
+    ("http://2130706433:{port}/", "image_url_refused"),
+    ("http://017700000001:{port}/", "image_url_refused"),
+    ("http://0x7f.0.0.1:{port}/", "image_url_refused"),
+    ("http://127.1:{port}/", "image_url_refused"),
+    ("http://0177.0.0.1:{port}/", "invalid_image_url"),
 ]
 
 
-@pytest.mark.parametrize("template", SSRF_URLS)
-def test_image_urls_to_private_addresses_are_refused(stack, template: str) -> None:
+@pytest.mark.parametrize(("template", "code"), LOOPBACK_URLS)
+def test_image_urls_to_this_machine_are_refused(stack, template: str, code: str) -> None:
     url = template.format(port=stack["edge"].port)
+    requests_before = sim_requests(stack["edge"])
     response = httpx.post(stack["gateway"].url + "/v1/chat/completions", json=_image(url), timeout=30)
     assert response.status_code == 400, response.text
-    assert response.json()["error"]["code"] == "image_url_refused"
+    assert response.json()["error"]["code"] == code
+    assert sim_requests(stack["edge"]) == requests_before
+
+
+@pytest.mark.parametrize(
+    "address", ["10.0.0.8", "192.168.1.1", "172.16.0.1", "169.254.169.254", "100.64.0.1", "fd00::1", "fe80::1", "::ffff:10.0.0.1"]
+)
+def test_names_resolving_to_private_addresses_are_refused_before_any_connection(monkeypatch, address: str) -> None:
+    """The resolver and the transport are stubs: the test itself opens no connection anywhere."""
+    import asyncio
+    import socket
+
+    from ecvl_router.serve import images
+    from ecvl_router.serve.config import ImagePolicy, Limits
+    from ecvl_router.serve.errors import GatewayError
+
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    monkeypatch.setattr(socket, "getaddrinfo", lambda host, port, *a, **k: [(family, socket.SOCK_STREAM, 6, "", (address, port))])
+    sent = []
+
+    async def fetch() -> None:
+        async with images.ImageFetcher(ImagePolicy(), Limits()) as fetcher:
+            fetcher._client = httpx.AsyncClient(transport=httpx.MockTransport(lambda request: sent.append(request) or httpx.Response(500)))
+            await fetcher.fetch("http://images.example.test/cat.png", "image")
+
+    with pytest.raises(GatewayError) as caught:
+        asyncio.run(fetch())
+    assert caught.value.code == "image_url_refused" and address in caught.value.message
+    assert sent == []
+
+
+def test_a_name_resolving_to_a_public_address_is_fetched_from_that_address(monkeypatch, items) -> None:
+    import asyncio
+    import socket
+
+    from ecvl_router.serve import images
+    from ecvl_router.serve.config import ImagePolicy, Limits
+
+    public = "93.184.216.34"
+    monkeypatch.setattr(socket, "getaddrinfo", lambda host, port, *a, **k: [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (public, port))])
+    image_bytes = with_image(items)["path"].read_bytes()
+    sent = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        sent.append(request)
+        return httpx.Response(200, stream=httpx.ByteStream(image_bytes), headers={"Content-Type": "image/png"})
+
+    async def fetch() -> images.CheckedImage:
+        async with images.ImageFetcher(ImagePolicy(), Limits()) as fetcher:
+            fetcher._client = httpx.AsyncClient(transport=httpx.MockTransport(handler))
+            return await fetcher.fetch("http://images.example.test/cat.png", "image")
+
+    assert asyncio.run(fetch()).data == image_bytes
+    (request,) = sent  # connected by the checked address, with the name as Host
+    assert request.url.host == public and request.headers["host"] == "images.example.test"
 
 
 def test_image_urls_are_fetched_once_and_forwarded_as_data_uris(router, sims, items) -> None:
@@ -477,7 +602,7 @@ def test_image_urls_are_fetched_once_and_forwarded_as_data_uris(router, sims, it
 
 
 def test_redirects_to_private_addresses_are_refused(monkeypatch) -> None:
-    """A public-looking first hop that redirects to a link-local address is caught at the second hop."""
+    """A first hop taken for public that redirects to a refused address is caught at the second hop (loopback only)."""
     import asyncio
 
     from ecvl_router.serve import images
@@ -490,7 +615,7 @@ def test_redirects_to_private_addresses_are_refused(monkeypatch) -> None:
 
     @app.get("/start.png")
     async def start() -> Response:
-        return Response(status_code=307, headers={"Location": "http://169.254.169.254/latest/meta-data/"})
+        return Response(status_code=307, headers={"Location": f"http://127.0.0.2:{server.port}/latest/meta-data/"})
 
     server = ThreadServer(app).start()
     monkeypatch.setattr(images, "is_public_address", lambda address: address == "127.0.0.1")
@@ -500,7 +625,7 @@ def test_redirects_to_private_addresses_are_refused(monkeypatch) -> None:
             await fetcher.fetch(server.url + "/start.png", "image")
 
     try:
-        with pytest.raises(GatewayError, match="refused to fetch from '169.254.169.254'"):
+        with pytest.raises(GatewayError, match="refused to fetch from '127.0.0.2'"):
             asyncio.run(fetch())
     finally:
         server.stop()

@@ -13,7 +13,7 @@ import yaml
 from ecvl_router.data import load_rsd
 from ecvl_router.data.demo import generate_demo
 from ecvl_router.serve import example_config
-from ecvl_router.serve.conversation import CLOUD_MARKER
+from ecvl_router.serve.conversation import MARKERS
 from tests.serve_support import CLOUD, EDGE, SCENARIO_FILE, Process, data_uri, free_port, image_message, train_bundle
 
 pytestmark = pytest.mark.slow
@@ -81,7 +81,7 @@ def test_requests_are_routed_and_answered_by_the_chosen_model(stack) -> None:
             assert (ecvl["p"] >= ecvl["tau"]) == (ecvl["route"] == "edge")
             model = EDGE if ecvl["route"] == "edge" else CLOUD
             assert completion.model == model
-            assert completion.choices[0].message.content == (CLOUD_MARKER if model == CLOUD else "") + answers[(item["item_id"], model)]
+            assert completion.choices[0].message.content == MARKERS["cloud" if model == CLOUD else "edge"] + answers[(item["item_id"], model)]
             if scenario in ("privacy", "edge-first"):
                 assert ecvl["route"] == "edge"
 
@@ -91,7 +91,8 @@ def test_text_only_and_streaming(stack) -> None:
     text = client.chat.completions.create(model="ecvl-router:speed", messages=[{"role": "user", "content": "What is 2 + 2?"}])
     assert text.ecvl["router_ms"] > 0 and text.choices[0].message.content
     chunks = list(client.chat.completions.create(model="ecvl-router:edge-first", messages=[{"role": "user", "content": "Describe a sunset."}], stream=True))
-    assert chunks[0].ecvl["route"] == "edge" and "".join(c.choices[0].delta.content or "" for c in chunks if c.choices).startswith("(simulated")
+    streamed = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert chunks[0].ecvl["route"] == "edge" and streamed.startswith(MARKERS["edge"] + "(simulated")
 
 
 def test_keys_bad_input_and_ssrf(stack) -> None:
@@ -102,7 +103,7 @@ def test_keys_bad_input_and_ssrf(stack) -> None:
                  json.dumps({"model": "ecvl-router:nope", "messages": [{"role": "user", "content": "hi"}]}).encode()):
         response = httpx.post(stack["url"] + "/v1/chat/completions", content=body, headers=headers)
         assert response.status_code == 400 and response.json()["error"]["message"]
-    ssrf = {"model": "ecvl-router", "messages": image_message("What?", "http://169.254.169.254/latest/meta-data/")}
+    ssrf = {"model": "ecvl-router", "messages": image_message("What?", stack["sim_urls"]["edge"] + "/v1/models")}
     response = httpx.post(stack["url"] + "/v1/chat/completions", json=ssrf, headers=headers)
     assert response.status_code == 400 and response.json()["error"]["code"] == "image_url_refused"
     assert httpx.get(stack["url"] + "/readyz").json()["ready"] is True

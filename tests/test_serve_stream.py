@@ -24,7 +24,7 @@ STREAM = (
 
 
 def _run(chunks: list[bytes], marked: bool) -> bytes:
-    annotator = _StreamAnnotator(ECVL, marked)
+    annotator = _StreamAnnotator(ECVL, CLOUD_MARKER if marked else None)
     out = b"".join(chunk if annotator.done else annotator.feed(chunk) for chunk in chunks)
     return out + annotator.pending
 

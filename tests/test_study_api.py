@@ -11,7 +11,9 @@ import hashlib
 import io
 import json
 import re
+import shutil
 import sqlite3
+import subprocess
 import time
 from collections import Counter
 from pathlib import Path
@@ -20,6 +22,7 @@ import httpx
 import pytest
 from PIL import Image
 
+import ecvl_router.study
 from ecvl_router.data import load_rsd
 from ecvl_router.serve.conversation import CLOUD_MARKER
 from tests.serve_support import CLOUD, EDGE, demo_data, tiny_bundle  # noqa: F401
@@ -76,8 +79,21 @@ def test_page_and_assets_are_served_from_the_package_without_external_urls(stack
     assert not re.search(r"https?://", page.text)
     labels = set(re.findall(r'<label for="([^"]+)"', page.text))
     assert {"participant", "question", "image-file"} <= labels  # every input of the page has a label
+    icon = httpx.get(stack["url"] + "/study/static/favicon.svg")  # declared by the page: no /favicon.ico 404
+    assert icon.status_code == 200 and icon.headers["content-type"] == "image/svg+xml" and b"<svg" in icon.content
+    assert '<link rel="icon" href="/study/static/favicon.svg"' in page.text
+    assert not re.search(r'id="image-none"[^>]*checked', page.text)  # not "No image" by default in a study about images
     assert httpx.get(stack["url"] + "/study/static/../app.py").status_code == 404
     assert httpx.get(stack["url"] + "/study/static/secret.txt").status_code == 404
+
+
+def test_the_page_script_parses() -> None:
+    node = shutil.which("node")
+    if node is None:
+        pytest.skip("node not found")
+    script = Path(ecvl_router.study.__file__).parent / "static" / "study.js"
+    result = subprocess.run([node, "--check", str(script)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
 
 
 def test_settings_list_scenarios_rubric_and_demo_images(stack) -> None:
@@ -86,6 +102,7 @@ def test_settings_list_scenarios_rubric_and_demo_images(stack) -> None:
     rubric = settings["rating"]["rubric"]
     assert settings["rating"]["scale"] == "score" and [r["score"] for r in rubric] == list(range(1, 11))
     assert rubric[0]["text"].startswith("Completely unable to answer") and "exceeds expectations" in rubric[9]["text"]
+    assert not any("reference" in line["text"].lower() for line in rubric)  # participants never see a reference
     assert len(settings["demo_images"]) == 4 and all(image["question"] for image in settings["demo_images"])
     image = httpx.get(f"{stack['url']}/study/demo-images/{settings['demo_images'][0]['id']}")
     assert image.status_code == 200 and image.headers["content-type"].startswith("image/")

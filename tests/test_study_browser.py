@@ -46,6 +46,8 @@ def test_participant_uploads_asks_reads_the_stream_and_rates(tiny_bundle: Path, 
         browser = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
         try:
             page = browser.new_page(viewport={"width": 390, "height": 844})  # a phone's screen
+            console_errors: list[str] = []
+            page.on("console", lambda message: console_errors.append(message.text) if message.type == "error" else None)
             page.goto(stack["url"] + "/study")
             expect(page.locator("body")).to_have_attribute("data-ready", "true")
 
@@ -53,7 +55,13 @@ def test_participant_uploads_asks_reads_the_stream_and_rates(tiny_bundle: Path, 
             page.get_by_label("Speed first").check()
             page.get_by_role("button", name="Start").click()
             expect(page.locator("#session-info")).to_contain_text("Participant browser-1")
+            expect(page.get_by_role("button", name="Start")).to_be_disabled()  # no second start mid-session
+            expect(page.get_by_label("Participant id")).to_be_disabled()
+            expect(page.locator("#demo-images input").first).to_be_checked()  # an image, not "No image", by default
 
+            page.get_by_label("Image file").set_input_files(str(image))
+            page.locator("#demo-images input").first.check()
+            assert page.locator("#image-file").input_value() == ""  # the old file's name does not linger
             page.get_by_label("Image file").set_input_files(str(image))
             expect(page.get_by_label("Upload an image")).to_be_checked()
             expect(page.locator("#preview")).to_be_visible()
@@ -74,6 +82,8 @@ def test_participant_uploads_asks_reads_the_stream_and_rates(tiny_bundle: Path, 
             page.get_by_role("button", name="Submit rating").focus()
             page.keyboard.press("Enter")
             expect(page.locator("#reveal")).to_contain_text("This answer came from")
+            expect(page.locator("#reveal")).to_be_in_viewport()  # scrolled to, not left below the fold
+            assert console_errors == []  # no favicon 404 or any other error
             revealed = page.locator("#reveal").inner_text()
             page.screenshot(path=str(tmp_path / "study-page.png"), full_page=True)
         finally:

@@ -10,8 +10,9 @@ from pydantic import ValidationError
 from typer.testing import CliRunner
 
 from ecvl_router.cli import app as cli_app
-from ecvl_router.collect.config import ConfigError
-from ecvl_router.serve import example_config, load_gateway_config
+from ecvl_router.config import ConfigError
+from ecvl_router.serve import example_config
+from ecvl_router.study.config import load_study_gateway_config
 from ecvl_router.study import DEFAULT_SCENARIOS, StudyConfig
 from ecvl_router.study.policies import PolicyRouter, policy_key
 from tests.serve_support import CLOUD, EDGE, demo_data, tiny_bundle  # noqa: F401
@@ -54,17 +55,17 @@ def test_gateway_yaml_with_a_study_resolves_paths_beside_the_file(tmp_path: Path
         "demo_data": "data",
     }
     (tmp_path / "gateway.yaml").write_text(yaml.safe_dump(document))
-    study = load_gateway_config(tmp_path / "gateway.yaml").study
+    study = load_study_gateway_config(tmp_path / "gateway.yaml").study
     assert study.database == tmp_path / "studies" / "one.db" and study.demo_data == tmp_path / "data"
     assert study.policies[0].bundles == {"quality": tmp_path / "runs" / "q7", "speed": Path("/abs/s5")}
     assert study.rating == "yes_no"
-    assert load_gateway_config_without_study(tmp_path).study is None
+    assert load_study_gateway_config_without_study(tmp_path).study is None
 
 
-def load_gateway_config_without_study(folder: Path):
+def load_study_gateway_config_without_study(folder: Path):
     document = yaml.safe_load(example_config())
     (folder / "plain.yaml").write_text(yaml.safe_dump(document))
-    return load_gateway_config(folder / "plain.yaml")
+    return load_study_gateway_config(folder / "plain.yaml")
 
 
 def test_a_typo_in_the_study_section_names_the_field(tmp_path: Path) -> None:
@@ -72,7 +73,7 @@ def test_a_typo_in_the_study_section_names_the_field(tmp_path: Path) -> None:
     document["study"] = {"policies": FIXED, "raiting": "score"}
     (tmp_path / "gateway.yaml").write_text(yaml.safe_dump(document))
     with pytest.raises(ConfigError, match="study.raiting"):
-        load_gateway_config(tmp_path / "gateway.yaml")
+        load_study_gateway_config(tmp_path / "gateway.yaml")
 
 
 # ---------------------------------------------------------------------- bundles checked against the study
@@ -142,7 +143,7 @@ def test_study_demo_writes_a_gateway_config_with_the_four_policies(tmp_path: Pat
 
     bundles = {policy: {"quality": f"runs/{policy}-quality", "speed": f"runs/{policy}-speed"} for policy in ("ecvl", "win-soft-1")}
     (tmp_path / "gateway.yaml").write_text(_demo_gateway_config(bundles, 8100, seed=3))
-    config = load_gateway_config(tmp_path / "gateway.yaml")
+    config = load_study_gateway_config(tmp_path / "gateway.yaml")
     assert config.bundle == tmp_path / "runs" / "ecvl-quality" and config.port == 8100
     assert config.edge.base_url == "http://127.0.0.1:8101/v1" and config.cloud.base_url == "http://127.0.0.1:8102/v1"
     study = config.study

@@ -22,7 +22,7 @@ from ecvl_router.serve.config import GatewayConfig, load_gateway_config
 from ecvl_router.serve.errors import GatewayError
 from ecvl_router.serve.gateway import Gateway
 from ecvl_router.serve.routing import Decision, QueryRouter
-from ecvl_router.serve.sse import data_events
+from ecvl_router.openai_http.sse import data_events
 
 if TYPE_CHECKING:
     from openai.types.chat import ChatCompletion, ChatCompletionChunk

@@ -44,47 +44,58 @@ def routing_metrics(
     with both token arrays: ``token_saving`` (output tokens saved against all-at-large) and
     ``token_saving_share``. PGR is NaN when both models have the same mean score.
     """
-    decisions = np.asarray(to_edge, dtype=bool)
-    score_edge = np.asarray(score_edge, dtype=np.float64)
-    score_cloud = np.asarray(score_cloud, dtype=np.float64)
-    n = score_edge.shape[0]
-    if decisions.shape[-1] != n or score_cloud.shape != (n,):
-        raise ValueError(
-            f"to_edge has {decisions.shape[-1]} queries per decision vector, scores have "
-            f"{n} (edge) and {score_cloud.shape[0]} (cloud)"
-        )
-    if n == 0:
-        raise ValueError("routing_metrics needs at least one query")
+    decisions, score_edge, score_cloud = _checked(to_edge, score_edge, score_cloud)
     routed_score = _routed(decisions, score_edge, score_cloud)
     routed_latency = _routed(decisions, latency_edge, latency_cloud)
     apsp = (routed_score >= scenario.mes).mean(axis=-1)
     ca = decisions.mean(axis=-1)
     ail = routed_latency.mean(axis=-1)
     mean_score = routed_score.mean(axis=-1)
-    gap = score_cloud.mean() - score_edge.mean()
-    pgr = (mean_score - score_edge.mean()) / gap if gap != 0 else np.full_like(mean_score, np.nan)
-    time_saving = np.sum(latency_cloud) - routed_latency.sum(axis=-1)
     result: dict[str, Any] = {
         "apsp": apsp,
         "ca": ca,
         "ail": ail,
         "rcs": scenario.alpha * apsp + scenario.beta * ca - scenario.gamma * ail,
         "mean_score": mean_score,
-        "pgr": pgr,
-        "time_saving": time_saving,
-        "time_saving_share": time_saving / np.sum(latency_cloud) if np.sum(latency_cloud) > 0 else np.nan * ca,
+        "pgr": _gap_recovered(mean_score, score_edge, score_cloud),
     }
+    result["time_saving"], result["time_saving_share"] = _saving(routed_latency, latency_cloud)
     if labels is not None:
-        truth = np.asarray(labels).astype(bool)
-        result["accuracy"] = (decisions == truth).mean(axis=-1)
+        result["accuracy"] = (decisions == np.asarray(labels).astype(bool)).mean(axis=-1)
     if tokens_edge is not None and tokens_cloud is not None:
-        routed_tokens = _routed(decisions, tokens_edge, tokens_cloud)
-        total_cloud = np.sum(np.asarray(tokens_cloud, dtype=np.float64))
-        result["token_saving"] = total_cloud - routed_tokens.sum(axis=-1)
-        result["token_saving_share"] = result["token_saving"] / total_cloud if total_cloud > 0 else np.nan * ca
+        result["token_saving"], result["token_saving_share"] = _saving(_routed(decisions, tokens_edge, tokens_cloud), tokens_cloud)
     result = {key: _scalar_or_array(np.asarray(value)) for key, value in result.items()}
-    result["n"] = int(n)
+    result["n"] = int(score_edge.shape[0])
     return result
+
+
+def _checked(to_edge: ArrayLike, score_edge: ArrayLike, score_cloud: ArrayLike) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The decisions and both score arrays as arrays, their numbers of queries checked to agree."""
+    decisions = np.asarray(to_edge, dtype=bool)
+    edge = np.asarray(score_edge, dtype=np.float64)
+    cloud = np.asarray(score_cloud, dtype=np.float64)
+    n = edge.shape[0]
+    if decisions.shape[-1] != n or cloud.shape != (n,):
+        raise ValueError(
+            f"to_edge has {decisions.shape[-1]} queries per decision vector, scores have "
+            f"{n} (edge) and {cloud.shape[0]} (cloud)"
+        )
+    if n == 0:
+        raise ValueError("routing_metrics needs at least one query")
+    return decisions, edge, cloud
+
+
+def _gap_recovered(mean_score: np.ndarray, score_edge: np.ndarray, score_cloud: np.ndarray) -> np.ndarray:
+    """PGR: the share of the all-small to all-large gap in mean score that the routing recovers (NaN: no gap)."""
+    gap = score_cloud.mean() - score_edge.mean()
+    return (mean_score - score_edge.mean()) / gap if gap != 0 else np.full_like(mean_score, np.nan)
+
+
+def _saving(routed: np.ndarray, cloud: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
+    """What routing saves against all-at-large, summed over queries, and that as a share of all-at-large's total."""
+    total = np.sum(np.asarray(cloud, dtype=np.float64))
+    saving = total - routed.sum(axis=-1)
+    return saving, saving / total if total > 0 else np.full_like(saving, np.nan)
 
 
 def decisions_at(probabilities: ArrayLike, thresholds: ArrayLike) -> np.ndarray:

@@ -6,10 +6,21 @@ import os
 
 import typer
 
-from ecvl_router.cli import collect, compare, data, demo, guarantee, reproduce, serve, study, train
+from ecvl_router.cli import collect, data, demo, reproduce, serve, study
 from ecvl_router.cli.console import configure_logging
+from ecvl_router.cli.lazy import LazyGroup
+
+
+class _RootGroup(LazyGroup):
+    lazy_commands = {
+        **{name: ("ecvl_router.cli.train", name) for name in ("embed", "train", "evaluate", "route")},
+        "evaluate-routers": ("ecvl_router.cli.compare", "evaluate_routers"),
+        "check-guarantee": ("ecvl_router.cli.guarantee", "check_guarantee"),
+    }
+
 
 app = typer.Typer(
+    cls=_RootGroup,
     name="ecvl-router",
     help="Scenario-aware edge/cloud routing for vision-language models. Each subcommand runs one stage.",
     no_args_is_help=True,
@@ -20,10 +31,8 @@ app.add_typer(data.app, name="data")
 collect.register(app)
 serve.register(app)
 study.register(app)
-for command in (demo.demo, reproduce.reproduce, train.embed, train.train, train.evaluate, train.route):
+for command in (demo.demo, reproduce.reproduce):
     app.command()(command)
-app.command(name="evaluate-routers")(compare.evaluate_routers)
-app.command(name="check-guarantee")(guarantee.check_guarantee)
 
 
 @app.callback()

@@ -9,38 +9,22 @@ import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, Task, TextColumn, TimeRemainingColumn
 from rich.table import Table
 from rich.text import Text
 
-from ecvl_router.cli.console import console, err_console, fail, print_json
-from ecvl_router.collect import (
-    BackendConfig,
-    BenchmarkError,
-    CollectionDir,
-    ColumnMap,
-    ConfigError,
-    HubSpec,
-    SelfJudgingError,
-    Shard,
-    StoreLockedError,
-    Tally,
-    collect_responses,
-    judge_responses,
-    load_benchmark,
-    load_hub_items,
-    load_judge_config,
-    load_models_config,
-    resolve_api_key,
-    write_collect_manifest,
-    write_judged_dataset,
-)
-from ecvl_router.data import RSDValidationError, check_dataset, load_rsd
+from ecvl_router.cli.console import console, err_console, fail, plain, print_json
+
+if TYPE_CHECKING:  # the collection modules import httpx, pandas and the benchmark readers: loaded by the commands
+    from ecvl_router.collect import BackendConfig, Tally
 
 DEFAULT_MODELS_FILE = Path("models.yaml")
 INTERRUPTED = 130
+CALLS_FAILED = 3
+"""`collect`'s exit code when some (item, model) pair ended in failure (the rest is saved)."""
 
 
 def register(app: typer.Typer) -> None:
@@ -56,6 +40,9 @@ def _split_list(values: list[str] | None) -> list[str]:
 
 def _backends(models: list[str] | None) -> list[BackendConfig]:
     """Backends from the YAML files among ``--models`` (default ./models.yaml), kept to the names among them."""
+    from ecvl_router.collect import load_models_config
+    from ecvl_router.config import ConfigError
+
     files = [Path(value) for value in models or [] if value.lower().endswith((".yaml", ".yml")) or Path(value).is_file()]
     names = _split_list([value for value in models or [] if Path(value) not in files])
     backends = list(itertools.chain.from_iterable(load_models_config(path) for path in files or [DEFAULT_MODELS_FILE]))
@@ -91,7 +78,7 @@ def _backend_progress() -> Iterator:
 
         def update(tally: Tally) -> None:
             if tally.name not in tasks:
-                tasks[tally.name] = progress.add_task(tally.name, total=tally.total, completed=tally.resumed, errors=0, rate=0.0)
+                tasks[tally.name] = progress.add_task(plain(tally.name), total=tally.total, completed=tally.resumed, errors=0, rate=0.0)
             progress.update(tasks[tally.name], completed=tally.resumed + tally.done, errors=tally.failed, rate=tally.throughput)
 
         yield update
@@ -113,7 +100,7 @@ def _print_tallies(tallies: list[Tally], title: str) -> None:
     for tally in tallies:
         failures = ", ".join(f"{kind} {count}" for kind, count in tally.failures.most_common())
         table.add_row(
-            tally.name,
+            plain(tally.name),
             str(tally.total),
             str(tally.resumed),
             str(tally.done - tally.failed),
@@ -148,6 +135,22 @@ def collect(
     source: str | None = typer.Option(None, "--source", help="Source name for --hf-dataset items (default: the dataset name)."),
 ) -> None:
     """Ask every configured VLM about every benchmark item; results are saved as they arrive."""
+    from ecvl_router.collect import (
+        BenchmarkError,
+        CollectionDir,
+        ColumnMap,
+        HubSpec,
+        Shard,
+        StoreLockedError,
+        collect_responses,
+        load_benchmark,
+        load_hub_items,
+        resolve_api_key,
+        write_collect_manifest,
+    )
+    from ecvl_router.config import ConfigError
+    from ecvl_router.data import RSDValidationError
+
     specs = _split_list(benchmarks)
     if not specs and not hf_dataset:
         fail("nothing to collect: give --benchmarks and/or --hf-dataset")
@@ -166,7 +169,7 @@ def collect(
     except (ConfigError, BenchmarkError, RSDValidationError, ValueError) as exc:
         fail(str(exc))
     logging.getLogger("httpx").setLevel(logging.WARNING)
-    console.print(f"{len(items)} items, {len(backends)} model(s) → {out}" + (f" (shard {chosen_shard.index}/{chosen_shard.count})" if chosen_shard else ""))
+    console.print(f"{len(items)} items, {len(backends)} model(s) → {plain(out)}" + (f" (shard {chosen_shard.index}/{chosen_shard.count})" if chosen_shard else ""))
     tallies: dict[str, Tally] = {}
     settings = {"benchmarks": specs + list(hf_dataset or []), "limit": limit, "shard": shard, "retry_failed": not no_retry_failed, "items": len(items)}
     try:
@@ -183,7 +186,16 @@ def collect(
         if tallies:  # the run started: record it, finished or interrupted
             write_collect_manifest(workspace, backends, settings, list(tallies.values()))
     _print_tallies(list(tallies.values()), "collection")
-    console.print(f"next: [bold]ecvl-router judge --data {out} --judge judge.yaml[/]")
+    failed = {tally.name: tally.ended_in_failure for tally in tallies.values() if tally.ended_in_failure}
+    if failed:
+        per_model = ", ".join(f"{name} {count}" for name, count in failed.items())
+        console.print(
+            f"[red]failed[/]: {sum(failed.values())} (item, model) pair(s) ended in failure ({plain(per_model)}); "
+            "run the same command again to retry them, or judge what was answered",
+            highlight=False,
+        )
+        raise typer.Exit(CALLS_FAILED)
+    console.print(f"next: [bold]ecvl-router judge --data {plain(out)} --judge judge.yaml[/]")
 
 
 def judge(
@@ -193,6 +205,19 @@ def judge(
     no_retry_failed: bool = typer.Option(False, "--no-retry-failed", help="Keep failed or unreadable judgements."),
 ) -> None:
     """Score every collected answer with an LLM judge and write responses.jsonl (the Response Score Dataset)."""
+    from ecvl_router.collect import (
+        BenchmarkError,
+        CollectionDir,
+        SelfJudgingError,
+        StoreLockedError,
+        judge_responses,
+        load_judge_config,
+        resolve_api_key,
+        write_judged_dataset,
+    )
+    from ecvl_router.config import ConfigError
+    from ecvl_router.data import check_dataset
+
     workspace = CollectionDir(data)
     try:
         config = load_judge_config(judge_file)
@@ -206,7 +231,7 @@ def judge(
     except (ConfigError, SelfJudgingError, BenchmarkError, StoreLockedError) as exc:
         fail(str(exc))
     _print_tallies([tally], "judging")
-    console.print(f"[green]wrote[/] {report.responses} judged responses to {data}/responses.jsonl")
+    console.print(f"[green]wrote[/] {report.responses} judged responses to {plain(data)}/responses.jsonl")
     if report.left_out:
         reasons = [f"collection failed ({kind}): {count}" for kind, count in report.collect_failures.most_common()]
         reasons += [f"judge output {kind.replace('_', ' ')}: {count}" for kind, count in report.judge_failures.most_common()]
@@ -219,7 +244,7 @@ def judge(
         for problem in problems:
             console.print(str(problem), highlight=False, markup=False)
         fail(f"{data}: the written dataset has {len(problems)} problem(s)")
-    console.print(f"[green]ok[/] {data} is a valid Response Score Dataset: {len(rsd.items)} items, models: {', '.join(rsd.models)}")
+    console.print(f"[green]ok[/] {plain(data)} is a valid Response Score Dataset: {len(rsd.items)} items, models: {plain(', '.join(rsd.models))}")
 
 
 def _fmt(value: float | None, digits: int = 4) -> str:
@@ -234,6 +259,7 @@ def agreement(
 ) -> None:
     """Judge-human agreement (Appendix A.3): Pearson, Spearman, within 1/2 points, inter-rater r, bias t-test, per rater."""
     from ecvl_router.collect.agreement import AgreementError, agreement_rows, compute_agreement, read_human_ratings, write_agreement
+    from ecvl_router.data import RSDValidationError, load_rsd
 
     try:
         rsd = load_rsd(judged)
@@ -248,8 +274,8 @@ def agreement(
     for column in ("statistic", "value", "p-value", "n"):
         table.add_column(column, justify="left" if column == "statistic" else "right")
     for name, value, p_value, n in agreement_rows(report):
-        table.add_row(name, _fmt(value), _fmt(p_value, 3) if p_value is not None else "", str(n))
+        table.add_row(plain(name), _fmt(value), _fmt(p_value, 3) if p_value is not None else "", str(n))
     console.print(table)
     if report.unmatched_ratings:
-        console.print(f"[yellow]{report.unmatched_ratings} rating(s) left out[/]: their (item_id, model) has no judge score in {judged}")
+        console.print(f"[yellow]{report.unmatched_ratings} rating(s) left out[/]: their (item_id, model) has no judge score in {plain(judged)}")
     console.print("wrote " + ", ".join(str(path) for path in paths.values()))

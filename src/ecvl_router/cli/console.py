@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -11,12 +12,22 @@ from typing import Any, NoReturn
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.logging import RichHandler
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-# Wide tables stay readable when output goes to a file or a pipe (rich assumes 80 columns there).
-console = Console(width=None if sys.stdout.isatty() else 160)
-err_console = Console(stderr=True)
+PIPE_WIDTH = 100_000
+"""Columns assumed when output goes to a file or a pipe: lines are never wrapped, table cells never cut."""
+
+
+def _console(stderr: bool) -> Console:
+    """A rich console that wraps at the terminal's width, and not at all when the stream is not a terminal."""
+    stream = sys.stderr if stderr else sys.stdout
+    return Console(stderr=stderr, width=None if stream.isatty() else PIPE_WIDTH)
+
+
+console = _console(stderr=False)
+err_console = _console(stderr=True)
 
 ProgressCallback = Callable[[int, int], None]
 
@@ -31,9 +42,14 @@ def configure_logging(verbose: bool) -> None:
     )
 
 
+def plain(value: object) -> str:
+    """``value`` as text that rich prints as it is (paths, names and messages may contain ``[...]``)."""
+    return escape(str(value))
+
+
 def fail(message: str, code: int = 1) -> NoReturn:
-    """Print an error in red on stderr and exit with ``code``."""
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False)
+    """Print an error in red on stderr and exit with ``code``; ``message`` is plain text, never markup."""
+    err_console.print(f"[bold red]error:[/] {plain(message)}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 
@@ -56,9 +72,22 @@ def progress_bar(description: str) -> Iterator[ProgressCallback]:
         yield update
 
 
+def json_safe(value: Any) -> Any:
+    """``value`` with NaN and infinite floats as None and numpy scalars as Python numbers: strict JSON."""
+    if isinstance(value, dict):
+        return {str(key): json_safe(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(item) for item in value]
+    if hasattr(value, "tolist"):  # numpy scalars and arrays
+        return json_safe(value.tolist())
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
 def print_json(document: Any) -> None:
-    """Print a JSON document on stdout (for --json output)."""
-    console.print_json(json.dumps(document, default=float))
+    """Print a JSON document on stdout (for --json output): strict JSON, NaN written as null, never wrapped."""
+    typer.echo(json.dumps(json_safe(document), indent=2, ensure_ascii=False, allow_nan=False))
 
 
 @contextmanager

@@ -8,15 +8,15 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from ecvl_router.cli.console import console, fail, print_json, progress_bar
-from ecvl_router.data import RSDValidationError, check_dataset, load_rsd, write_interchange, write_parquet
-from ecvl_router.data.summary import summarize
+from ecvl_router.cli.console import console, fail, plain, print_json, progress_bar
 
 app = typer.Typer(help="Response Score Datasets: import, export, validate, describe, generate the demo.", no_args_is_help=True)
 
 
 def load_or_fail(path: Path, *, decode_images: bool = False):
     """Load a dataset or exit with the validation report."""
+    from ecvl_router.data import RSDValidationError, load_rsd
+
     try:
         return load_rsd(path, decode_images=decode_images)
     except (RSDValidationError, FileNotFoundError) as exc:
@@ -26,6 +26,8 @@ def load_or_fail(path: Path, *, decode_images: bool = False):
 @app.command("validate")
 def validate(path: Path = typer.Argument(..., help="Dataset folder (interchange or Parquet).")) -> None:
     """Check a dataset and list every problem with file, line and field; exit status 1 if any."""
+    from ecvl_router.data import check_dataset
+
     try:
         rsd, problems = check_dataset(path, decode_images=True)
     except FileNotFoundError as exc:
@@ -34,7 +36,7 @@ def validate(path: Path = typer.Argument(..., help="Dataset folder (interchange 
         for problem in problems:
             console.print(str(problem), highlight=False, markup=False)
         fail(f"{path}: {len(problems)} problem(s) found")
-    console.print(f"[green]ok[/] {path}: {len(rsd.items)} items, {len(rsd.responses)} responses, models: {', '.join(rsd.models)}")
+    console.print(f"[green]ok[/] {plain(path)}: {len(rsd.items)} items, {len(rsd.responses)} responses, models: {plain(', '.join(rsd.models))}")
 
 
 @app.command("import")
@@ -44,12 +46,14 @@ def import_(
     force: bool = typer.Option(False, "--force", help="Replace a non-empty destination."),
 ) -> None:
     """Validate an interchange dataset and store it natively in Parquet with a manifest."""
+    from ecvl_router.data import write_parquet
+
     rsd = load_or_fail(source, decode_images=True)
     try:
         write_parquet(rsd, out, force=force)
     except FileExistsError as exc:
         fail(str(exc))
-    console.print(f"[green]imported[/] {len(rsd.items)} items and {len(rsd.responses)} responses → {out}")
+    console.print(f"[green]imported[/] {len(rsd.items)} items and {len(rsd.responses)} responses → {plain(out)}")
 
 
 @app.command("export")
@@ -59,18 +63,20 @@ def export(
     force: bool = typer.Option(False, "--force", help="Replace a non-empty destination."),
 ) -> None:
     """Write a dataset back in the JSONL interchange format."""
+    from ecvl_router.data import write_interchange
+
     rsd = load_or_fail(source)
     try:
         write_interchange(rsd, out, force=force)
     except FileExistsError as exc:
         fail(str(exc))
-    console.print(f"[green]exported[/] {len(rsd.items)} items → {out}")
+    console.print(f"[green]exported[/] {len(rsd.items)} items → {plain(out)}")
 
 
 def print_summary(summary: dict) -> None:
     """Render the Appendix A.4 statistics as tables."""
     console.print(
-        f"[bold]{summary['name']}[/]: {summary['items']} items ({summary['text_only_items']} text-only), "
+        f"[bold]{plain(summary['name'])}[/]: {summary['items']} items ({summary['text_only_items']} text-only), "
         f"{summary['responses']} responses, score scale {summary['score_scale'][0]:g}–{summary['score_scale'][1]:g}"
     )
     console.print(
@@ -86,7 +92,7 @@ def print_summary(summary: dict) -> None:
         for name, row in summary[key].items():
             n = counts.get(name, 0) if key == "per_source" else int(row["responses"])
             table.add_row(
-                name, str(n), f"{row['score_mean']:.2f}", f"{row['score_median']:.1f}", f"{row['latency_mean']:.2f}", f"{row['latency_median']:.2f}"
+                plain(name), str(n), f"{row['score_mean']:.2f}", f"{row['score_median']:.1f}", f"{row['latency_mean']:.2f}", f"{row['latency_median']:.2f}"
             )
         console.print(table)
 
@@ -97,6 +103,8 @@ def info(
     as_json: bool = typer.Option(False, "--json", help="Print the statistics as JSON."),
 ) -> None:
     """Counts per source and model, score and latency statistics (mean, median, P75/P90/P99), per-model and per-source means."""
+    from ecvl_router.data.summary import summarize
+
     summary = summarize(load_or_fail(path))
     print_json(summary) if as_json else print_summary(summary)
 
@@ -109,6 +117,7 @@ def demo(
 ) -> None:
     """Generate the bundled, simulated multimodal demo benchmark (seven task families, eight simulated VLMs)."""
     from ecvl_router.data.demo import generate_demo
+    from ecvl_router.data.summary import summarize
 
     started = time.perf_counter()
     try:
@@ -116,5 +125,5 @@ def demo(
             generate_demo(out, n_items=items, seed=seed, progress=progress)
     except FileExistsError as exc:
         fail(str(exc))
-    console.print(f"[green]wrote[/] simulated demo benchmark to {out} in {time.perf_counter() - started:.1f} s")
+    console.print(f"[green]wrote[/] simulated demo benchmark to {plain(out)} in {time.perf_counter() - started:.1f} s")
     print_summary(summarize(load_or_fail(out)))

@@ -7,16 +7,9 @@ from pathlib import Path
 
 import typer
 
-from ecvl_router.cli.console import console, fail, progress_bar, stage_progress
+from ecvl_router.cli.console import console, fail, plain, progress_bar, stage_progress
 from ecvl_router.cli.data import load_or_fail, print_summary
-from ecvl_router.cli.options import load_extractor
-from ecvl_router.data.summary import summarize
-from ecvl_router.experiments.main_table import MAIN_ROUTERS, ModelPair, run_pair
-from ecvl_router.features.extractor import ExtractorSettings
 from ecvl_router.manifest import read_manifest
-from ecvl_router.report.main_report import headline, write_main_report
-from ecvl_router.runs import rsd_features
-from ecvl_router.scenarios import SCENARIOS
 
 
 def demo_data(folder: Path, items: int, seed: int) -> None:
@@ -24,7 +17,7 @@ def demo_data(folder: Path, items: int, seed: int) -> None:
     from ecvl_router.data.demo import generate_demo, is_demo_output
 
     if is_demo_output(folder) and (read_manifest(folder) or {}).get("settings") == {"n_items": items, "seed": seed}:
-        console.print(f"[dim]reusing the demo benchmark in {folder}[/]")
+        console.print(f"[dim]reusing the demo benchmark in {plain(folder)}[/]")
         return
     with progress_bar("generating demo benchmark") as progress:
         generate_demo(folder, n_items=items, seed=seed, progress=progress)
@@ -34,11 +27,18 @@ def demo(
     out: Path = typer.Option(Path("demo-output"), "--out", help="Output folder (data, caches, report)."),
     items: int = typer.Option(3000, "--items", min=100, help="Number of demo benchmark items."),
     seed: int = typer.Option(0, "--seed", help="Seed of the benchmark, the splits and the routers."),
-    routers: str = typer.Option(",".join(MAIN_ROUTERS), "--routers", help="Comma-separated routers to compare."),
+    routers: str | None = typer.Option(None, "--routers", help="Comma-separated routers to compare [default: the main table's]."),
     epochs: int | None = typer.Option(None, "--epochs", min=1, help="Epochs of the neural routers [default: 50, the paper's]."),
 ) -> None:
     """Generate the demo benchmark, embed it, train every router on three model pairs × three scenarios, write report/."""
+    from ecvl_router.cli.options import load_extractor
     from ecvl_router.data.demo import DEMO_PAIRS
+    from ecvl_router.data.summary import summarize
+    from ecvl_router.experiments.main_table import MAIN_ROUTERS, ModelPair, run_pair
+    from ecvl_router.features.extractor import ExtractorSettings
+    from ecvl_router.report.main_report import headline, write_main_report
+    from ecvl_router.runs import rsd_features
+    from ecvl_router.scenarios import SCENARIOS
 
     started = time.perf_counter()
     data_dir, cache_dir, report_dir = out / "data", out / "cache", out / "report"
@@ -49,7 +49,7 @@ def demo(
     with progress_bar("embedding items") as progress:
         features = rsd_features(rsd, extractor, cache_dir=cache_dir, progress=progress)
     scenarios = list(SCENARIOS.values())
-    names = [r.strip() for r in routers.split(",") if r.strip()]
+    names = [r.strip() for r in (routers or "").split(",") if r.strip()] or list(MAIN_ROUTERS)
     params = {name: {"epochs": epochs} for name in ("ecvl", "mlp", "mf")} if epochs else None
     results = []
     try:
@@ -63,12 +63,12 @@ def demo(
     notes = [f"Data: the simulated demo benchmark ({len(rsd.items)} items, seed {seed}); every figure here comes from simulated VLMs."]
     report = write_main_report(results, scenarios, report_dir, notes=notes)
     cached = sum(r.trained_from_cache for r in results)
-    console.print(f"\n[green]report[/] {report} (Table 1: {report_dir / 'table1.md'}); "
+    console.print(f"\n[green]report[/] {plain(report)} (Table 1: {plain(report_dir / 'table1.md')}); "
                   f"{cached} trained routers reused from the cache; {time.perf_counter() - started:.0f} s in all")
-    console.print(f"[bold]Headline[/] ({scenarios[0].name} scenario, test split):")
+    console.print(f"[bold]Headline[/] ({plain(scenarios[0].name)} scenario, test split):")
     for line in headline(results, scenarios[0]):
         console.print(
-            f"  {line['pair']}: {line['router']} keeps {line['edge_share']:.0%} of queries on the edge; APSP "
+            f"  {plain(line['pair'])}: {plain(line['router'])} keeps {line['edge_share']:.0%} of queries on the edge; APSP "
             f"{line['apsp']:.3f} vs {line['apsp_all_large']:.3f} for all-at-large ({line['apsp_drop_relative']:.1%} relative drop), "
             f"AIL {line['ail']:.2f} s vs {line['ail_all_large']:.2f} s"
         )

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
-import yaml
-from pydantic import ValidationError
 
 from ecvl_router.cli.console import fail
-from ecvl_router.features.extractor import ExtractorSettings, FeatureExtractor
-from ecvl_router.features.weights import WeightsIntegrityError, WeightsNotFoundError
+
+if TYPE_CHECKING:  # the encoders import torch: only the commands that use them pay for it
+    from ecvl_router.features.extractor import ExtractorSettings, FeatureExtractor
 
 EncodersOption = typer.Option(None, "--encoders", help="YAML file of encoder settings (text_model, image_model, image_size, …).")
 CacheOption = typer.Option(None, "--cache-dir", help="Embedding/router cache folder [default: $ECVL_ROUTER_CACHE or ~/.cache/ecvl-router].")
@@ -18,6 +18,11 @@ CacheOption = typer.Option(None, "--cache-dir", help="Embedding/router cache fol
 
 def extractor_settings(path: Path | None) -> ExtractorSettings:
     """Encoder settings from a YAML file, or the defaults (MiniLM-L6 + MobileNetV2)."""
+    import yaml
+    from pydantic import ValidationError
+
+    from ecvl_router.features.extractor import ExtractorSettings
+
     if path is None:
         return ExtractorSettings()
     try:
@@ -31,6 +36,9 @@ def extractor_settings(path: Path | None) -> ExtractorSettings:
 
 def load_extractor(settings: ExtractorSettings) -> FeatureExtractor:
     """Load the encoders, turning missing or corrupt weights into a clear CLI error."""
+    from ecvl_router.features.extractor import FeatureExtractor
+    from ecvl_router.features.weights import WeightsIntegrityError, WeightsNotFoundError
+
     try:
         return FeatureExtractor.from_settings(settings)
     except (WeightsNotFoundError, WeightsIntegrityError) as exc:

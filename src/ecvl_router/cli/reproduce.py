@@ -10,14 +10,10 @@ from pathlib import Path
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from ecvl_router.cli.console import console, err_console, fail, progress_bar
+from ecvl_router.cli.console import console, err_console, fail, plain, progress_bar
 from ecvl_router.cli.data import load_or_fail
 from ecvl_router.cli.demo import demo_data
-from ecvl_router.cli.options import CacheOption, EncodersOption, extractor_settings, load_extractor
-from ecvl_router.experiments.main_table import ModelPair
-from ecvl_router.experiments.reproduce import reproduce_settings, run_reproduce
-from ecvl_router.report.reproduce_report import write_reproduce_report
-from ecvl_router.runs import default_cache_dir, rsd_features
+from ecvl_router.cli.options import CacheOption, EncodersOption
 
 DEMO_ITEMS = 2000
 QUICK_DEMO_ITEMS = 1000
@@ -31,6 +27,7 @@ def _split(text: str | None) -> list[str]:
 def _cache_for(data: Path, cache_dir: Path | None) -> Path:
     """``--cache-dir``; else the ``cache`` folder beside an ``ecvl-router demo`` output's ``data``; else the default."""
     from ecvl_router.data.demo import is_demo_output
+    from ecvl_router.runs import default_cache_dir
 
     if cache_dir is not None:
         return cache_dir
@@ -73,6 +70,12 @@ def reproduce(
     cache_dir: Path | None = CacheOption,
 ) -> None:
     """Run every experiment of the paper (Tables 1–4 and 8, Figures 2–12) and write one self-contained report."""
+    from ecvl_router.cli.options import extractor_settings, load_extractor
+    from ecvl_router.experiments.main_table import ModelPair
+    from ecvl_router.experiments.reproduce import reproduce_settings, run_reproduce
+    from ecvl_router.report.reproduce_report import write_reproduce_report
+    from ecvl_router.runs import default_cache_dir, rsd_features
+
     started = time.perf_counter()
     if data is None:
         n_items = items or (QUICK_DEMO_ITEMS if quick else DEMO_ITEMS)
@@ -93,8 +96,8 @@ def reproduce(
         )
     except ValueError as exc:
         fail(str(exc))
-    console.print(f"[bold]{rsd.info.name}[/]: {len(rsd.items):,} items, pairs {', '.join(p.label for p in settings.pairs)}; "
-                  f"seeds {list(settings.seeds)}; cache {cache}")
+    console.print(f"[bold]{plain(rsd.info.name)}[/]: {len(rsd.items):,} items, pairs {plain(', '.join(p.label for p in settings.pairs))}; "
+                  f"seeds {plain(list(settings.seeds))}; cache {plain(cache)}")
     extractor = load_extractor(extractor_settings(encoders))
     with progress_bar("embedding items") as progress:
         features = rsd_features(rsd, extractor, cache_dir=cache, progress=progress)
@@ -111,7 +114,7 @@ def reproduce(
         files = write_reproduce_report(results, rsd, out, wall_seconds=time.perf_counter() - started)
         progress(1, 1)
     console.print(
-        f"[green]report[/] {files.markdown} and {files.html} ({len(files.figures)} figures, {len(files.tables)} CSV tables); "
+        f"[green]report[/] {plain(files.markdown)} and {plain(files.html)} ({len(files.figures)} figures, {len(files.tables)} CSV tables); "
         f"{results.ledger.trained} routers trained, {results.ledger.reused} reused from the cache; "
         f"{time.perf_counter() - started:.0f} s in all"
     )

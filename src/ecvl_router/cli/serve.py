@@ -3,11 +3,20 @@
 from __future__ import annotations
 
 import logging
+import os
+import socket
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import typer
 
-from ecvl_router.cli.console import console, err_console, fail
+from ecvl_router.cli.console import console, err_console, fail, plain
+
+if TYPE_CHECKING:  # the server's modules load when a server starts, not for --help
+    from fastapi import APIRouter
+
+    from ecvl_router.serve.gateway import Gateway
+    from ecvl_router.study.config import StudyConfig
 
 
 def register(app: typer.Typer) -> None:
@@ -20,7 +29,8 @@ def serve(
     config: Path | None = typer.Option(None, "--config", help="Gateway configuration (YAML); see --example-config."),
     example_config: bool = typer.Option(False, "--example-config", help="Print a commented example configuration and exit."),
     host: str | None = typer.Option(None, "--host", help="Address to listen on [default: the config's host]."),
-    port: int | None = typer.Option(None, "--port", help="Port to listen on [default: the config's port]."),
+    port: int | None = typer.Option(None, "--port", help="Port to listen on [default: the config's port]; 0 picks a free one."),
+    port_file: Path | None = typer.Option(None, "--port-file", help="Write the port listened on to this file once listening."),
 ) -> None:
     """Serve the router as an OpenAI-compatible gateway: each request goes to the edge or the cloud backend."""
     from ecvl_router.serve.config import example_config as example_text
@@ -30,49 +40,88 @@ def serve(
         return
     if config is None:
         fail("give --config gateway.yaml (print an example with --example-config)")
-    import uvicorn
-
     from ecvl_router.bundle import BundleError
-    from ecvl_router.collect.config import ConfigError
+    from ecvl_router.config import ConfigError
     from ecvl_router.features.weights import WeightsIntegrityError, WeightsNotFoundError
     from ecvl_router.serve.app import create_app
-    from ecvl_router.serve.config import load_gateway_config
     from ecvl_router.serve.gateway import Gateway
+    from ecvl_router.study.config import load_study_gateway_config
     from ecvl_router.study.store import StoreError
 
     try:
-        settings = load_gateway_config(config)
-        err_console.print(f"loading the router bundle {settings.bundle} and its encoders …")
+        settings = load_study_gateway_config(config)
+        err_console.print(f"loading the router bundle {plain(settings.bundle)} and its encoders …")
         gateway = Gateway.from_config(settings)
-        app = create_app(gateway)
+        app = create_app(gateway, routers=study_routers(gateway, settings.study))
     except (ConfigError, BundleError, StoreError, WeightsNotFoundError, WeightsIntegrityError, FileNotFoundError) as exc:
         fail(str(exc))
-    host, port = host or settings.host, port if port is not None else settings.port
+    host = host or settings.host
+    listener = listen(host, port if port is not None else settings.port, port_file)
+    address = http_address(host, listener)
     edge, cloud = gateway.backends["edge"], gateway.backends["cloud"]
     err_console.print(
-        f"[green]serving[/] http://{host}:{port}/v1 — scenarios {', '.join(gateway.scenarios)} "
-        f"(default {gateway.default_scenario}); edge {edge.model} at {edge.spec.base_url}, "
-        f"cloud {cloud.model} at {cloud.spec.base_url}"
+        f"[green]serving[/] {plain(address)}/v1 — scenarios {plain(', '.join(gateway.scenarios))} "
+        f"(default {plain(gateway.default_scenario)}); edge {plain(edge.model)} at {plain(edge.spec.base_url)}, "
+        f"cloud {plain(cloud.model)} at {plain(cloud.spec.base_url)}"
         + ("" if gateway.client_keys else " — [yellow]no client API keys configured[/]"),
         highlight=False,
     )
     if settings.study is not None:
-        err_console.print(f"[green]study[/] http://{host}:{port}/study — ratings in {settings.study.database}", highlight=False)
+        err_console.print(f"[green]study[/] {plain(address)}/study — ratings in {plain(settings.study.database)}", highlight=False)
     verbose = logging.getLogger().level <= logging.INFO
-    uvicorn.run(app, host=host, port=port, log_level="info" if verbose else "warning", access_log=verbose, log_config=None)
+    run_server(app, listener, log_level="info" if verbose else "warning", access_log=verbose)
+
+
+def study_routers(gateway: Gateway, study: StudyConfig | None) -> list[APIRouter]:
+    """The study's routes to mount on the gateway's app: none without a study section."""
+    if study is None:
+        return []
+    from ecvl_router.study.routes import study_router
+
+    return [study_router(gateway, study)]
+
+
+def listen(host: str, port: int, port_file: Path | None = None) -> socket.socket:
+    """A socket listening on ``host:port`` (port 0: a free one); its port is written to ``port_file`` if given."""
+    try:
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+        listener = socket.socket(family, socket.SOCK_STREAM)
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind((host, port))
+        listener.listen(2048)
+    except OSError as exc:
+        fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}")
+    if port_file is not None:
+        partial = port_file.with_name(port_file.name + ".partial")
+        partial.write_text(f"{listener.getsockname()[1]}\n", encoding="utf-8")
+        os.replace(partial, port_file)  # readers never see a half-written file
+    return listener
+
+
+def http_address(host: str, listener: socket.socket) -> str:
+    """``http://host:port`` of a listening socket, with the port it really got."""
+    shown = f"[{host}]" if ":" in host else host
+    return f"http://{shown}:{listener.getsockname()[1]}"
+
+
+def run_server(app: Any, listener: socket.socket, *, log_level: str, access_log: bool) -> None:
+    """Serve ``app`` with uvicorn on an already listening socket until interrupted."""
+    import uvicorn
+
+    server = uvicorn.Server(uvicorn.Config(app, log_level=log_level, access_log=access_log, log_config=None))
+    server.run(sockets=[listener])
 
 
 def backend_sim(
     data: Path = typer.Option(..., "--data", help="Demo benchmark folder (`ecvl-router data demo --out DIR`)."),
     model: str = typer.Option(..., "--model", help="Simulated model to serve, e.g. sim-vlm-1b."),
     host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on."),
-    port: int = typer.Option(8101, "--port", help="Port to listen on."),
+    port: int = typer.Option(8101, "--port", help="Port to listen on; 0 picks a free one."),
+    port_file: Path | None = typer.Option(None, "--port-file", help="Write the port listened on to this file once listening."),
     latency_scale: float = typer.Option(1.0, "--latency-scale", min=0, help="Multiply the simulated delays (0: answer at once)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the delays drawn for unknown questions."),
 ) -> None:
     """Development tool: serve a SIMULATED demo VLM over the OpenAI protocol (recorded demo answers, no real model)."""
-    import uvicorn
-
     from ecvl_router.data import RSDValidationError
     from ecvl_router.serve.backend_sim import SimulatedModel, create_backend_sim_app
 
@@ -80,10 +129,10 @@ def backend_sim(
         simulated = SimulatedModel.from_dataset(data, model)
     except (RSDValidationError, KeyError, FileNotFoundError) as exc:
         fail(str(exc).strip('"'))
+    listener = listen(host, port, port_file)
     console.print(
-        f"[bold yellow]development tool[/]: simulated model {model} ({len(simulated)} recorded answers from {data}, "
-        f"delays × {latency_scale:g}) at http://{host}:{port}/v1 — not a real VLM",
+        f"[bold yellow]development tool[/]: simulated model {plain(model)} ({len(simulated)} recorded answers from {plain(data)}, "
+        f"delays × {latency_scale:g}) at {plain(http_address(host, listener))}/v1 — not a real VLM",
         highlight=False,
     )
-    uvicorn.run(create_backend_sim_app(simulated, latency_scale=latency_scale, seed=seed), host=host, port=port,
-                log_level="warning", access_log=False, log_config=None)
+    run_server(create_backend_sim_app(simulated, latency_scale=latency_scale, seed=seed), listener, log_level="warning", access_log=False)

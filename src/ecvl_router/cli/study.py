@@ -10,7 +10,7 @@ import typer
 import yaml
 from rich.table import Table
 
-from ecvl_router.cli.console import console, fail
+from ecvl_router.cli.console import console, fail, plain
 
 DEMO_ROUTERS = {"ecvl": "mes", "win-soft-1": "win-soft"}
 """The demo study's router policies and the label rule each is trained with (win-soft with k = 1)."""
@@ -34,12 +34,12 @@ def study_report(
         report = write_study_report(database, out, min_ratings=min_ratings)
     except StudyReportError as exc:
         fail(str(exc))
-    table = Table(title=f"Online study — {database}")
+    table = Table(title=f"Online study — {plain(database)}")
     for column in ("scenario", "policy", "ratings", "APSP [95 % CI]", "latency s [95 % CI]", "edge share"):
         table.add_column(column, justify="right" if column not in ("scenario", "policy") else "left")
     for row in report.summary.itertuples(index=False):
         table.add_row(
-            f"{row.scenario} (MES {row.mes:g})", row.policy, str(row.ratings),
+            f"{plain(row.scenario)} (MES {row.mes:g})", plain(row.policy), str(row.ratings),
             f"{row.apsp:.3f} [{row.apsp_low:.3f}, {row.apsp_high:.3f}]",
             f"{row.latency_s:.2f} [{row.latency_low:.2f}, {row.latency_high:.2f}]", f"{row.edge_share:.2f}",
         )
@@ -47,9 +47,9 @@ def study_report(
     if not report.too_few.empty:
         console.print(
             f"[yellow]too few ratings for a conclusion[/] (fewer than {min_ratings}) for "
-            + ", ".join(f"{r.policy} in {r.scenario} ({r.ratings})" for r in report.too_few.itertuples(index=False))
+            + ", ".join(f"{plain(r.policy)} in {plain(r.scenario)} ({r.ratings})" for r in report.too_few.itertuples(index=False))
         )
-    console.print(f"[green]report[/] {report.files['markdown']} (figure {report.files['figure']}, tables in {out})")
+    console.print(f"[green]report[/] {plain(report.files['markdown'])} (figure {plain(report.files['figure'])}, tables in {plain(out)})")
 
 
 def study_demo(
@@ -86,19 +86,19 @@ def study_demo(
             settings = trained.get("settings", {})
             if (trained.get("inputs", {}).get("data_manifest", {}).get("sha256") == data_sha256
                     and settings.get("seed") == seed and settings.get("params", {}).get("epochs") == epochs):
-                console.print(f"[dim]reusing the router {run}[/]")
+                console.print(f"[dim]reusing the router {plain(run)}[/]")
                 continue
-            console.print(f"[bold]training[/] {policy} for {scenario.name} (MES {scenario.mes:g}, labels {rule})")
+            console.print(f"[bold]training[/] {plain(policy)} for {plain(scenario.name)} (MES {scenario.mes:g}, labels {plain(rule)})")
             train(data=out / "data", edge=edge, cloud=cloud, out=run, scenario=[scenario.name], mes=scenario.mes,
                   label_rule=rule, k=1, router="ecvl", seed=seed, epochs=epochs, edge_share=None, holdout_sources=None,
                   encoders=None, cache_dir=out / "cache", force=True)
     config = out / "gateway.yaml"
     config.write_text(_demo_gateway_config(bundles, port, seed), encoding="utf-8")
-    console.print(f"[green]wrote[/] {config}")
+    console.print(f"[green]wrote[/] {plain(config)}")
     if prepare_only:
         return
     _serve_backend_sims(out / "data", {"edge": edge, "cloud": cloud}, port, latency_scale)
-    serve(config=config, example_config=False, host=None, port=None)
+    serve(config=config, example_config=False, host=None, port=None, port_file=None)
 
 
 def _demo_gateway_config(bundles: dict[str, dict[str, str]], port: int, seed: int) -> str:
@@ -141,4 +141,4 @@ def _serve_backend_sims(data: Path, models: dict[str, str], port: int, latency_s
             if time.monotonic() > deadline:
                 fail(f"the simulated {role} backend did not start on port {port + offset}")
             time.sleep(0.05)
-        console.print(f"[bold yellow]development tool[/]: simulated {role} model {model} at http://127.0.0.1:{port + offset}/v1 — not a real VLM")
+        console.print(f"[bold yellow]development tool[/]: simulated {plain(role)} model {plain(model)} at http://127.0.0.1:{port + offset}/v1 — not a real VLM")

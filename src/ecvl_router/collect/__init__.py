@@ -8,14 +8,16 @@ statistics live in ``ecvl_router.collect.agreement`` (they need scipy and matplo
 from ecvl_router.collect.benchmarks import BenchmarkError, BenchmarkItem, ColumnMap, HubSpec, hub_presets, load_benchmark, load_hub_items
 from ecvl_router.collect.client import ChatClient, Completion
 from ecvl_router.collect.collector import collect_responses, write_collect_manifest
-from ecvl_router.collect.config import BackendConfig, ConfigError, JudgeConfig, RetryPolicy, load_judge_config, load_models_config, resolve_api_key
+from ecvl_router.collect.config import BackendConfig, JudgeConfig, load_judge_config, load_models_config, resolve_api_key
 from ecvl_router.collect.judge import DatasetReport, SelfJudgingError, judge_responses, write_judged_dataset
 from ecvl_router.collect.pool import Tally
-from ecvl_router.collect.retry import CallError
 from ecvl_router.collect.scoring import ParsedScore, parse_score
 from ecvl_router.collect.shard import Shard
 from ecvl_router.collect.store import StoreLockedError
 from ecvl_router.collect.workspace import CollectionDir
+from ecvl_router.config import ConfigError
+from ecvl_router.openai_http.errors import CallError
+from ecvl_router.openai_http.retry import RetryPolicy
 
 __all__ = [
     "BackendConfig",

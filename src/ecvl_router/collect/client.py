@@ -18,11 +18,11 @@ from typing import Any
 import httpx
 
 from ecvl_router.collect.config import BackendConfig
-from ecvl_router.collect.retry import CallError, retry_after_seconds, with_retries
+from ecvl_router.openai_http.errors import CallError, excerpt, status_error, transport_error
+from ecvl_router.openai_http.retry import with_retries
+from ecvl_router.openai_http.sse import data_events
 
 Messages = list[dict[str, Any]]
-
-_BODY_EXCERPT = 300
 
 
 @dataclass(frozen=True)
@@ -89,23 +89,6 @@ class ChatClient:
         await asyncio.gather(*(lane.aclose() for lane in self._all_lanes), return_exceptions=True)
         self._all_lanes.clear()
 
-    def _redact(self, text: str) -> str:
-        return text.replace(self._api_key, "***") if self._api_key else text
-
-    def _status_error(self, response: httpx.Response) -> CallError:
-        status = response.status_code
-        excerpt = self._redact(response.text[:_BODY_EXCERPT].strip())
-        message = f"HTTP {status}: {excerpt}" if excerpt else f"HTTP {status}"
-        if status == 429:
-            return CallError("rate_limited", message, retryable=True, retry_after_s=retry_after_seconds(response.headers))
-        if status >= 500:
-            return CallError("server_error", message, retryable=True, retry_after_s=retry_after_seconds(response.headers))
-        if status == 408:
-            return CallError("timeout", message, retryable=True)
-        if status in (401, 403):
-            return CallError("auth", message)
-        return CallError("http_error", message)
-
     async def complete(self, messages: Messages) -> Completion:
         """One attempt at a chat completion; raises CallError on any failure."""
         body: dict[str, Any] = {"model": self.config.model, "messages": messages, **self.config.params}
@@ -119,8 +102,7 @@ class ChatClient:
         except (TimeoutError, httpx.TimeoutException):
             raise CallError("timeout", f"no complete answer within {self.config.timeout_s:g} s", retryable=True) from None
         except httpx.TransportError as exc:
-            detail = self._redact(str(exc)) or type(exc).__name__
-            raise CallError("connection", f"{type(exc).__name__}: {detail}", retryable=True) from None
+            raise transport_error(exc, self._api_key) from None
         finally:
             self._lanes.put_nowait(lane)
 
@@ -133,12 +115,11 @@ class ChatClient:
         response = await lane.post(url, json=body)
         latency = time.perf_counter() - started
         if response.status_code >= 400:
-            raise self._status_error(response)
+            raise status_error(response, self._api_key)
         payload = self._json(response.content)
         choices = payload.get("choices") if isinstance(payload, dict) else None
         if not isinstance(choices, list) or not choices:
-            excerpt = self._redact(response.text[:_BODY_EXCERPT].strip())
-            raise CallError("empty_choices", f"the response has no choices: {excerpt}")
+            raise CallError("empty_choices", f"the response has no choices: {excerpt(response.text, self._api_key)}")
         message = choices[0].get("message") if isinstance(choices[0], dict) else None
         text = message.get("content") if isinstance(message, dict) else None
         if not isinstance(text, str):
@@ -154,14 +135,9 @@ class ChatClient:
         async with lane.stream("POST", url, json=body) as response:
             if response.status_code >= 400:
                 await response.aread()
-                raise self._status_error(response)
-            async for line in response.aiter_lines():
-                if not line.startswith("data:"):
-                    continue
-                data = line[5:].strip()
-                if data == "[DONE]":
-                    break
-                chunk = self._json(data.encode())
+                raise status_error(response, self._api_key)
+            async for data in data_events(response.aiter_bytes()):
+                chunk = self._json(data)
                 if not isinstance(chunk, dict):
                     raise CallError("malformed_response", "a stream event is not a JSON object")
                 usage = chunk.get("usage") or usage
@@ -181,8 +157,8 @@ class ChatClient:
         try:
             return json.loads(raw)
         except (json.JSONDecodeError, UnicodeDecodeError):
-            excerpt = self._redact(raw[:_BODY_EXCERPT].decode("utf-8", errors="replace"))
-            raise CallError("malformed_response", f"not valid JSON: {excerpt!r}") from None
+            text = excerpt(raw.decode("utf-8", errors="replace"), self._api_key)
+            raise CallError("malformed_response", f"not valid JSON: {text!r}") from None
 
     @staticmethod
     def _completion(text: str, latency: float, ttft: float | None, usage: Any, messages: Messages) -> Completion:

@@ -14,7 +14,7 @@ from ecvl_router.collect.client import ChatClient, Messages
 from ecvl_router.collect.config import BackendConfig
 from ecvl_router.collect.images import image_data_uri
 from ecvl_router.collect.pool import ProgressCallback, Tally, drain
-from ecvl_router.collect.retry import CallError
+from ecvl_router.openai_http.errors import CallError
 from ecvl_router.collect.shard import Shard
 from ecvl_router.collect.store import Record, RecordWriter, latest, read_records
 from ecvl_router.collect.workspace import CollectionDir, read_json
@@ -60,7 +60,10 @@ class _BackendRun:
             for item in items
             if (record := previous.get((item["item_id"], backend.name))) is None or (retry_failed and not record["ok"])
         ]
-        self.tally = Tally(backend.name, total=len(items), resumed=len(items) - len(self.todo))
+        kept_failures = 0 if retry_failed else sum(
+            1 for item in items if (record := previous.get((item["item_id"], backend.name))) is not None and not record["ok"]
+        )
+        self.tally = Tally(backend.name, total=len(items), resumed=len(items) - len(self.todo), failed_before=kept_failures)
 
     async def answer(self, client: ChatClient, item: Item) -> Record:
         backend = self.backend

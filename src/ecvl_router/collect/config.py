@@ -6,42 +6,31 @@ the key is read from the environment when a run starts and goes nowhere but the 
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 from typing import Any
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
+
+from ecvl_router.config import (
+    STRICT,
+    ConfigError,
+    check_variable_name,
+    key_from_environment,
+    read_yaml,
+    shows_as_variable_name,
+    validation_message,
+)
+from ecvl_router.openai_http.retry import RetryPolicy
 
 DEFAULT_PARAMS: dict[str, Any] = {"temperature": 0, "max_tokens": 1024}
 _RESERVED_PARAMS = {"model", "messages", "stream", "stream_options"}
-_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-
-_STRICT = ConfigDict(extra="forbid", hide_input_in_errors=True)
-
-
-class ConfigError(ValueError):
-    """A configuration file or setting is invalid; the message names the file and the field."""
-
-
-class RetryPolicy(BaseModel):
-    """When and how long to wait before another attempt (429, 5xx, timeouts and connection errors)."""
-
-    model_config = _STRICT
-
-    max_attempts: int = Field(5, ge=1, description="attempts per call, the first included")
-    backoff_base_s: float = Field(0.5, gt=0, description="first backoff; doubles with every attempt")
-    backoff_max_s: float = Field(30.0, gt=0, description="longest backoff")
-    max_retry_after_s: float = Field(
-        120.0, ge=0, description="longest Retry-After honoured; a server asking for more fails the call"
-    )
 
 
 class BackendConfig(BaseModel):
     """One model behind an OpenAI-compatible chat-completions endpoint."""
 
-    model_config = _STRICT
+    model_config = STRICT
 
     name: str = Field(min_length=1, description="the model's name in the dataset")
     base_url: str = Field(description="endpoint root, e.g. http://localhost:8000/v1")
@@ -69,9 +58,7 @@ class BackendConfig(BaseModel):
     @field_validator("api_key_env")
     @classmethod
     def _env_name(cls, value: str | None) -> str | None:
-        if value is not None and not _ENV_NAME.match(value):
-            raise ValueError("must be the NAME of an environment variable (letters, digits, _), not the key itself")
-        return value
+        return check_variable_name(value)
 
     @field_validator("params")
     @classmethod
@@ -86,6 +73,8 @@ class BackendConfig(BaseModel):
         """The settings worth recording in a manifest: no key, and header names without their values."""
         settings = self.model_dump(exclude={"headers"})
         settings["headers"] = sorted(self.headers)
+        if self.api_key_env is not None and not shows_as_variable_name(self.api_key_env):
+            settings["api_key_env"] = "***"  # it could be a key pasted in place of a variable name
         return settings
 
 
@@ -106,30 +95,8 @@ class JudgeConfig(BackendConfig):
         return self
 
 
-def _describe(error: dict[str, Any]) -> str:
-    location = ""
-    for part in error["loc"]:
-        location += f"[{part}]" if isinstance(part, int) else (f".{part}" if location else str(part))
-    return f"{location or '(top level)'}: {error['msg']}"
-
-
-def read_yaml(path: Path) -> Any:
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"{path}: configuration file not found")
-    try:
-        return yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML ({exc})") from None
-
-
-def validation_message(path: Path, exc: ValidationError) -> str:
-    lines = [_describe(error) for error in exc.errors(include_input=False, include_url=False)]
-    return f"{path}: {len(lines)} problem(s):\n" + "\n".join(f"  {line}" for line in lines)
-
-
 class _ModelsFile(BaseModel):
-    model_config = _STRICT
+    model_config = STRICT
 
     models: list[BackendConfig] = Field(min_length=1)
 
@@ -166,16 +133,6 @@ def load_judge_config(path: Path) -> JudgeConfig:
     if config.template is not None and not config.template.is_absolute():
         config.template = path.parent / config.template
     return config
-
-
-def key_from_environment(variable: str | None, owner: str) -> str | None:
-    """The API key held in environment ``variable`` (None when no variable is named); ConfigError names ``owner``."""
-    if variable is None:
-        return None
-    key = os.environ.get(variable, "")
-    if not key:
-        raise ConfigError(f"environment variable {variable} ({owner}) is not set")
-    return key
 
 
 def resolve_api_key(config: BackendConfig) -> str | None:

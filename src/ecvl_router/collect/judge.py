@@ -10,51 +10,27 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import re
 from collections import Counter
 from dataclasses import dataclass, field
-from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
 from ecvl_router.collect.client import ChatClient
 from ecvl_router.collect.collector import Item, build_messages, collected_records, failure_record, now_iso
-from ecvl_router.collect.config import ConfigError, JudgeConfig
+from ecvl_router.collect.config import JudgeConfig
 from ecvl_router.collect.pool import ProgressCallback, Tally, drain
-from ecvl_router.collect.retry import CallError
 from ecvl_router.collect.scoring import parse_score
 from ecvl_router.collect.store import Record, RecordWriter, latest, read_records
 from ecvl_router.collect.workspace import CollectionDir, read_json, write_jsonl_atomic
 from ecvl_router.data import schema
 from ecvl_router.manifest import build_manifest, file_sha256, write_json_atomic, write_manifest
+from ecvl_router.openai_http.errors import CallError
+from ecvl_router.prompts import load_template, render_prompt
 
-PLACEHOLDERS = ("question", "reference", "prediction")
-_PLACEHOLDER = re.compile(r"\{(" + "|".join(PLACEHOLDERS) + r")\}")
-NO_REFERENCE = "(no reference answer)"
 
 
 class SelfJudgingError(ValueError):
     """The judge is one of the judged models."""
-
-
-def load_template(path: Path | None = None) -> str:
-    """A judge prompt template (the shipped 1-10 rubric by default); it must contain every placeholder."""
-    if path is None:
-        text = files("ecvl_router.collect").joinpath("templates", "judge_1_10.txt").read_text(encoding="utf-8")
-    else:
-        if not Path(path).is_file():
-            raise ConfigError(f"{path}: judge template not found")
-        text = Path(path).read_text(encoding="utf-8")
-    missing = [name for name in PLACEHOLDERS if "{" + name + "}" not in text]
-    if missing:
-        raise ConfigError(f"{path or 'judge template'}: missing placeholder(s) {', '.join('{' + m + '}' for m in missing)}")
-    return text.rstrip("\n")
-
-
-def render_prompt(template: str, *, question: str, reference: str | None, prediction: str) -> str:
-    """The template with its placeholders filled in one pass (braces inside the values stay as they are)."""
-    values = {"question": question, "reference": reference if reference is not None else NO_REFERENCE, "prediction": prediction}
-    return _PLACEHOLDER.sub(lambda match: values[match[1]], template)
 
 
 def response_digest(text: str) -> str:
@@ -221,7 +197,7 @@ def write_judged_dataset(workspace: CollectionDir, judge: JudgeConfig) -> Datase
         ),
     )
     write_json_atomic(info_path, info)
-    template_source = str(judge.template) if judge.template else "ecvl_router/collect/templates/judge_1_10.txt"
+    template_source = str(judge.template) if judge.template else "ecvl_router/prompts/judge_1_10.txt"
     write_manifest(
         workspace.root,
         build_manifest(

@@ -46,9 +46,3 @@ def _breakdown(responses: pd.DataFrame, key: str) -> dict[str, dict[str, float]]
         }
     )
     return {str(name): {k: float(v) for k, v in row.items()} for name, row in table.iterrows()}
-
-
-def solve_rates(rsd: RSD, mes: float) -> dict[str, float]:
-    """Share of each model's responses scoring at least ``mes``."""
-    passed = rsd.responses.assign(ok=rsd.responses["score"] >= mes).groupby("model", sort=False)["ok"].mean()
-    return {str(model): float(share) for model, share in passed.items()}

@@ -63,15 +63,6 @@ def scenario_table_markdown(rows: Sequence[dict[str, Any]], scenarios: Sequence[
     return markdown_grid(*scenario_table(rows, scenarios, row_keys=row_keys))
 
 
-def markdown_table(frame: pd.DataFrame, digits: int = 4) -> str:
-    """Any small DataFrame as a Markdown table (floats rounded)."""
-    header = [str(c) for c in frame.columns]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for _, row in frame.iterrows():
-        lines.append("| " + " | ".join(f"{v:.{digits}f}" if isinstance(v, float) else str(v) for v in row) + " |")
-    return "\n".join(lines) + "\n"
-
-
 def grouped_table(
     rows: Sequence[dict[str, Any]], row_keys: Sequence[str], columns: Sequence[tuple[str, str, int]]
 ) -> tuple[list[str], list[list[str]]]:

@@ -10,11 +10,11 @@ from __future__ import annotations
 import hmac
 import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 
 import anyio
-from fastapi import FastAPI, Request
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
@@ -29,8 +29,12 @@ logger = logging.getLogger(__name__)
 _PARSE_IN_THREAD_FROM = 1 << 20  # bodies this large are parsed off the event loop
 
 
-def create_app(gateway: Gateway) -> FastAPI:
-    """The FastAPI app serving ``gateway``; the app closes the gateway when it shuts down."""
+def create_app(gateway: Gateway, *, routers: Sequence[APIRouter] = ()) -> FastAPI:
+    """The FastAPI app serving ``gateway``; the app closes the gateway when it shuts down.
+
+    ``routers`` are mounted next to the gateway's own routes (the online study is one); the gateway knows
+    nothing of them.
+    """
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -38,11 +42,16 @@ def create_app(gateway: Gateway) -> FastAPI:
         await gateway.aclose()
 
     app = FastAPI(title="ECVL-Router gateway", version="1", lifespan=lifespan, docs_url=None, redoc_url=None)
-    limits = gateway.config.limits
-    if gateway.config.study is not None:
-        from ecvl_router.study.routes import study_router
+    for router in routers:
+        app.include_router(router)
+    _add_openai_routes(app, gateway)
+    _add_service_routes(app, gateway)
+    _add_error_handlers(app)
+    return app
 
-        app.include_router(study_router(gateway, gateway.config.study))
+
+def _authorizer(gateway: Gateway) -> Callable[[Request], None]:
+    """A check of the request's ``Authorization: Bearer <key>`` against the client keys (none: anyone may call)."""
 
     def authorize(request: Request) -> None:
         if not gateway.client_keys:
@@ -54,6 +63,14 @@ def create_app(gateway: Gateway) -> FastAPI:
         key = key.strip().encode()
         if scheme.lower() != "bearer" or not any(hmac.compare_digest(key, known.encode()) for known in gateway.client_keys):
             raise GatewayError(401, "invalid API key", code="invalid_api_key")
+
+    return authorize
+
+
+def _add_openai_routes(app: FastAPI, gateway: Gateway) -> None:
+    """``POST /v1/chat/completions``, ``GET /v1/models`` and ``GET /v1/models/<id>``, behind the client keys."""
+    authorize = _authorizer(gateway)
+    limits = gateway.config.limits
 
     @app.post("/v1/chat/completions")
     async def chat_completions(request: Request) -> Response:
@@ -84,6 +101,10 @@ def create_app(gateway: Gateway) -> FastAPI:
                 return JSONResponse(entry)
         raise GatewayError(404, f"model {model_id!r} is not served here; see GET /v1/models ({SERVED_MODEL}[:<scenario>])", code="model_not_found")
 
+
+def _add_service_routes(app: FastAPI, gateway: Gateway) -> None:
+    """``GET /healthz``, ``GET /readyz`` and ``GET /metrics``: open to probes, no key."""
+
     @app.get("/healthz")
     async def healthz() -> JSONResponse:
         return JSONResponse({"status": "ok"})
@@ -96,6 +117,10 @@ def create_app(gateway: Gateway) -> FastAPI:
     @app.get("/metrics")
     async def metrics() -> Response:
         return Response(gateway.metrics.exposition(), media_type=gateway.metrics.content_type)
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    """Every error, a wrong path or an unexpected exception included, in the OpenAI error format."""
 
     @app.exception_handler(GatewayError)
     async def gateway_error(_: Request, error: GatewayError) -> JSONResponse:
@@ -112,8 +137,6 @@ def create_app(gateway: Gateway) -> FastAPI:
         logger.exception("unexpected error while serving a request")
         wrapped = GatewayError(500, "internal gateway error; see the gateway log", type="server_error", code="internal_error")
         return JSONResponse(wrapped.body(), status_code=500)
-
-    return app
 
 
 def check_content_type(request: Request) -> None:

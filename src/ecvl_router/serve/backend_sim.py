@@ -112,7 +112,6 @@ def create_backend_sim_app(model: SimulatedModel, *, latency_scale: float = 1.0,
     app = FastAPI(title=f"{OWNER}: {model.name} (simulated)", docs_url=None, redoc_url=None)
     rng = np.random.default_rng(seed)
     stats = {"requests": 0, "matched": 0}
-    limits = Limits()
 
     @app.post("/v1/chat/completions")
     async def chat(request: Request) -> Response:

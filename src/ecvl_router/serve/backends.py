@@ -1,4 +1,4 @@
-"""The two upstream backends: chat requests forwarded over httpx, with the retry policy of ``collect.retry``."""
+"""The two upstream backends: chat requests forwarded over httpx, with the retry policy of ``openai_http.retry``."""
 
 from __future__ import annotations
 
@@ -9,19 +9,10 @@ from typing import Any
 
 import httpx
 
-from ecvl_router.collect.retry import CallError, retry_after_seconds, with_retries
+from ecvl_router.openai_http.errors import CallError, redact, response_excerpt, status_error, transport_error
+from ecvl_router.openai_http.retry import with_retries
 from ecvl_router.serve.config import BackendSpec
 from ecvl_router.serve.routing import Route
-
-_EXCERPT = 300
-
-
-class BackendError(CallError):
-    """A failed backend call; ``status`` is the backend's HTTP status, or None when there was no answer."""
-
-    def __init__(self, kind: str, message: str, *, status: int | None = None, **kwargs: Any) -> None:
-        super().__init__(kind, message, **kwargs)
-        self.status = status
 
 
 class Backend:
@@ -66,7 +57,7 @@ class Backend:
         try:
             await self._client.get("/models", timeout=self.spec.connect_timeout_s)
         except httpx.HTTPError as exc:
-            return self._redact(f"{type(exc).__name__}: {exc}".rstrip(": "))
+            return redact(f"{type(exc).__name__}: {exc}".rstrip(": "), self._api_key)
         return None
 
     async def _complete_once(self, payload: bytes) -> dict[str, Any]:
@@ -74,17 +65,17 @@ class Backend:
             async with asyncio.timeout(self.spec.timeout_s):
                 response = await self._client.post("/chat/completions", content=payload)
         except (TimeoutError, httpx.TimeoutException):
-            raise BackendError("timeout", f"no answer within {self.spec.timeout_s:g} s", retryable=True) from None
+            raise CallError("timeout", f"no answer within {self.spec.timeout_s:g} s", retryable=True) from None
         except httpx.TransportError as exc:
-            raise self._transport_error(exc) from None
+            raise transport_error(exc, self._api_key) from None
         if response.status_code >= 400:
-            raise self._status_error(response)
+            raise status_error(response, self._api_key)
         try:
             document = response.json()
         except (json.JSONDecodeError, UnicodeDecodeError):
-            raise BackendError("malformed_response", f"not JSON: {self._excerpt(response)!r}", status=response.status_code) from None
+            raise CallError("malformed_response", f"not JSON: {response_excerpt(response, self._api_key)!r}", status=response.status_code) from None
         if not isinstance(document, dict) or not isinstance(document.get("choices"), list):
-            raise BackendError("malformed_response", f"not a chat completion: {self._excerpt(response)!r}", status=response.status_code)
+            raise CallError("malformed_response", f"not a chat completion: {response_excerpt(response, self._api_key)!r}", status=response.status_code)
         return document
 
     async def _open_stream_once(self, payload: bytes) -> httpx.Response:
@@ -92,9 +83,9 @@ class Backend:
         try:
             response = await self._client.send(request, stream=True)
         except httpx.TimeoutException:
-            raise BackendError("timeout", f"no answer within {self.spec.timeout_s:g} s", retryable=True) from None
+            raise CallError("timeout", f"no answer within {self.spec.timeout_s:g} s", retryable=True) from None
         except httpx.TransportError as exc:
-            raise self._transport_error(exc) from None
+            raise transport_error(exc, self._api_key) from None
         if response.status_code >= 400:
             try:
                 await response.aread()
@@ -102,31 +93,8 @@ class Backend:
                 pass
             finally:
                 await response.aclose()
-            raise self._status_error(response)
+            raise status_error(response, self._api_key)
         return response
-
-    def _transport_error(self, exc: httpx.TransportError) -> BackendError:
-        detail = self._redact(str(exc)) or type(exc).__name__
-        return BackendError("connection", f"{type(exc).__name__}: {detail}", retryable=True)
-
-    def _status_error(self, response: httpx.Response) -> BackendError:
-        status = response.status_code
-        excerpt = self._excerpt(response)
-        message = f"HTTP {status}: {excerpt}" if excerpt else f"HTTP {status}"
-        retryable = status in (408, 429) or status >= 500
-        wait = retry_after_seconds(response.headers) if retryable else None
-        kind = {408: "timeout", 429: "rate_limited", 401: "auth", 403: "auth"}.get(status, "server_error" if status >= 500 else "http_error")
-        return BackendError(kind, message, status=status, retryable=retryable, retry_after_s=wait)
-
-    def _excerpt(self, response: httpx.Response) -> str:
-        try:
-            text = response.text
-        except (httpx.ResponseNotRead, UnicodeDecodeError):
-            return ""
-        return self._redact(text[:_EXCERPT].strip())
-
-    def _redact(self, text: str) -> str:
-        return text.replace(self._api_key, "***") if self._api_key else text
 
 
 def elapsed_ms(started: float) -> float:

@@ -7,12 +7,12 @@ faithfully; validation only checks what the gateway relies on.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from ecvl_router.serve.config import SERVED_MODEL, Limits
-from ecvl_router.serve.conversation import answered_by_cloud
+from ecvl_router.serve.conversation import Route, first_route
 from ecvl_router.serve.errors import bad_request
 
 ROLES = ("system", "developer", "user", "assistant", "tool", "function")
@@ -45,7 +45,8 @@ class ChatRequest:
     stream: bool
     question: str
     images: list[ImagePart]
-    cloud_history: bool
+    history_route: Route | None
+    """Who answered the conversation's first turn, by its marker; None for a new (or unmarked) conversation."""
 
     @property
     def messages(self) -> list[dict[str, Any]]:
@@ -84,6 +85,7 @@ def parse_chat_request(
     stream = body.get("stream")
     if stream is not None and not isinstance(stream, bool):
         raise bad_request(f"'stream' must be true or false, not {_kind(stream)}", param="stream")
+    check_sampling(body)
     messages = body.get("messages")
     if messages is None:
         raise bad_request("'messages' is required", param="messages")
@@ -105,8 +107,63 @@ def parse_chat_request(
         stream=bool(stream),
         question=text_of(messages[last_user]["content"]),
         images=images,
-        cloud_history=answered_by_cloud(messages),
+        history_route=first_route(messages),
     )
+
+
+def _number(low: float, high: float) -> Callable[[Any], bool]:
+    return lambda value: _is_number(value) and low <= value <= high
+
+
+def _integer(low: int, high: int | None = None) -> Callable[[Any], bool]:
+    return lambda value: _is_integer(value) and value >= low and (high is None or value <= high)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _is_integer(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _stop(value: Any) -> bool:
+    if isinstance(value, str):
+        return True
+    return isinstance(value, list) and 1 <= len(value) <= 4 and all(isinstance(item, str) for item in value)
+
+
+def _logit_bias(value: Any) -> bool:
+    return isinstance(value, dict) and all(_number(-100, 100)(bias) for bias in value.values())
+
+
+SAMPLING_PARAMETERS: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "temperature": (_number(0, 2), "a number from 0 to 2"),
+    "top_p": (_number(0, 1), "a number from 0 to 1"),
+    "n": (_integer(1, 128), "an integer from 1 to 128"),
+    "max_tokens": (_integer(1), "a positive integer"),
+    "max_completion_tokens": (_integer(1), "a positive integer"),
+    "stop": (_stop, "a string or an array of 1 to 4 strings"),
+    "seed": (_is_integer, "an integer"),
+    "presence_penalty": (_number(-2, 2), "a number from -2 to 2"),
+    "frequency_penalty": (_number(-2, 2), "a number from -2 to 2"),
+    "logprobs": (lambda value: isinstance(value, bool), "true or false"),
+    "top_logprobs": (_integer(0, 20), "an integer from 0 to 20"),
+    "logit_bias": (_logit_bias, "an object mapping token ids to numbers from -100 to 100"),
+    "user": (lambda value: isinstance(value, str), "a string"),
+    "stream_options": (lambda value: isinstance(value, dict), "an object"),
+    "response_format": (lambda value: isinstance(value, dict), "an object"),
+    "parallel_tool_calls": (lambda value: isinstance(value, bool), "true or false"),
+}
+"""The OpenAI sampling parameters the gateway checks (type and range) before anything is sent on; null is allowed."""
+
+
+def check_sampling(body: dict[str, Any]) -> None:
+    """A 400 naming the first sampling parameter of ``body`` that is of the wrong type or out of range."""
+    for name, (valid, expected) in SAMPLING_PARAMETERS.items():
+        value = body.get(name)
+        if value is not None and not valid(value):
+            raise bad_request(f"'{name}' must be {expected}, not {_shown_value(value)}", param=name, code="invalid_parameter")
 
 
 def resolve_scenario(model: Any, header: str | None, scenarios: Sequence[str], default: str) -> str:
@@ -189,3 +246,11 @@ def _kind(value: Any) -> str:
 
 def _shown(value: Any) -> str:
     return repr(value) if isinstance(value, str) else _kind(value)
+
+
+def _shown_value(value: Any) -> str:
+    if isinstance(value, str):
+        return repr(value[:40])
+    if _is_number(value):
+        return f"{value:g}" if isinstance(value, float) else str(value)
+    return _kind(value)

@@ -6,35 +6,26 @@ Secrets never live in the file: a backend names the environment variable holding
 
 from __future__ import annotations
 
-import os
-import re
 from importlib import resources
 from pathlib import Path
+from typing import Any, Self, TypeVar
 
 import httpx
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator
 
-from ecvl_router.collect.config import ConfigError, RetryPolicy, key_from_environment, read_yaml, validation_message
-from ecvl_router.study.config import StudyConfig
+from ecvl_router.config import STRICT, ConfigError, check_variable_name, key_from_environment, keys_from_environment, read_yaml, validation_message
+from ecvl_router.openai_http.retry import RetryPolicy
 
 EXAMPLE_CONFIG_FILE = "gateway.example.yaml"
 SERVED_MODEL = "ecvl-router"
 """The model id clients ask for: ``ecvl-router`` (default scenario) or ``ecvl-router:<scenario>``."""
 
-_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_STRICT = ConfigDict(extra="forbid", hide_input_in_errors=True)
-
-
-def _env_name(value: str | None) -> str | None:
-    if value is not None and not _ENV_NAME.match(value):
-        raise ValueError("must be the NAME of an environment variable (letters, digits, _), not a key itself")
-    return value
 
 
 class BackendSpec(BaseModel):
     """One OpenAI-compatible chat-completions endpoint the gateway forwards to."""
 
-    model_config = _STRICT
+    model_config = STRICT
 
     base_url: str = Field(description="endpoint root, e.g. http://127.0.0.1:8101/v1")
     model: str | None = Field(None, min_length=1, description="model id sent upstream; default: the bundle's model name")
@@ -62,7 +53,7 @@ class BackendSpec(BaseModel):
     @field_validator("api_key_env")
     @classmethod
     def _key_variable(cls, value: str | None) -> str | None:
-        return _env_name(value)
+        return check_variable_name(value)
 
     def api_key(self, role: str) -> str | None:
         """The key from the environment (None when the backend needs none); ConfigError names ``role``."""
@@ -72,7 +63,7 @@ class BackendSpec(BaseModel):
 class Limits(BaseModel):
     """Bounds on what one request may carry."""
 
-    model_config = _STRICT
+    model_config = STRICT
 
     max_body_bytes: int = Field(20 * 2**20, ge=1024, description="request body")
     max_image_bytes: int = Field(10 * 2**20, ge=1024, description="one image, decoded")
@@ -84,7 +75,7 @@ class Limits(BaseModel):
 class ImagePolicy(BaseModel):
     """How ``image_url`` parts with http(s) URLs are fetched (once, by the gateway, then sent on as data URIs)."""
 
-    model_config = _STRICT
+    model_config = STRICT
 
     fetch_urls: bool = Field(True, description="false: only data URIs are accepted")
     allow_private_networks: bool = Field(False, description="fetch from private, loopback and link-local addresses")
@@ -95,26 +86,29 @@ class ImagePolicy(BaseModel):
 class FallbackPolicy(BaseModel):
     """Which backend answers when the chosen one fails (after its retries)."""
 
-    model_config = _STRICT
+    model_config = STRICT
 
     edge_to_cloud: bool = Field(True, description="never for a scenario with cloud_allowed: false")
     cloud_to_edge: bool = True
 
 
 class ConversationPolicy(BaseModel):
-    """Multi-turn routing."""
+    """Multi-turn routing: a conversation stays on the backend that answered its first turn (invisible marker)."""
 
-    model_config = _STRICT
+    model_config = STRICT
 
-    sticky_cloud: bool = Field(
-        True, description="a conversation the cloud answered stays on the cloud (invisible marker in its answers)"
-    )
+    sticky_cloud: bool = Field(True, description="a conversation the cloud answered first stays on the cloud")
+    sticky_edge: bool = Field(True, description="a conversation the edge answered first stays on the edge")
+
+    def sticky(self, route: str) -> bool:
+        """Whether answers of ``route`` are marked and keep their conversation."""
+        return self.sticky_edge if route == "edge" else self.sticky_cloud
 
 
 class GatewayConfig(BaseModel):
     """Everything ``ecvl-router serve`` needs; relative paths are taken relative to the YAML file."""
 
-    model_config = _STRICT
+    model_config = STRICT
 
     bundle: Path = Field(description="run folder written by `ecvl-router train`")
     edge: BackendSpec
@@ -128,38 +122,42 @@ class GatewayConfig(BaseModel):
     fallback: FallbackPolicy = Field(default_factory=FallbackPolicy)
     conversation: ConversationPolicy = Field(default_factory=ConversationPolicy)
     decision_log: Path | None = Field(None, description="JSON-lines file, one record per routed request")
-    study: StudyConfig | None = Field(None, description="an online study served at /study (docs/study.md)")
+    study: dict[str, Any] | None = Field(
+        None, description="an online study's section, read by ecvl_router.study (docs/study.md); the gateway ignores it"
+    )
 
     @field_validator("api_keys_env")
     @classmethod
     def _keys_variable(cls, value: str | None) -> str | None:
-        return _env_name(value)
+        return check_variable_name(value)
 
     def client_keys(self) -> tuple[str, ...]:
         """The accepted client keys (empty: no key required); ConfigError when the variable is unset or empty."""
         if self.api_keys_env is None:
             return ()
-        keys = tuple(key.strip() for key in os.environ.get(self.api_keys_env, "").split(",") if key.strip())
-        if not keys:
-            raise ConfigError(f"environment variable {self.api_keys_env} (api_keys_env) is not set or holds no key")
-        return keys
+        return keys_from_environment(self.api_keys_env, "api_keys_env")
 
-    def relative_to(self, folder: Path) -> GatewayConfig:
+    def relative_to(self, folder: Path) -> Self:
         """A copy whose relative paths are resolved against ``folder``."""
-        update = {"bundle": folder / self.bundle}
+        return self.model_copy(update=self.relative_paths(folder))
+
+    def relative_paths(self, folder: Path) -> dict[str, Any]:
+        """The path fields resolved against ``folder``, as a model_copy update (extended by subclasses)."""
+        update: dict[str, Any] = {"bundle": folder / self.bundle}
         if self.decision_log is not None:
             update["decision_log"] = folder / self.decision_log
-        if self.study is not None:
-            update["study"] = self.study.relative_to(folder)
-        return self.model_copy(update=update)
+        return update
 
 
-def load_gateway_config(path: Path) -> GatewayConfig:
-    """The configuration in a YAML file; raises ConfigError naming the file and each bad field."""
+Config = TypeVar("Config", bound=GatewayConfig)
+
+
+def load_gateway_config(path: Path, model: type[Config] = GatewayConfig) -> Config:  # type: ignore[assignment]
+    """The configuration in a YAML file, as ``model``; raises ConfigError naming the file and each bad field."""
     path = Path(path)
     document = read_yaml(path)
     try:
-        config = GatewayConfig.model_validate(document)
+        config = model.model_validate(document)
     except ValidationError as exc:
         raise ConfigError(validation_message(path, exc)) from None
     return config.relative_to(path.parent)

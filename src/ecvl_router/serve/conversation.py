@@ -1,43 +1,61 @@
-"""Stateless multi-turn routing: an invisible marker at the start of every answer the cloud gave.
+"""Stateless multi-turn routing: an invisible marker at the start of every answer, naming who gave it.
 
-A client that sends the conversation back (as chat clients do) thereby tells the gateway that the cloud
-has already answered it, and the gateway keeps the conversation there. The marker is three zero-width
-characters; it is removed from the history before any backend sees it.
+A conversation stays on the backend that answered its first turn. Every answer starts with a marker of
+three zero-width characters, one for the edge and one for the cloud; a client that sends the conversation
+back (as chat clients do) thereby tells the gateway who answered, and the gateway keeps the conversation
+there. Markers are removed from the history before any backend sees it. A client that strips zero-width
+characters from messages loses stickiness: each turn is then routed on its own.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
+
+Route = Literal["edge", "cloud"]
 
 CLOUD_MARKER = "\u2063\u200b\u2063"
-"""INVISIBLE SEPARATOR, ZERO WIDTH SPACE, INVISIBLE SEPARATOR."""
+"""INVISIBLE SEPARATOR, ZERO WIDTH SPACE, INVISIBLE SEPARATOR: the cloud answered."""
+EDGE_MARKER = "\u2063\u200c\u2063"
+"""INVISIBLE SEPARATOR, ZERO WIDTH NON-JOINER, INVISIBLE SEPARATOR: the edge answered."""
+MARKERS: dict[Route, str] = {"edge": EDGE_MARKER, "cloud": CLOUD_MARKER}
 
 
-def mark(text: str | None) -> str:
-    """``text`` with the cloud marker in front."""
-    return CLOUD_MARKER + (text or "")
+def mark(text: str | None, route: Route) -> str:
+    """``text`` with the marker of ``route`` in front."""
+    return MARKERS[route] + (text or "")
 
 
-def answered_by_cloud(messages: list[dict[str, Any]]) -> bool:
-    """Whether an assistant message of the history carries the cloud marker."""
+def unmarked(text: str) -> str:
+    """``text`` without any marker."""
+    for marker in MARKERS.values():
+        text = text.replace(marker, "")
+    return text
+
+
+def first_route(messages: list[dict[str, Any]]) -> Route | None:
+    """The route named by the marker of the first marked assistant message (None: no marker in the history)."""
     for message in messages:
-        if message.get("role") == "assistant" and any(CLOUD_MARKER in text for text in _texts(message.get("content"))):
-            return True
-    return False
+        if message.get("role") != "assistant":
+            continue
+        for text in _texts(message.get("content")):
+            for route, marker in MARKERS.items():
+                if marker in text:
+                    return route
+    return None
 
 
 def strip_markers(messages: list[dict[str, Any]]) -> None:
-    """Remove the cloud marker from the assistant messages, in place."""
+    """Remove every marker from the assistant messages, in place."""
     for message in messages:
         if message.get("role") != "assistant":
             continue
         content = message.get("content")
         if isinstance(content, str):
-            message["content"] = content.replace(CLOUD_MARKER, "")
+            message["content"] = unmarked(content)
         elif isinstance(content, list):
             for part in content:
                 if isinstance(part, dict) and isinstance(part.get("text"), str):
-                    part["text"] = part["text"].replace(CLOUD_MARKER, "")
+                    part["text"] = unmarked(part["text"])
 
 
 def _texts(content: Any) -> list[str]:

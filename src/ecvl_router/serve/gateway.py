@@ -20,24 +20,32 @@ from typing import Any
 
 import httpx
 
-from ecvl_router.collect.config import ConfigError
+from ecvl_router.config import ConfigError
 from ecvl_router.scenarios import Scenario
-from ecvl_router.serve.backends import Backend, BackendError, elapsed_ms
+from ecvl_router.openai_http.errors import CallError, is_retryable_status
+from ecvl_router.serve.backends import Backend, elapsed_ms
 from ecvl_router.serve.chat import ChatRequest, parse_chat_request
 from ecvl_router.serve.config import SERVED_MODEL, GatewayConfig
-from ecvl_router.serve.conversation import mark, strip_markers
+from ecvl_router.serve.conversation import MARKERS, mark, strip_markers
 from ecvl_router.serve.decision_log import DecisionLog
 from ecvl_router.serve.errors import GatewayError
 from ecvl_router.serve.images import CheckedImage, ImageFetcher, decode_data_uri
 from ecvl_router.serve.metrics import GatewayMetrics
 from ecvl_router.serve.routing import Decision, QueryRouter, Route
-from ecvl_router.serve.sse import EVENT_END
+from ecvl_router.openai_http.sse import EVENT_END
 
 logger = logging.getLogger(__name__)
 
-_PASSED_ON_STATUSES = (400, 413, 422)  # a backend rejecting the request's content: the client's to fix
+_GATEWAYS_OWN_STATUSES = (401, 403, 404)  # the gateway's key or model id was refused: not the client's to fix
 CLIENT_CLOSED = 499
 """The decision log's status of a stream the client closed before its end."""
+
+
+def passed_through(error: CallError) -> bool:
+    """Whether a backend's error is the client's to fix: a 4xx other than 408 and 429 (transient) and 401, 403
+    and 404 (the gateway's own key or model id). Such an error goes back to the client; no other backend is tried."""
+    status = error.status
+    return status is not None and 400 <= status < 500 and not is_retryable_status(status) and status not in _GATEWAYS_OWN_STATUSES
 
 
 @dataclass
@@ -159,7 +167,7 @@ class Gateway:
             self.metrics.requests.labels(scenario_label, "none", "rejected").inc()
             raise
         outcome = Outcome(uuid.uuid4().hex, decision, request.stream, len(request.images), started)
-        if request.cloud_history:
+        if request.history_route is not None:
             strip_markers(request.messages)
         try:
             if request.stream:
@@ -184,8 +192,9 @@ class Gateway:
 
     async def _decide(self, request: ChatRequest, routed_image: tuple[CheckedImage, str] | None) -> Decision:
         scenario = self.scenarios[request.scenario]
-        if self.config.conversation.sticky_cloud and request.cloud_history and scenario.cloud_allowed:
-            return Decision("cloud", None, self.router.tau(scenario.name), scenario.name, 0.0, sticky=True)
+        kept = request.history_route
+        if kept is not None and self.config.conversation.sticky(kept) and (kept == "edge" or scenario.cloud_allowed):
+            return Decision(kept, None, self.router.tau(scenario.name), scenario.name, 0.0, sticky=True)
 
         def decide() -> Decision:  # decoding the image is part of the decision's time
             started = time.perf_counter()
@@ -213,15 +222,17 @@ class Gateway:
             called = time.perf_counter()
             try:
                 document, attempts = await backend.complete(backend.payload(request.body))
-            except BackendError as error:
+            except CallError as error:
                 self._failed(outcome, route, error, called)
+                if passed_through(error):
+                    raise self._rejected(route, error) from None
                 continue
             self._answered(outcome, route, attempts, called, document.get("model"))
-            if route == "cloud" and self.config.conversation.sticky_cloud:
+            if self.config.conversation.sticky(route):
                 for choice in document["choices"]:
                     message = choice.get("message") if isinstance(choice, dict) else None
                     if isinstance(message, dict) and (isinstance(message.get("content"), str) or message.get("content") is None):
-                        message["content"] = mark(message.get("content"))
+                        message["content"] = mark(message.get("content"), route)
             document["ecvl"] = outcome.ecvl()
             self._finish(outcome, 200)
             return Reply(outcome, body=document)
@@ -233,17 +244,19 @@ class Gateway:
             called = time.perf_counter()
             try:
                 response, attempts = await backend.open_stream(backend.payload(request.body))
-            except BackendError as error:
+            except CallError as error:
                 self._failed(outcome, route, error, called)
+                if passed_through(error):
+                    raise self._rejected(route, error) from None
                 continue
             self._answered(outcome, route, attempts, called, backend.model)
-            marked = route == "cloud" and self.config.conversation.sticky_cloud
-            return Reply(outcome, chunks=self._relay(response, outcome, marked))
+            marker = MARKERS[route] if self.config.conversation.sticky(route) else None
+            return Reply(outcome, chunks=self._relay(response, outcome, marker))
         raise self._unavailable(outcome)
 
-    async def _relay(self, response: httpx.Response, outcome: Outcome, marked: bool) -> AsyncIterator[bytes]:
+    async def _relay(self, response: httpx.Response, outcome: Outcome, marker: str | None) -> AsyncIterator[bytes]:
         """The backend's SSE stream, byte for byte, except that the first event gains ``ecvl`` (and the marker)."""
-        annotator = _StreamAnnotator(outcome.ecvl(), marked)
+        annotator = _StreamAnnotator(outcome.ecvl(), marker)
         status = 200
         try:
             async for chunk in response.aiter_bytes():
@@ -267,13 +280,13 @@ class Gateway:
             await response.aclose()
 
     # ------------------------------------------------------------------ bookkeeping
-    def _failed(self, outcome: Outcome, route: Route, error: BackendError, called: float) -> None:
+    def _failed(self, outcome: Outcome, route: Route, error: CallError, called: float) -> None:
         outcome.attempts[route] = error.attempts
         outcome.errors.append({"route": route, "kind": error.kind, "status": error.status, "message": error.message})
         self.metrics.backend_seconds.labels(route, "error").observe(elapsed_ms(called) / 1000)
         plan = self._plan(outcome.decision)
         position = plan.index(route)
-        if position + 1 < len(plan):
+        if position + 1 < len(plan) and not passed_through(error):
             self.metrics.fallbacks.labels(route, plan[position + 1], error.kind).inc()
             logger.warning("%s backend failed after %d attempt(s) (%s); falling back to %s", route, error.attempts, error.message, plan[position + 1])
         else:
@@ -287,6 +300,12 @@ class Gateway:
         outcome.backend_ms = elapsed_ms(called)
         self.metrics.backend_seconds.labels(route, "ok").observe(outcome.backend_ms / 1000)
 
+    @staticmethod
+    def _rejected(route: Route, error: CallError) -> GatewayError:
+        """A backend's 4xx passed on to the client, with the backend's (redacted) message."""
+        assert error.status is not None
+        return GatewayError(error.status, f"the {route} backend rejected the request ({error.message})", code="upstream_rejected")
+
     def _unavailable(self, outcome: Outcome) -> GatewayError:
         """The error when every backend of the plan failed."""
         scenario = self.scenarios[outcome.decision.scenario]
@@ -299,9 +318,6 @@ class Gateway:
                 type="server_error",
                 code="edge_unavailable",
             )
-        rejected = [e for e in outcome.errors if e["status"] in _PASSED_ON_STATUSES]
-        if rejected:
-            return GatewayError(rejected[-1]["status"], f"the backend rejected the request ({tried})", code="upstream_rejected")
         if all(e["kind"] == "timeout" for e in outcome.errors):
             return GatewayError(504, f"no backend answered in time ({tried})", type="server_error", code="upstream_timeout")
         return GatewayError(502, f"no backend could answer ({tried})", type="server_error", code="upstream_unavailable")
@@ -381,14 +397,14 @@ class Gateway:
 
 
 class _StreamAnnotator:
-    """Rewrites the first SSE data event of a stream (``ecvl`` object) and, if asked, the first delta (marker)."""
+    """Rewrites the first SSE data event of a stream (``ecvl`` object) and, if given a marker, the first delta."""
 
-    def __init__(self, ecvl: dict[str, Any], marked: bool) -> None:
+    def __init__(self, ecvl: dict[str, Any], marker: str | None) -> None:
         self.ecvl = ecvl
-        self.marked = marked
+        self.marker = marker
         self.pending = b""
         self._annotated = False
-        self._marker_placed = not marked
+        self._marker_placed = marker is None
 
     @property
     def done(self) -> bool:
@@ -425,8 +441,8 @@ class _StreamAnnotator:
         if not self._marker_placed:
             choices = document.get("choices")
             delta = choices[0].get("delta") if isinstance(choices, list) and choices and isinstance(choices[0], dict) else None
-            if isinstance(delta, dict):
-                delta["content"] = mark(delta.get("content"))
+            if isinstance(delta, dict) and self.marker is not None:
+                delta["content"] = self.marker + (delta.get("content") or "")
                 self._marker_placed = True
         rest = [line for line in lines if not line.startswith(b"data:")]
         return b"\n".join([*rest, b"data: " + json.dumps(document, ensure_ascii=False).encode()]) + b"\n\n"

@@ -7,16 +7,15 @@ import threading
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from ecvl_router.features.extractor import ExtractorSettings, FeatureExtractor
 from ecvl_router.features.imaging import ImageInput
 from ecvl_router.scenarios import Scenario
+from ecvl_router.serve.conversation import Route
 from ecvl_router.training import TrainedRouter
 
 logger = logging.getLogger(__name__)
-
-Route = Literal["edge", "cloud"]
 
 
 @dataclass(frozen=True)

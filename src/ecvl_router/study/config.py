@@ -9,20 +9,21 @@ seeded assignment; the participant rates every answer on the judge's 1-10 scale 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
+
+from ecvl_router.config import STRICT
+from ecvl_router.serve.config import GatewayConfig, load_gateway_config
 
 POLICY_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.()+-]*$"
 """Policy names: letters, digits and ``_.()+-`` (no ``/``, which joins scenario and policy)."""
-
-_STRICT = ConfigDict(extra="forbid", hide_input_in_errors=True)
 
 
 class StudyScenario(BaseModel):
     """A scenario participants choose: its name in the router bundles, a title, and the MES ratings meet."""
 
-    model_config = _STRICT
+    model_config = STRICT
 
     name: str = Field(min_length=1, pattern=r"^[^/]+$", description="the scenario's name in the router bundles")
     title: str = Field(min_length=1, description="what participants see")
@@ -43,7 +44,7 @@ trained with the RCS1 and RCS3 weights (``ecvl-router train --scenario quality -
 class StudyPolicy(BaseModel):
     """A routing policy under study: router bundles per scenario, or a fixed route."""
 
-    model_config = _STRICT
+    model_config = STRICT
 
     name: str = Field(pattern=POLICY_NAME, description="e.g. ecvl, all-large, all-small, win-soft-1")
     route: Literal["edge", "cloud"] | None = Field(None, description="fixed policy: every query to this backend")
@@ -59,7 +60,7 @@ class StudyPolicy(BaseModel):
 class StudyConfig(BaseModel):
     """The online study served at ``/study``; relative paths are taken relative to the gateway YAML."""
 
-    model_config = _STRICT
+    model_config = STRICT
 
     database: Path = Field(Path("study.db"), description="SQLite file; images are stored beside it")
     seed: int = Field(0, ge=0, description="seed of the balanced policy assignment")
@@ -113,3 +114,20 @@ class StudyConfig(BaseModel):
         if self.demo_data is not None:
             update["demo_data"] = folder / self.demo_data
         return self.model_copy(update=update)
+
+
+class StudyGatewayConfig(GatewayConfig):
+    """The gateway configuration with its ``study`` section read as a :class:`StudyConfig`."""
+
+    study: StudyConfig | None = Field(None, description="an online study served at /study (docs/study.md)")  # type: ignore[assignment]
+
+    def relative_paths(self, folder: Path) -> dict[str, Any]:
+        update = super().relative_paths(folder)
+        if self.study is not None:
+            update["study"] = self.study.relative_to(folder)
+        return update
+
+
+def load_study_gateway_config(path: Path) -> StudyGatewayConfig:
+    """A gateway configuration file with its study section checked; ConfigError names the file and each bad field."""
+    return load_gateway_config(path, StudyGatewayConfig)

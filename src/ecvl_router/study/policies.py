@@ -14,7 +14,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from ecvl_router.bundle import BundleError, load_bundle
-from ecvl_router.collect.config import ConfigError
+from ecvl_router.config import ConfigError
 from ecvl_router.features.extractor import ExtractorSettings, FeatureExtractor
 from ecvl_router.features.imaging import ImageInput
 from ecvl_router.routers import FixedPolicy

@@ -25,7 +25,7 @@ from ecvl_router.study.config import StudyConfig
 from ecvl_router.study.service import Question, StudyService
 from ecvl_router.study.store import Session
 
-STATIC_FILES = {"study.css": "text/css; charset=utf-8", "study.js": "text/javascript; charset=utf-8"}
+STATIC_FILES = {"study.css": "text/css; charset=utf-8", "study.js": "text/javascript; charset=utf-8", "favicon.svg": "image/svg+xml"}
 PAGE_HEADERS = {
     "Content-Security-Policy": "default-src 'self'; img-src 'self' data: blob:; style-src 'self'; script-src 'self'; "
     "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",

@@ -19,14 +19,14 @@ from typing import Any
 
 import anyio
 
-from ecvl_router.collect.config import ConfigError
+from ecvl_router.config import ConfigError
 from ecvl_router.serve.backends import elapsed_ms
 from ecvl_router.serve.config import SERVED_MODEL, Limits
-from ecvl_router.serve.conversation import CLOUD_MARKER
+from ecvl_router.serve.conversation import unmarked
 from ecvl_router.serve.errors import GatewayError, bad_request
 from ecvl_router.serve.gateway import Gateway
 from ecvl_router.serve.images import CheckedImage, check_image, decode_data_uri
-from ecvl_router.serve.sse import data_events, json_object
+from ecvl_router.openai_http.sse import data_events, json_object
 from ecvl_router.study.config import StudyConfig
 from ecvl_router.study.demo_images import DemoImage, load_demo_images
 from ecvl_router.study.policies import build_study_gateway, policy_key
@@ -164,7 +164,7 @@ class StudyService:
                 if "error" in document:
                     error = str((document["error"] or {}).get("message", "the answer's stream failed"))
                     continue
-                delta = _delta_text(document).replace(CLOUD_MARKER, "")
+                delta = unmarked(_delta_text(document))
                 if delta:
                     first_token_ms = first_token_ms or elapsed_ms(started)
                     parts.append(delta)

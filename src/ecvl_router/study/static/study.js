@@ -78,6 +78,7 @@
     });
   }
 
+  // A study about images starts with an image: the first demo image when there is one, else no image.
   function renderDemoImages() {
     const grid = $("demo-images");
     for (const image of state.settings.demo_images) {
@@ -85,6 +86,8 @@
       const choice = radioChoice("image-source", `image-${image.id}`, image.id, [picture, element("span", {}, image.title)], "demo-choice");
       grid.append(choice);
     }
+    const first = grid.querySelector('input[name="image-source"]');
+    (first || $("image-none")).checked = true;
   }
 
   function renderRating() {
@@ -119,11 +122,12 @@
       info.textContent = `Participant ${state.session.participant} · scenario “${state.session.title}” · ` +
         `${state.session.rated} answer(s) rated so far.`;
       info.hidden = false;
+      for (const control of $("start-form").elements) control.disabled = true;  // one session per page
       $("ask").hidden = false;
+      imageSourceChanged();
       $("ask-heading").focus();
     } catch (error) {
       showError(error.message);
-    } finally {
       $("start-button").disabled = false;
     }
   }
@@ -140,8 +144,16 @@
     $("preview").hidden = false;
   }
 
+  function forgetUpload() {
+    if (state.previewUrl) URL.revokeObjectURL(state.previewUrl);
+    state.upload = null;
+    state.previewUrl = null;
+    $("image-file").value = "";
+  }
+
   function imageSourceChanged() {
     const source = selectedImageSource();
+    if (source !== "upload") forgetUpload();  // the file field shows only the image that will be sent
     const question = $("question");
     const demo = state.settings.demo_images.find((image) => image.id === source);
     if (demo) {
@@ -163,7 +175,7 @@
     if (state.previewUrl) URL.revokeObjectURL(state.previewUrl);
     state.upload = null;
     state.previewUrl = null;
-    if (!file) return;
+    if (!file) { imageSourceChanged(); return; }
     if (file.size > state.settings.max_image_bytes) {
       showError(`The image has ${file.size} bytes; the limit is ${state.settings.max_image_bytes}.`);
       $("image-file").value = "";
@@ -263,7 +275,8 @@
       state.session.rated += 1;
       $("session-info").textContent = `Participant ${state.session.participant} · scenario “${state.session.title}” · ` +
         `${state.session.rated} answer(s) rated so far.`;
-      $("reveal").focus();
+      $("reveal").focus({ preventScroll: true });
+      $("reveal").scrollIntoView({ block: "center" });  // the reveal, not the page's end, comes into view
     } catch (error) {
       showError(error.message);
       $("rate-button").disabled = false;

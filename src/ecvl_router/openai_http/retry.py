@@ -5,53 +5,35 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Awaitable, Callable, Mapping
-from datetime import datetime, timezone
-from email.utils import parsedate_to_datetime
+from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
-from ecvl_router.collect.config import RetryPolicy
+from pydantic import BaseModel, ConfigDict, Field
+
+from ecvl_router.openai_http.errors import CallError
 
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
 
-class CallError(Exception):
-    """A failed call to a backend: a short ``kind``, a message free of secrets, and whether to try again."""
+class RetryPolicy(BaseModel):
+    """When and how long to wait before another attempt (408, 429, 5xx, timeouts and connection errors)."""
 
-    def __init__(self, kind: str, message: str, *, retryable: bool = False, retry_after_s: float | None = None):
-        super().__init__(message)
-        self.kind = kind
-        self.message = message
-        self.retryable = retryable
-        self.retry_after_s = retry_after_s
-        self.attempts = 1
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
+
+    max_attempts: int = Field(5, ge=1, description="attempts per call, the first included")
+    backoff_base_s: float = Field(0.5, gt=0, description="first backoff; doubles with every attempt")
+    backoff_max_s: float = Field(30.0, gt=0, description="longest backoff")
+    max_retry_after_s: float = Field(
+        120.0, ge=0, description="longest Retry-After honoured; a server asking for more fails the call"
+    )
 
 
 def backoff_delay(attempt: int, policy: RetryPolicy, rng: random.Random | None = None) -> float:
     """Seconds to wait after failed attempt ``attempt`` (1-based): half the capped exponential step plus jitter."""
     step = min(policy.backoff_max_s, policy.backoff_base_s * 2 ** (attempt - 1))
     return step / 2 + (rng or random).uniform(0, step / 2)
-
-
-def retry_after_seconds(headers: Mapping[str, str], now: datetime | None = None) -> float | None:
-    """The wait a server asks for: ``retry-after-ms``, or ``Retry-After`` in seconds or as an HTTP date."""
-    lowered = {key.lower(): value for key, value in headers.items()}
-    try:
-        if "retry-after-ms" in lowered:
-            return max(0.0, float(lowered["retry-after-ms"]) / 1000)
-        value = lowered.get("retry-after")
-        if value is None:
-            return None
-        if value.strip().replace(".", "", 1).isdigit():
-            return float(value)
-        moment = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
-    return max(0.0, (moment - (now or datetime.now(timezone.utc))).total_seconds())
 
 
 async def with_retries(

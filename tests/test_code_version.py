@@ -1,0 +1,47 @@
+"""The training code version changes with any router, training or routing-task source, and only with those."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import ecvl_router
+from ecvl_router.code_version import training_code_version, training_source_files
+
+PACKAGE = Path(ecvl_router.__file__).resolve().parent
+
+
+def _copy(tmp_path: Path) -> Path:
+    copy = tmp_path / "ecvl_router"
+    shutil.copytree(PACKAGE / "routers", copy / "routers", ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("training.py", "routing_task.py", "metrics.py"):
+        shutil.copy(PACKAGE / name, copy / name)
+    return copy
+
+
+def test_the_version_covers_the_routers_training_and_the_routing_task() -> None:
+    names = {path.relative_to(PACKAGE).as_posix() for path in training_source_files()}
+    assert {"training.py", "routing_task.py", "routers/__init__.py", "routers/ecvl.py"} <= names
+    assert all(name.startswith("routers/") or name in ("training.py", "routing_task.py") for name in names)
+    version = training_code_version()
+    assert len(version) == 16 and int(version, 16) >= 0 and training_code_version() == version
+
+
+def test_a_change_to_any_hashed_file_changes_the_version(tmp_path: Path) -> None:
+    copy = _copy(tmp_path)
+    original = training_code_version(copy)
+    assert original == training_code_version(PACKAGE)
+    for name in ("routers/ecvl.py", "training.py", "routing_task.py"):
+        changed = _copy(tmp_path / name.replace("/", "-"))
+        (changed / name).write_text((changed / name).read_text() + "\n# a fix\n")
+        assert training_code_version(changed) != original, name
+    added = _copy(tmp_path / "added")
+    (added / "routers" / "new_router.py").write_text('"""A new router."""\n')
+    assert training_code_version(added) != original
+
+
+def test_other_files_do_not_change_the_version(tmp_path: Path) -> None:
+    copy = _copy(tmp_path)
+    original = training_code_version(copy)
+    (copy / "metrics.py").write_text((copy / "metrics.py").read_text() + "\n# unrelated\n")
+    assert training_code_version(copy) == original
