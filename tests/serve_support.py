@@ -56,12 +56,12 @@ def write_tiny_encoders(folder: Path) -> Path:
     return settings
 
 
-def train_bundle(data: Path, out: Path, cache: Path, encoders: Path | None = None, epochs: int = 2) -> Path:
-    """Train an ECVL router bundle on ``data`` for quality, speed and a privacy scenario (``ecvl-router train``)."""
+def train_bundle(data: Path, out: Path, cache: Path, encoders: Path | None = None, epochs: int = 2, router: str = "ecvl") -> Path:
+    """Train a router bundle (ECVL by default) on ``data`` for quality, speed and a privacy scenario (``ecvl-router train``)."""
     scenarios = out.parent / f"{out.name}-scenarios.yaml"
     scenarios.write_text(yaml.safe_dump(SCENARIO_FILE))
     args = ["train", "--data", str(data), "--edge", EDGE, "--cloud", CLOUD, "--out", str(out), "--epochs", str(epochs),
-            "--cache-dir", str(cache), "--scenario", str(scenarios)]
+            "--cache-dir", str(cache), "--scenario", str(scenarios), "--router", router]
     if encoders is not None:
         args += ["--encoders", str(encoders)]
     result = CliRunner().invoke(cli_app, args)

@@ -82,7 +82,8 @@ def _add_openai_routes(app: FastAPI, gateway: Gateway) -> None:
         except GatewayError:
             gateway.metrics.requests.labels("unknown", "none", "rejected").inc()
             raise
-        reply = await gateway.handle(body, scenario_header=request.headers.get("x-ecvl-scenario"))
+        reply = await gateway.handle(body, scenario_header=request.headers.get("x-ecvl-scenario"),
+                                     mes_header=request.headers.get("x-ecvl-mes"))
         headers = reply.outcome.headers()
         if reply.chunks is not None:
             return StreamingResponse(reply.chunks, media_type="text/event-stream", headers={**headers, "Cache-Control": "no-cache"})

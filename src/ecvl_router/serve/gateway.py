@@ -28,7 +28,7 @@ from ecvl_router.serve.chat import ChatRequest, parse_chat_request
 from ecvl_router.serve.config import SERVED_MODEL, GatewayConfig
 from ecvl_router.serve.conversation import MARKERS, mark, strip_markers
 from ecvl_router.serve.decision_log import DecisionLog
-from ecvl_router.serve.errors import GatewayError
+from ecvl_router.serve.errors import GatewayError, bad_request
 from ecvl_router.serve.images import CheckedImage, ImageFetcher, decode_data_uri
 from ecvl_router.serve.metrics import GatewayMetrics
 from ecvl_router.serve.routing import Decision, QueryRouter, Route
@@ -73,6 +73,7 @@ class Outcome:
             "p": d.p,
             "tau": d.tau,
             "scenario": d.scenario,
+            "mes": d.mes,
             "router_ms": round(d.router_ms, 3),
             "fallback": self.fallback,
             "sticky": d.sticky,
@@ -94,6 +95,8 @@ class Outcome:
         }
         if d.p is not None:
             headers["X-ECVL-P"] = f"{d.p:.6f}"
+        if d.mes is not None:
+            headers["X-ECVL-MES"] = f"{d.mes:g}"
         return headers
 
 
@@ -149,8 +152,12 @@ class Gateway:
             self.decision_log.close()
 
     # ------------------------------------------------------------------ requests
-    async def handle(self, body: dict[str, Any], *, scenario_header: str | None = None) -> Reply:
-        """Answer one chat-completion request body; raises GatewayError (4xx, 5xx) when it cannot."""
+    async def handle(self, body: dict[str, Any], *, scenario_header: str | None = None, mes_header: str | None = None) -> Reply:
+        """Answer one chat-completion request body; raises GatewayError (4xx, 5xx) when it cannot.
+
+        ``mes_header`` (``X-ECVL-MES``) asks for another MES than the scenario's; only a bundle whose router
+        predicts scores (``ecvl-multi``) serves it.
+        """
         started = time.perf_counter()
         scenario_label = "unknown"
         try:
@@ -162,7 +169,8 @@ class Gateway:
                 limits=self.config.limits,
             )
             scenario_label = request.scenario
-            decision = await self._decide(request, await self._check_images(request))
+            mes = self._requested_mes(mes_header, request.scenario)
+            decision = await self._decide(request, await self._check_images(request), mes)
         except GatewayError:
             self.metrics.requests.labels(scenario_label, "none", "rejected").inc()
             raise
@@ -190,7 +198,23 @@ class Gateway:
                 routed = (image, part.where)
         return routed
 
-    async def _decide(self, request: ChatRequest, routed_image: tuple[CheckedImage, str] | None) -> Decision:
+    def _requested_mes(self, header: str | None, scenario: str) -> float | None:
+        """The MES of ``X-ECVL-MES``, checked against the router's score scale; None without the header."""
+        if header is None:
+            return None
+        try:
+            mes = float(header)
+        except ValueError:
+            raise bad_request(f"X-ECVL-MES must be a number, not {header!r}", param="X-ECVL-MES") from None
+        low, high = self.router.score_scale
+        if not low <= mes <= high:
+            raise bad_request(f"X-ECVL-MES {mes:g} is outside the score scale [{low:g}, {high:g}]", param="X-ECVL-MES")
+        if mes != self.scenarios[scenario].mes and not self.router.serves_any_mes:
+            raise bad_request(f"this router was trained at MES {self.scenarios[scenario].mes:g} only; serving another MES "
+                              "needs an ecvl-multi bundle", param="X-ECVL-MES", code="mes_not_served")
+        return mes
+
+    async def _decide(self, request: ChatRequest, routed_image: tuple[CheckedImage, str] | None, mes: float | None = None) -> Decision:
         scenario = self.scenarios[request.scenario]
         kept = request.history_route
         if kept is not None and self.config.conversation.sticky(kept) and (kept == "edge" or scenario.cloud_allowed):
@@ -199,7 +223,7 @@ class Gateway:
         def decide() -> Decision:  # decoding the image is part of the decision's time
             started = time.perf_counter()
             image = routed_image[0].decode(routed_image[1]) if routed_image else None
-            decision = self.router.decide(request.question, image, scenario.name)
+            decision = self.router.decide(request.question, image, scenario.name, mes=mes)
             return replace(decision, router_ms=elapsed_ms(started))
 
         decision = await asyncio.get_running_loop().run_in_executor(self._router_thread, decide)
@@ -377,6 +401,8 @@ class Gateway:
                 "scenario": s.name,
                 "tau": self.router.tau(s.name),
                 "mes": s.mes,
+                "any_mes": self.router.serves_any_mes,
+                "promise": s.promise(),
                 "cloud_allowed": s.cloud_allowed,
                 "description": s.description,
                 "edge_model": self.backends["edge"].model,

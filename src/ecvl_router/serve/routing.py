@@ -31,6 +31,7 @@ class Decision:
     scenario: str
     router_ms: float
     sticky: bool = False
+    mes: float | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -70,18 +71,30 @@ class QueryRouter:
         task = ((self.trained.manifest or {}).get("settings") or {}).get("task") or {}
         return {"edge": task.get("edge"), "cloud": task.get("cloud")}
 
-    def decide(self, question: str, image: ImageInput | None, scenario: str) -> Decision:
-        """Route one query under ``scenario`` (a name of :attr:`scenarios`)."""
+    @property
+    def serves_any_mes(self) -> bool:
+        """Whether the router predicts scores (``ecvl-multi``) and so serves an MES it was not trained at."""
+        return bool(getattr(self.trained.router, "fitted_pair", None))
+
+    @property
+    def score_scale(self) -> tuple[float, float]:
+        """The training data's score scale, as the bundle's manifest records it (unbounded when it does not)."""
+        scale = (self.trained.manifest or {}).get("score_scale") or [float("-inf"), float("inf")]
+        return float(scale[0]), float(scale[1])
+
+    def decide(self, question: str, image: ImageInput | None, scenario: str, *, mes: float | None = None) -> Decision:
+        """Route one query under ``scenario`` (a name of :attr:`scenarios`), at its MES or at ``mes``."""
         started = time.perf_counter()
         with self._lock:
             features = self.extractor.extract_one(question, image)
-            to_edge, p, tau = self.trained.decide(features, scenario)
+            to_edge, p, tau = self.trained.decide(features, scenario, mes=mes)
         return Decision(
             route="edge" if to_edge[0] else "cloud",
             p=float(p[0]),
             tau=float(tau),
             scenario=scenario,
             router_ms=(time.perf_counter() - started) * 1000,
+            mes=self.trained.choice(scenario).scenario.mes if mes is None else mes,
         )
 
     def warm_up(self) -> None:
