@@ -1,0 +1,58 @@
+"""Wall time of the cross-validated router comparison (``ecvl-router evaluate-routers``) with cached embeddings.
+
+    .venv/bin/python benchmarks/evaluate_routers_cost.py --data DIR --edge E --cloud C [--mes M]
+        [--routers ecvl,ecvl-multi:oof,...] [--folds 5] [--repeats 3] [--jobs 2]
+
+Embeds the dataset first (through the cache, not timed), then times ``compare_routers`` with the default
+routers (or ``--routers``) and prints the wall time, the CPU time of this process and of its workers, and
+the seconds per fold.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import resource
+import time
+from pathlib import Path
+
+from ecvl_router.data import load_rsd
+from ecvl_router.experiments.router_comparison import DEFAULT_POLICIES, compare_routers
+from ecvl_router.features.extractor import ExtractorSettings, FeatureExtractor
+from ecvl_router.router_cv import CVSettings, PolicySpec
+from ecvl_router.runs import default_cache_dir, rsd_features
+from ecvl_router.scenarios import SCENARIOS
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, required=True)
+    parser.add_argument("--edge", required=True)
+    parser.add_argument("--cloud", required=True)
+    parser.add_argument("--mes", type=float, default=None)
+    parser.add_argument("--routers", default=",".join(DEFAULT_POLICIES))
+    parser.add_argument("--folds", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--jobs", type=int, default=2)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    rsd = load_rsd(args.data)
+    extractor = FeatureExtractor.from_settings(ExtractorSettings())
+    features = rsd_features(rsd, extractor, cache_dir=default_cache_dir())
+    extractor.close()
+    scenarios = [s.with_mes(args.mes) if args.mes is not None else s for s in SCENARIOS.values()]
+    policies = [PolicySpec.parse(text) for text in args.routers.split(",")]
+    started, cpu_started = time.perf_counter(), time.process_time()
+    comparison = compare_routers(rsd, features, edge=args.edge, cloud=args.cloud, scenarios=scenarios, policies=policies,
+                                 n_folds=args.folds, n_repeats=args.repeats, settings=CVSettings(), jobs=args.jobs)
+    wall = time.perf_counter() - started
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    folds = args.folds * args.repeats
+    print(f"{rsd.info.name}: {comparison.n_queries} queries, {len(rsd.models)} models; {args.edge} / {args.cloud}")
+    print(f"routers {args.routers}; {args.folds} folds x {args.repeats} repeats; {args.jobs} worker process(es)")
+    print(f"wall time {wall:.0f} s ({wall / 60:.1f} min), {wall / folds:.0f} s per fold; CPU: this process "
+          f"{time.process_time() - cpu_started:.0f} s, workers {children.ru_utime + children.ru_stime:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
