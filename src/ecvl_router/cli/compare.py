@@ -9,9 +9,9 @@ import typer
 
 from ecvl_router.cli.console import console, fail, progress_bar
 from ecvl_router.cli.data import load_or_fail
-from ecvl_router.cli.options import CacheOption, EncodersOption, extractor_settings, load_extractor
+from ecvl_router.cli.options import CacheOption, EncodersOption, extractor_settings, load_extractor, scenarios_on_one_mes
 from ecvl_router.labels import LABEL_RULES
-from ecvl_router.scenarios import SCENARIOS, ScenarioError, resolve_scenario
+from ecvl_router.scenarios import SCENARIOS
 
 
 def evaluate_routers(
@@ -42,12 +42,10 @@ def evaluate_routers(
     from ecvl_router.runs import default_cache_dir, rsd_features
 
     rsd = load_or_fail(data)
+    scenarios = scenarios_on_one_mes(scenario, mes, rsd)
     try:
-        scenarios = [s for spec in scenario for s in resolve_scenario(spec, mes=mes)]
-        for s in scenarios:
-            s.check_scale(rsd.info.score_min, rsd.info.score_max)
         policies = [PolicySpec.parse(text) for text in (routers.split(",") if routers else DEFAULT_POLICIES)]
-    except (ScenarioError, ValueError) as exc:
+    except ValueError as exc:
         fail(str(exc))
     neural = ("ecvl", "ecvl-multi", "mlp", "mf")
     settings = CVSettings(

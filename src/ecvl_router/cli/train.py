@@ -13,7 +13,7 @@ from ecvl_router.bundle import BundleError, save_bundle
 from ecvl_router.training import ScenarioChoice, TrainedRouter, search_threshold, train_router
 from ecvl_router.cli.console import ProgressCallback, console, fail, print_json, progress_bar
 from ecvl_router.cli.data import load_or_fail
-from ecvl_router.cli.options import CacheOption, EncodersOption, extractor_settings, load_extractor
+from ecvl_router.cli.options import CacheOption, EncodersOption, extractor_settings, load_extractor, scenarios_on_one_mes
 from ecvl_router.evaluation import REFERENCE_POLICIES, evaluate_decisions, reference_decisions
 from ecvl_router.labels import LABEL_RULES
 from ecvl_router.features.features import QueryFeatures
@@ -21,7 +21,7 @@ from ecvl_router.routers import TRAINABLE_ROUTER_NAMES, Router, ScoreTargets, cr
 from ecvl_router.risk_control import certified, quality_drop
 from ecvl_router.routing_task import PARTS, RoutingTask, build_task, score_targets
 from ecvl_router.runs import RunContext, default_cache_dir, open_run, rsd_features, run_settings, write_split
-from ecvl_router.scenarios import SCENARIOS, Scenario, ScenarioError, resolve_scenario
+from ecvl_router.scenarios import SCENARIOS, Scenario
 
 SUMMARY_KEYS = ("apsp", "ca", "ail", "rcs", "accuracy", "pgr", "time_saving", "token_saving")
 PROPORTIONS = ("apsp", "ca", "rcs", "accuracy", "pgr")
@@ -65,14 +65,7 @@ def train(
 ) -> None:
     """Train a router for one model pair and one or more scenarios sharing an MES; writes a bundle with τ* per scenario."""
     rsd = load_or_fail(data)
-    try:
-        scenarios = [s for spec in scenario for s in resolve_scenario(spec, mes=mes)]
-        for s in scenarios:
-            s.check_scale(rsd.info.score_min, rsd.info.score_max)
-    except ScenarioError as exc:
-        fail(str(exc))
-    if len({s.mes for s in scenarios}) != 1:
-        fail(f"scenarios of one run must share one MES (got {sorted({s.mes for s in scenarios})}); train them in separate runs")
+    scenarios = scenarios_on_one_mes(scenario, mes, rsd)
     if out.exists() and not force:
         fail(f"{out} exists; use --force to replace it")
     if recipe == "oof" and len({s.guaranteed for s in scenarios}) > 1:
