@@ -162,7 +162,7 @@ def _fold_rows(seed: int = 0) -> pd.DataFrame:
                     # In "speed" all-small is the better trivial policy.
                     value = mean + (0.2 if scenario == "speed" and policy == "all-small" else 0.0) + shift
                     rcs = value + rng.normal(scale=0.02)
-                    rows.append({"repeat": repeat, "fold": fold, "policy": policy, "scenario": scenario,
+                    rows.append({"repeat": repeat, "fold": fold, "policy": policy, "scenario": scenario, "mes": 6.0,
                                  "apsp": rng.random(), "ca": rng.random(), "ail": rng.random(), "rcs": rcs,
                                  "tau": 0.5, "fallback": "all-large" if policy == "router" and fold == 0 else ""})
     return pd.DataFrame(rows)

@@ -41,7 +41,7 @@ TINY_ROUTERS = {
 SECTIONS = (
     "Dataset analysis", "Figure 3", "Figure 4", "Figure 5", "Figure 6", "Figure 7", "**Table 1.**", "Figure 2 (", "Figure 8",
     "**Table 2a.**", "**Table 2b.**", "**Table 3.**", "**Table 4.**", "BARTScore", "Figure 9", "Figure 11", "Figure 12",
-    "**Table 8.**", "Settings, seeds, dataset and wall time", "Wall time", "observations on this dataset", "**Obs 7 — ",
+    "**Table 8.**", "Cross-validated router comparison", "Figure R (router comparison)", "Settings, seeds, dataset and wall time", "Wall time", "observations on this dataset", "**Obs 7 — ",
 )
 
 
@@ -100,7 +100,7 @@ def test_report_has_every_section_and_announces_every_experiment(first_run):
     text = files.markdown.read_text(encoding="utf-8")
     missing = [section for section in SECTIONS if section not in text]
     assert not missing, f"sections missing from report.md: {missing}"
-    assert len(stages) == 8 and stages[0].startswith("Dataset analysis") and stages[-1].startswith("Table 8")
+    assert len(stages) == 9 and stages[0].startswith("Dataset analysis") and stages[-1].startswith("Cross-validated")
     assert results.latency is not None and set(results.latency.seconds) and all(len(v) == 2 for v in results.latency.seconds.values())
     # every figure and table has a caption
     assert len(re.findall(r"^!\[", text, flags=re.M)) == len(files.figures)
@@ -110,7 +110,7 @@ def test_report_has_every_section_and_announces_every_experiment(first_run):
 
 def test_every_figure_is_a_valid_non_blank_png(first_run):
     _, _, files, _ = first_run
-    assert len(files.figures) == 5 + 2 + 1 + 1 + 2  # Figs 3–7, Fig 2 per pair, 8, 9, 11–12
+    assert len(files.figures) == 5 + 2 + 1 + 1 + 2 + 1  # Figs 3–7, Fig 2 per pair, 8, 9, 11–12, router comparison
     for path in files.figures:
         data = path.read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n", path

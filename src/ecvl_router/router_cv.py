@@ -112,7 +112,7 @@ def fold_rows(
 
     def record(policy: str, scenario: Scenario, to_edge: np.ndarray, tau: float = float("nan"), fallback: str | None = None) -> None:
         metrics = evaluate_decisions(to_edge, test_pair, test_labels, scenario)
-        rows.append({"repeat": fold.repeat, "fold": fold.fold, "policy": policy, "scenario": scenario.name,
+        rows.append({"repeat": fold.repeat, "fold": fold.fold, "policy": policy, "scenario": scenario.name, "mes": scenario.mes,
                      **{key: float(metrics[key]) for key in METRICS}, "tau": tau, "fallback": fallback or ""})
 
     for scenario in scenarios:
@@ -182,7 +182,7 @@ def summarise(rows: pd.DataFrame, test_share: float) -> pd.DataFrame:
         trivial = max(TRIVIAL, key=lambda name: mean_rcs[name])
         baseline = by_policy[trivial]["rcs"].to_numpy()
         for policy, part in by_policy.items():
-            entry: dict[str, Any] = {"scenario": scenario, "policy": policy, "folds": len(part)}
+            entry: dict[str, Any] = {"scenario": scenario, "mes": part["mes"].iloc[0], "policy": policy, "folds": len(part)}
             for key in METRICS:
                 interval = corrected_interval(part[key].to_numpy(), test_share)
                 entry.update({key: interval.mean, f"{key}_low": interval.low, f"{key}_high": interval.high})

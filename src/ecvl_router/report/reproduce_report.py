@@ -357,7 +357,7 @@ def _comparison_section(doc: _Document, results: ReproduceResults) -> None:
     doc.csv(comparison.summary.to_dict("records"), "comparison_summary.csv")
     doc.csv(comparison.folds.to_dict("records"), "comparison_folds.csv")
     path = rcs_figure(comparison.summary, doc.folder / "comparison_rcs.png", title=f"{settings.main_pair.label}: RCS per router")
-    doc.figure(path, "Router comparison", "RCS per router with 95 % confidence intervals; the dashed line is the better trivial policy.")
+    doc.figure(path, "Figure R (router comparison)", "RCS per router with 95 % confidence intervals; the dashed line is the better trivial policy.")
 
 
 def _provenance_section(doc: _Document, results: ReproduceResults, rsd: RSD, wall_seconds: float) -> None:

@@ -9,6 +9,8 @@ fallbacks, retries, metrics and decision log. Fixed policies decide like the ``a
 
 from __future__ import annotations
 
+import math
+
 import threading
 from dataclasses import replace
 from pathlib import Path
@@ -80,13 +82,20 @@ class PolicyRouter:
     def model_names(self) -> dict[Route, str | None]:
         return dict(self._model_names)
 
-    def decide(self, question: str, image: ImageInput | None, key: str) -> Decision:
-        """The decision of ``key``'s policy for one query; its ``scenario`` is ``key``."""
+    serves_any_mes = False
+    """Each policy routes at its scenario's MES."""
+
+    @property
+    def score_scale(self) -> tuple[float, float]:
+        return (-math.inf, math.inf)
+
+    def decide(self, question: str, image: ImageInput | None, key: str, *, mes: float | None = None) -> Decision:
+        """The decision of ``key``'s policy for one query; its ``scenario`` is ``key`` (``mes``: its own MES only)."""
         plan = self._plans[key]
         if isinstance(plan, str):
             return Decision(plan, FIXED_P[plan], FixedPolicy.fixed_threshold, key, 0.0)
         with self._lock:
-            decision = plan.decide(question, image, _scenario_of(key))
+            decision = plan.decide(question, image, _scenario_of(key), mes=mes)
         return replace(decision, scenario=key)
 
     def warm_up(self) -> None:
