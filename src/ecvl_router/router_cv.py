@@ -32,6 +32,8 @@ from ecvl_router.training import TrainedRouter, search_threshold, train_router
 RECIPES = ("split", "oof")
 TRIVIAL = ("all-large", "all-small")
 METRICS = ("apsp", "ca", "ail", "rcs")
+SHARES = ("apsp", "ca")
+"""Metrics that are shares: their intervals are clipped to [0, 1]."""
 Progress = Callable[[int, int], None]
 
 
@@ -185,7 +187,8 @@ def summarise(rows: pd.DataFrame, test_share: float) -> pd.DataFrame:
             entry: dict[str, Any] = {"scenario": scenario, "mes": part["mes"].iloc[0], "policy": policy, "folds": len(part)}
             for key in METRICS:
                 interval = corrected_interval(part[key].to_numpy(), test_share)
-                entry.update({key: interval.mean, f"{key}_low": interval.low, f"{key}_high": interval.high})
+                low, high = (max(interval.low, 0.0), min(interval.high, 1.0)) if key in SHARES else (interval.low, interval.high)
+                entry.update({key: interval.mean, f"{key}_low": low, f"{key}_high": high})
             gain = corrected_interval(part["rcs"].to_numpy() - baseline, test_share)
             entry.update({"best_trivial": trivial, "gain": gain.mean, "gain_low": gain.low, "gain_high": gain.high})
             entry["headroom_oracle"] = headroom_share(mean_rcs[policy], mean_rcs[trivial], mean_rcs["oracle"])
