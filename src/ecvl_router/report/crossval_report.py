@@ -50,12 +50,17 @@ def summary_markdown(summary: pd.DataFrame) -> str:
 
 
 def rcs_figure(summary: pd.DataFrame, path: Path, *, title: str) -> Path:
-    """RCS mean with its 95 % CI per policy, one panel per scenario; dashed line at the best trivial policy."""
+    """RCS mean with its 95 % CI per policy, one panel per scenario; dashed line at the best trivial policy.
+
+    The oracle, far to the right of every router, is named in the panel's title instead of drawn.
+    """
     plt = pyplot()
     scenarios = list(dict.fromkeys(summary["scenario"]))
     figure, axes = plt.subplots(1, len(scenarios), figsize=(5.2 * len(scenarios), 4.6), constrained_layout=True, squeeze=False)
     for ax, scenario in zip(axes[0], scenarios):
-        block = summary[summary["scenario"] == scenario].reset_index(drop=True)
+        everything = summary[summary["scenario"] == scenario]
+        oracle = everything.loc[everything["policy"] == "oracle", "rcs"]
+        block = everything[everything["policy"] != "oracle"].reset_index(drop=True)
         errors = [block["rcs"] - block["rcs_low"], block["rcs_high"] - block["rcs"]]
         ax.errorbar(block["rcs"], range(len(block)), xerr=errors, fmt="o", capsize=3)
         trivial = block.loc[block["policy"] == block["best_trivial"].iloc[0], "rcs"].iloc[0]
@@ -63,7 +68,7 @@ def rcs_figure(summary: pd.DataFrame, path: Path, *, title: str) -> Path:
         ax.set_yticks(range(len(block)), block["policy"])
         ax.invert_yaxis()
         ax.set_xlabel("RCS (mean, 95 % CI)")
-        ax.set_title(scenario)
+        ax.set_title(f"{scenario} (oracle {oracle.iloc[0]:.3f})" if len(oracle) else scenario)
         ax.legend(loc="lower right", fontsize=8)
     figure.suptitle(title)
     return save_figure(figure, path)
