@@ -45,3 +45,26 @@ def test_other_files_do_not_change_the_version(tmp_path: Path) -> None:
     original = training_code_version(copy)
     (copy / "metrics.py").write_text((copy / "metrics.py").read_text() + "\n# unrelated\n")
     assert training_code_version(copy) == original
+
+
+def test_a_new_training_code_version_retrains_a_cached_router(tmp_path: Path, monkeypatch) -> None:
+    import numpy as np
+
+    from ecvl_router.data.splits import Split
+    from ecvl_router.experiments import trained_cache
+    from ecvl_router.routing_task import RoutingTask
+    from ecvl_router.scenarios import SCENARIOS
+    from tests.routing_synthetic import synthetic_problem
+
+    features, labels, pair = synthetic_problem(60, seed=0)
+    rows = np.arange(60)
+    task = RoutingTask(pair, labels, Split(rows[:36], rows[36:48], rows[48:]), 6.0, "mes", 1.0, 0)
+
+    def train() -> bool:
+        _, cached = trained_cache.train_or_load(task, features, "gbdt", [SCENARIOS["quality"]], cache_dir=tmp_path,
+                                                feature_identity={"stand-in": 1}, router_params={"max_iter": 3})
+        return cached
+
+    assert train() is False and train() is True
+    monkeypatch.setattr(trained_cache, "training_code_version", lambda: "after-a-fix")
+    assert train() is False and train() is True

@@ -38,8 +38,3 @@ def reference_decisions(policy: str, labels: np.ndarray) -> np.ndarray:
     if policy == "oracle":
         return np.asarray(labels).astype(bool)
     raise ValueError(f"unknown reference policy {policy!r}; expected one of {', '.join(REFERENCE_POLICIES)}")
-
-
-def reference_metrics(view: PairView, labels: np.ndarray, scenario: Scenario) -> dict[str, dict[str, Any]]:
-    """Metrics of every reference policy, by name."""
-    return {name: evaluate_decisions(reference_decisions(name, labels), view, labels, scenario) for name in REFERENCE_POLICIES}

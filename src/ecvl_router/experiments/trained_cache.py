@@ -14,6 +14,7 @@ from ecvl_router.bundle import BundleError, load_bundle, save_bundle
 from ecvl_router.features.features import QueryFeatures
 from ecvl_router.routers import create_router
 from ecvl_router.routing_task import RoutingTask
+from ecvl_router.code_version import training_code_version
 from ecvl_router.runs import settings_key
 from ecvl_router.scenarios import Scenario
 from ecvl_router.training import TrainedRouter, train_router
@@ -46,7 +47,8 @@ def train_or_load(
     """The trained router and whether it came from the cache.
 
     ``features`` are aligned with ``task.pair``. The cache key covers the task's data, label rule and
-    split, the router and its hyperparameters, the scenarios and the feature extractor's identity.
+    split, the router and its hyperparameters, the scenarios, the feature extractor's identity and the version
+    of the training code (``code_version``), so that a change to a router or to training retrains.
     """
     params = {"random_state": task.seed, **(router_params or {})}
     settings = {
@@ -56,6 +58,7 @@ def train_or_load(
         "params": params,
         "scenarios": [s.model_dump() for s in scenarios],
         "features": feature_identity,
+        "code": training_code_version(),
     }
     directory = Path(cache_dir) / "routers" / f"{router_name}-{settings_key(settings)}"
     if directory.exists():
