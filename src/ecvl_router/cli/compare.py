@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from ecvl_router.cli.console import console, fail, progress_bar
+from ecvl_router.cli.console import console, fail, plain, progress_bar
 from ecvl_router.cli.data import load_or_fail
 from ecvl_router.cli.options import CacheOption, EncodersOption, extractor_settings, load_extractor, scenarios_on_one_mes
 from ecvl_router.labels import LABEL_RULES
@@ -76,8 +76,8 @@ def evaluate_routers(
         "seed": seed, "wall time": f"{elapsed:.0f} s with {jobs} worker process(es)",
     }
     report = write_crossval_report(comparison.folds, comparison.summary, out, title=title, settings=described)
-    console.print(f"[green]report[/] {report} ({elapsed:.0f} s)")
+    console.print(f"[green]report[/] {plain(report)} ({elapsed:.0f} s)")
     for name, block in comparison.summary.groupby("scenario", sort=False):
         best = block[~block["policy"].isin(["oracle", "bayes"])].sort_values("rcs", ascending=False).iloc[0]
-        console.print(f"  {name}: best {best['policy']} RCS {best['rcs']:.4f} [{best['rcs_low']:.4f}, {best['rcs_high']:.4f}], "
+        console.print(f"  {plain(name)}: best {best['policy']} RCS {best['rcs']:.4f} [{best['rcs_low']:.4f}, {best['rcs_high']:.4f}], "
                       f"gain over {best['best_trivial']} {best['gain']:+.4f} [{best['gain_low']:+.4f}, {best['gain_high']:+.4f}]")

@@ -11,7 +11,7 @@ from rich.table import Table
 
 from ecvl_router.bundle import BundleError, save_bundle
 from ecvl_router.training import ScenarioChoice, TrainedRouter, search_threshold, train_router
-from ecvl_router.cli.console import ProgressCallback, console, fail, print_json, progress_bar
+from ecvl_router.cli.console import ProgressCallback, console, plain, fail, print_json, progress_bar
 from ecvl_router.cli.data import load_or_fail
 from ecvl_router.cli.options import CacheOption, EncodersOption, extractor_settings, load_extractor, scenarios_on_one_mes
 from ecvl_router.evaluation import REFERENCE_POLICIES, evaluate_decisions, reference_decisions
@@ -79,7 +79,7 @@ def train(
     except (KeyError, ValueError) as exc:
         fail(str(exc).strip('"'))
     if task.pair.n_excluded:
-        console.print(f"[yellow]note[/] {task.pair.n_excluded} items lack a response from {edge!r} or {cloud!r} and are left out")
+        console.print(f"[yellow]note[/] {task.pair.n_excluded} items lack a response from {plain(repr(edge))} or {plain(repr(cloud))} and are left out")
     settings = extractor_settings(encoders)
     extractor = load_extractor(settings)
     with progress_bar("embedding items") as progress:
@@ -92,14 +92,14 @@ def train(
         trained = _fit(model, recipe, task, features, targets, scenarios, edge_share, progress)
     save_bundle(trained, out, extra_manifest=run_settings(rsd, task, settings, extractor.identity()), overwrite=True)
     write_split(out, task)
-    console.print(f"[green]trained[/] {router} on {len(task.part('train'))} items in {time.perf_counter() - started:.1f} s → {out}")
+    console.print(f"[green]trained[/] {router} on {len(task.part('train'))} items in {time.perf_counter() - started:.1f} s → {plain(out)}")
     for name, choice in trained.choices.items():
         if choice.scenario.guaranteed:
-            console.print(f"  {name}: {_guarantee_line(choice)}")
+            console.print(f"  {plain(name)}: {_guarantee_line(choice)}")
         elif choice.fallback:
-            console.print(f"  {name}: falls back to {choice.fallback} (the router did not beat it out of fold)")
+            console.print(f"  {plain(name)}: falls back to {choice.fallback} (the router did not beat it out of fold)")
         else:
-            console.print(f"  {name}: τ* = {choice.tau:.2f}, validation RCS* = {choice.rcs:.4f} (epoch {choice.epoch + 1})")
+            console.print(f"  {plain(name)}: τ* = {choice.tau:.2f}, validation RCS* = {choice.rcs:.4f} (epoch {choice.epoch + 1})")
 
 
 def _fit(
@@ -240,7 +240,7 @@ def route(
     if as_json:
         print_json(decision)
     else:
-        console.print(f"[bold]{decision['route']}[/] ({decision['model']}): p = {decision['p']:.3f} "
+        console.print(f"[bold]{decision['route']}[/] ({plain(decision['model'])}): p = {decision['p']:.3f} "
                       f"{'≥' if to_edge[0] else '<'} τ = {tau:.2f} [{name}], decided in {elapsed_ms:.1f} ms")
         if decision["promise"]:
             console.print(f"  promise: {decision['promise']}")
