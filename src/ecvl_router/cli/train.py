@@ -11,7 +11,7 @@ from rich.table import Table
 
 from ecvl_router.bundle import BundleError, save_bundle
 from ecvl_router.training import ScenarioChoice, TrainedRouter, search_threshold, train_router
-from ecvl_router.cli.console import ProgressCallback, console, plain, fail, print_json, progress_bar
+from ecvl_router.cli.console import ProgressCallback, console, fail, plain, print_json, progress_bar
 from ecvl_router.cli.data import load_or_fail
 from ecvl_router.cli.options import CacheOption, EncodersOption, extractor_settings, load_extractor, scenarios_on_one_mes
 from ecvl_router.evaluation import REFERENCE_POLICIES, evaluate_decisions, reference_decisions
@@ -23,8 +23,11 @@ from ecvl_router.routing_task import PARTS, RoutingTask, build_task, score_targe
 from ecvl_router.runs import RunContext, default_cache_dir, open_run, rsd_features, run_settings, write_split
 from ecvl_router.scenarios import SCENARIOS, Scenario
 
-SUMMARY_KEYS = ("apsp", "ca", "ail", "rcs", "accuracy", "pgr", "time_saving", "token_saving")
-PROPORTIONS = ("apsp", "ca", "rcs", "accuracy", "pgr")
+SUMMARY_KEYS = ("apsp", "ca", "ail", "rcs", "accuracy", "pgr", "time_saving", "time_saving_share", "token_saving", "token_saving_share")
+PROPORTIONS = ("apsp", "ca", "rcs", "accuracy", "pgr", "time_saving_share", "token_saving_share")
+HEADERS = {"ail": "ail (s)", "time_saving": "time saved (s)", "time_saving_share": "time saved share",
+           "token_saving": "tokens saved", "token_saving_share": "tokens saved share"}
+"""Column names of ``evaluate``'s table; savings are totals over the evaluated queries against all-at-large."""
 
 
 def embed(
@@ -176,17 +179,18 @@ def evaluate(
         print_json({"split": split, "n": len(view), "scenarios": results, "promises": promises})
         return
     for name, rows in results.items():
-        table = Table(title=f"{name} scenario — {split} split, {len(view)} queries")
+        table = Table(title=f"{plain(name)} scenario — {split} split, {len(view)} queries",
+                      caption="savings: totals over these queries against all-at-large (shares of its total)")
         table.add_column("policy")
         for key in ("tau", *SUMMARY_KEYS):
-            table.add_column(key, justify="right")
+            table.add_column(HEADERS.get(key, key), justify="right")
         for policy, metrics in rows.items():
             cells = [f"{metrics['tau']:.2f}" if "tau" in metrics else "–"]
             cells += [f"{metrics.get(key, float('nan')):.{4 if key in PROPORTIONS else 2}f}" for key in SUMMARY_KEYS]
             table.add_row(policy, *cells)
         console.print(table)
         if name in promises:
-            drop, bound = rows[run.trained.router.name]["quality_drop"], run.trained.choice(name).scenario.max_quality_drop
+            drop, bound = rows[run.trained.label]["quality_drop"], run.trained.choice(name).scenario.max_quality_drop
             console.print(f"  promise: {promises[name]}\n  realised quality drop on the {split} split: {drop:.4f} "
                           f"({'within' if drop <= bound else 'above'} {bound:g})")
 
