@@ -34,8 +34,10 @@ def test_train_evaluate_route(workspace):
     report = strict_loads(invoke("evaluate", run, "--json", "--cache-dir", workspace / "cache").stdout)
     assert report["split"] == "test" and report["n"] == 24
     quality = report["scenarios"]["quality"]
-    assert set(quality) == {"ecvl", "all-large", "all-small", "oracle"}
-    assert quality["oracle"]["accuracy"] == 1.0
+    assert set(quality) == {"ecvl", "all-large", "all-small", "oracle", "bayes"}  # bayes: demo data only
+    assert quality["oracle"]["accuracy"] == 1.0 and 0 <= quality["bayes"]["tau"] <= 1
+    table = invoke("evaluate", run, "--cache-dir", workspace / "cache").stdout
+    assert "time saved (s)" in table and "tokens saved share" in table and "against all-at-large" in table
     assert quality["ecvl"]["rcs"] == pytest.approx(1.2 * quality["ecvl"]["apsp"] + 0.1 * quality["ecvl"]["ca"] - 0.001 * quality["ecvl"]["ail"])
     image = next((workspace / "data" / "images").iterdir())
     for extra in (("--image", image), ()):
