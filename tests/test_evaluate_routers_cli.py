@@ -89,9 +89,12 @@ def test_train_multi_router_out_of_fold_then_evaluate_and_route(workspace):
     report = json.loads(invoke("evaluate", run, "--json", "--cache-dir", workspace / "cache").stdout)
     assert report["split"] == "test" and report["n"] == 60
     quality = report["scenarios"]["quality"]
-    assert set(quality) == {"ensemble", "all-large", "all-small", "oracle"}
-    assert 0 <= quality["ensemble"]["apsp"] <= 1 and quality["oracle"]["accuracy"] == 1.0
+    assert set(quality) == {"ecvl-multi:oof", "all-large", "all-small", "oracle", "bayes"}
+    assert 0 <= quality["ecvl-multi:oof"]["apsp"] <= 1 and quality["oracle"]["accuracy"] == 1.0
     decision = json.loads(invoke("route", run, "--question", "How many circles are there?", "--scenario", "speed", "--json").stdout)
     assert decision["route"] in ("edge", "cloud") and 0 <= decision["p"] <= 1
     assert decision["model"] == (EDGE if decision["route"] == "edge" else CLOUD)
     assert decision["tau"] == manifest["scenarios"]["speed"]["tau"]
+    at_eight = json.loads(invoke("route", run, "--question", "How many circles are there?", "--scenario", "speed", "--mes", 8,
+                                 "--json").stdout)
+    assert at_eight["mes"] == 8 and 0 <= at_eight["p"] <= 1
