@@ -18,12 +18,13 @@ def test_quick_reproduction_on_a_small_demo(tmp_path, monkeypatch):
     assert result.exit_code == 0, result.output
     text = (out / "report.md").read_text(encoding="utf-8")
     for label in ("Figure 3", "Figure 7", "**Table 1.**", "Figure 2 (", "Figure 8", "**Table 2a.**", "**Table 3.**",
-                  "**Table 4.**", "Figure 9", "Figure 11", "Figure 12", "**Table 8.**", "Obs 7"):
+                  "**Table 4.**", "Figure 9", "Figure 11", "Figure 12", "**Table 8.**", "Obs 7",
+                  "Cross-validated router comparison", "Figure R (router comparison)"):
         assert label in text, label
     latency = re.search(r"\| routing decision, end to end \| ([\d.]+) \|", text)
     assert latency and float(latency.group(1)) > 0  # measured with the real extractor
     html = (out / "report.html").read_text(encoding="utf-8")
-    assert html.count("data:image/png;base64,") == len(list(out.glob("*.png"))) == 12
+    assert html.count("data:image/png;base64,") == len(list(out.glob("*.png"))) == 13
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["settings"]["quick"] and manifest["settings"]["seeds"] == [0] and manifest["routers_trained"] > 0
 
