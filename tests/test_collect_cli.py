@@ -138,7 +138,7 @@ def test_self_judging_is_refused_unless_allowed(server: FakeServer, tmp_path: Pa
 @pytest.mark.slow
 @pytest.mark.parametrize("stop, returncode", [(signal.SIGKILL, -signal.SIGKILL), (signal.SIGINT, 130)], ids=["kill-9", "ctrl-c"])
 def test_a_stopped_collector_resumes_without_loss_or_duplicates(server: FakeServer, tmp_path: Path, stop: signal.Signals, returncode: int) -> None:
-    server.state.delay_s = 0.1
+    server.state.delay_s = 0.5  # 80 calls over 4 lanes take ~10 s: the stop lands mid-run even on a loaded machine
     bench = write_benchmark(tmp_path / "bench", 40)
     models = write_models(tmp_path / "models.yaml", server, [("one", "slow"), ("two", "slow")], max_concurrency=2)
     out = tmp_path / "rsd"
