@@ -138,13 +138,16 @@ def test_self_judging_is_refused_unless_allowed(server: FakeServer, tmp_path: Pa
 @pytest.mark.slow
 @pytest.mark.parametrize("stop, returncode", [(signal.SIGKILL, -signal.SIGKILL), (signal.SIGINT, 130)], ids=["kill-9", "ctrl-c"])
 def test_a_stopped_collector_resumes_without_loss_or_duplicates(server: FakeServer, tmp_path: Path, stop: signal.Signals, returncode: int) -> None:
-    server.state.delay_s = 0.5  # 80 calls over 4 lanes take ~10 s: the stop lands mid-run even on a loaded machine
+    server.state.delay_s = 0.1
     bench = write_benchmark(tmp_path / "bench", 40)
     models = write_models(tmp_path / "models.yaml", server, [("one", "slow"), ("two", "slow")], max_concurrency=2)
     out = tmp_path / "rsd"
     command = [sys.executable, "-c", "from ecvl_router.cli import main; main()", "collect", "--benchmarks", str(bench), "--models", str(models), "--out", str(out)]
     store = out / "raw" / "results.jsonl"
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    # A suite started in the background of a non-interactive shell inherits an ignored SIGINT; the collector
+    # must see Ctrl-C as a user at a terminal would.
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, "HF_HUB_OFFLINE": "1"},
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         deadline = time.monotonic() + 120
         while len(read_records(store)) < 12:
