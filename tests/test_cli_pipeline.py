@@ -5,6 +5,8 @@ from typer.testing import CliRunner
 
 from ecvl_router.cli import app
 from ecvl_router.data.demo import DEMO_PAIRS, generate_demo
+
+from tests.cli_support import invoke
 from tests.strict_json import strict_loads
 
 pytestmark = pytest.mark.slow
@@ -15,12 +17,6 @@ def workspace(tmp_path_factory):
     root = tmp_path_factory.mktemp("pipeline")
     generate_demo(root / "data", n_items=120, seed=2)
     return root
-
-
-def invoke(*args):
-    result = CliRunner().invoke(app, [str(a) for a in args])
-    assert result.exit_code == 0, result.output
-    return result
 
 
 def test_train_evaluate_route(workspace):

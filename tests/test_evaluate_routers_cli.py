@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 from ecvl_router.cli import app
 from ecvl_router.data.demo import DEMO_PAIRS, generate_demo
 
+from tests.cli_support import invoke
 from tests.serve_support import write_tiny_encoders
 
 CLOUD, EDGE = DEMO_PAIRS[0]
@@ -25,12 +26,6 @@ def workspace(tmp_path_factory):
     generate_demo(root / "data", n_items=300, seed=3)
     write_tiny_encoders(root / "encoders")
     return root
-
-
-def invoke(*args):
-    result = CliRunner().invoke(app, [str(a) for a in args])
-    assert result.exit_code == 0, result.output
-    return result
 
 
 def common(workspace):

@@ -9,6 +9,8 @@ from typer.testing import CliRunner
 from ecvl_router.cli import app
 from ecvl_router.data.demo import DEMO_PAIRS, generate_demo
 
+from tests.cli_support import invoke
+
 pytestmark = pytest.mark.slow
 
 
@@ -18,12 +20,6 @@ def workspace(tmp_path_factory):
     generate_demo(root / "data", n_items=120, seed=3)
     (root / "careful.yaml").write_text("- {name: careful, mes: 6, max_quality_drop: 0.05, confidence: 0.9}\n")
     return root
-
-
-def invoke(*args):
-    result = CliRunner().invoke(app, [str(a) for a in args])
-    assert result.exit_code == 0, result.output
-    return result
 
 
 def test_train_evaluate_route_carry_the_promise(workspace):
