@@ -33,9 +33,8 @@ def fold_strata(sources: Sequence[str] | np.ndarray, labels: np.ndarray, n_folds
     """(source, label) strata; a stratum with fewer than ``n_folds`` members falls back to its label alone."""
     strata = strata_of(sources, labels)
     values, counts = np.unique(strata, return_counts=True)
-    rare = set(values[counts < n_folds])
     label_only = np.array([f"label={int(label)}" for label in labels], dtype=object)
-    return np.where([s in rare for s in strata], label_only, strata)
+    return np.where(np.isin(strata, values[counts < n_folds]), label_only, strata)
 
 
 def repeated_stratified_folds(strata: np.ndarray, *, n_folds: int = 5, n_repeats: int = 3, seed: int = 0) -> list[Fold]:
@@ -57,7 +56,10 @@ def repeated_stratified_folds(strata: np.ndarray, *, n_folds: int = 5, n_repeats
 
 
 def pooled_strata(strata: np.ndarray, n_parts: int) -> np.ndarray:
-    """Strata with fewer than ``n_parts`` members pooled into one; a pool still too small joins the largest stratum."""
+    """Strata with fewer than ``n_parts`` members pooled into one; a pool still too small joins the largest stratum.
+
+    Every resulting stratum has at least ``n_parts`` members whenever there are at least ``n_parts`` queries.
+    """
     strata = np.asarray(strata, dtype=object)
     values, counts = np.unique(strata, return_counts=True)
     rare = np.isin(strata, values[counts < n_parts])

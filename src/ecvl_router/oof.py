@@ -46,10 +46,9 @@ Progress = Callable[[int, int], None]
 
 
 def per_query_rcs(to_edge: np.ndarray, pair: PairView, scenario: Scenario) -> np.ndarray:
-    """Each query's contribution to RCS: α·[routed score ≥ MES] + β·[edge] − γ·routed latency."""
+    """Each query's contribution to RCS: ``Scenario.rcs`` of [routed score ≥ MES], [edge] and the routed latency."""
     score = np.where(to_edge, pair.score_edge, pair.score_cloud)
-    latency = np.where(to_edge, pair.latency_edge, pair.latency_cloud)
-    return scenario.alpha * (score >= scenario.mes) + scenario.beta * to_edge - scenario.gamma * latency
+    return scenario.rcs(score >= scenario.mes, to_edge, np.where(to_edge, pair.latency_edge, pair.latency_cloud))
 
 
 def fallback_choice(to_edge: np.ndarray, pair: PairView, scenario: Scenario, *, z: float) -> str | None:
@@ -89,11 +88,8 @@ def cross_fitted_decisions(
 
 def inner_folds(strata: np.ndarray, folds: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
     """Stratified (train, held-out) index pairs; strata too small for ``folds`` parts are pooled."""
-    pooled = pooled_strata(strata, folds)
-    if min(np.unique(pooled, return_counts=True)[1]) < folds:
-        pooled = np.zeros(len(strata), dtype=int)
     splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
-    return list(splitter.split(np.zeros(len(strata)), pooled))
+    return list(splitter.split(np.zeros(len(strata)), pooled_strata(strata, folds)))
 
 
 def take_targets(y: Targets, rows: np.ndarray) -> Targets:

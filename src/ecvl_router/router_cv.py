@@ -162,11 +162,8 @@ def train_policy(
 
 def _validation_split(strata: np.ndarray, seed: int, share: float = 0.25) -> tuple[np.ndarray, np.ndarray]:
     """A stratified (fit, validation) split of a training fold, ``share`` for validation."""
-    keys = pooled_strata(strata, 2)
-    if min(np.unique(keys, return_counts=True)[1]) < 2:
-        keys = np.zeros(len(strata), dtype=int)
     splitter = StratifiedShuffleSplit(n_splits=1, test_size=share, random_state=seed)
-    fit, val = next(splitter.split(np.zeros(len(strata)), keys))
+    fit, val = next(splitter.split(np.zeros(len(strata)), pooled_strata(strata, 2)))
     return np.sort(fit), np.sort(val)
 
 
@@ -194,6 +191,6 @@ def summarise(rows: pd.DataFrame, test_share: float) -> pd.DataFrame:
             entry["headroom_oracle"] = headroom_share(mean_rcs[policy], mean_rcs[trivial], mean_rcs["oracle"])
             if "bayes" in mean_rcs:
                 entry["headroom_bayes"] = headroom_share(mean_rcs[policy], mean_rcs[trivial], mean_rcs["bayes"])
-            entry["fallback_share"] = float((part["fallback"] != "").mean()) if "fallback" in part else 0.0
+            entry["fallback_share"] = float((part["fallback"] != "").mean())
             summary.append(entry)
     return pd.DataFrame(summary)

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-import numpy as np
 import pandas as pd
 
 from ecvl_router.crossval import fold_strata, repeated_stratified_folds
@@ -63,14 +62,10 @@ def compare_routers(
         pair=task.pair,
         labels=task.labels,
         features=features.select(task.pair.item_ids),
-        strata=np.asarray(strata),
-        targets=score_targets(rsd, task) if any(_learns_scores(p) for p in policies) else None,
+        strata=strata,
+        targets=score_targets(rsd, task) if any(router_class(p.router).learns_scores for p in policies) else None,
         bayes=bayes,
     )
     folds = repeated_stratified_folds(strata, n_folds=n_folds, n_repeats=n_repeats, seed=settings.seed)
     rows = cross_validate(inputs, policies, scenarios, folds, settings, progress, jobs=jobs)
     return Comparison(rows, summarise(rows, test_share=1 / (n_folds - 1)), len(task.pair), bayes is not None)
-
-
-def _learns_scores(spec: PolicySpec) -> bool:
-    return router_class(spec.router).learns_scores
