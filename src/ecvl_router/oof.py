@@ -126,11 +126,11 @@ def train_out_of_fold(
     by_level: dict[float, np.ndarray] = {}
     for index, (fit_rows, held_rows) in enumerate(parts):
         member = make_router(seed + index).fit(X.take(fit_rows), take_targets(y, fit_rows))
-        p_oof[held_rows] = member.predict_proba(X.take(held_rows))
+        X_held = X.take(held_rows)
+        p_oof[held_rows] = member.predict_proba(X_held)
         if member.learns_scores:
-            for level in member.score_values[1:]:
-                p_level = member.competence(X.take(held_rows), edge=pair.edge, cloud=pair.cloud, mes=float(level))
-                by_level.setdefault(float(level), np.zeros(len(X)))[held_rows] = p_level
+            for level, p_level in member.competence_by_level(X_held, edge=pair.edge, cloud=pair.cloud).items():
+                by_level.setdefault(level, np.zeros(len(X)))[held_rows] = p_level
         members.append(member)
         if progress is not None:
             progress(index + 1, folds)

@@ -317,8 +317,7 @@ def train_router(
     if router.learns_scores and edge_share is None:
         for name, choice in best.items():
             router.set_state(states[choice.epoch])
-            by_level = {float(level): router.competence(X_val, edge=pair_val.edge, cloud=pair_val.cloud, mes=float(level))
-                        for level in router.score_values[1:]}
+            by_level = router.competence_by_level(X_val, edge=pair_val.edge, cloud=pair_val.cloud)
             best[name] = replace(choice, tau_by_mes=mes_thresholds(by_level, pair_val, choice.scenario))
     return TrainedRouter(router, best, states, history, edge_share=edge_share)
 

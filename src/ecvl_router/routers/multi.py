@@ -19,7 +19,6 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -29,10 +28,10 @@ from torch.nn import functional as F
 
 from ecvl_router.features.features import QueryFeatures
 from ecvl_router.labels import LabelRule
-from ecvl_router.routers.base import Router, positive_int
-from ecvl_router.routers.inputs import BRANCHES, InputEncoder, check_branches, check_features
-from ecvl_router.routers.neural import STATE_FILE, dropout_rate, seeded
-from ecvl_router.routers.threads import DEFAULT_THREADS, limited_threads
+from ecvl_router.routers.base import positive_int
+from ecvl_router.routers.inputs import InputEncoder, check_features
+from ecvl_router.routers.neural import NeuralRouter, dropout_rate, seeded
+from ecvl_router.routers.threads import limited_threads
 
 
 @dataclass(frozen=True)
@@ -105,45 +104,28 @@ class OrdinalScoreNetwork(nn.Module):
         return ability[:, :, None] - thresholds[None, :, :]
 
 
-class ECVLMultiRouter(Router):
-    """The multi-model ordinal router (``ecvl-multi``): d_model-wide fusion, dropout, AdamW with weight decay."""
+class ECVLMultiRouter(NeuralRouter):
+    """The multi-model ordinal router (``ecvl-multi``): d_model-wide fusion, dropout, AdamW with weight decay.
+
+    Its hyperparameters and saved state extend ``NeuralRouter``'s (30 epochs by default instead of 50).
+    """
 
     name = "ecvl-multi"
     learns_scores = True
 
-    def __init__(
-        self,
-        *,
-        random_state: int = 0,
-        branches: tuple[str, ...] = BRANCHES,
-        d_model: int = 128,
-        dropout: float = 0.3,
-        epochs: int = 30,
-        batch_size: int = 64,
-        learning_rate: float = 1e-3,
-        weight_decay: float = 1e-2,
-        num_threads: int = DEFAULT_THREADS,
-    ) -> None:
-        super().__init__(random_state=random_state)
-        self.branches = check_branches(branches)
+    def __init__(self, *, d_model: int = 128, dropout: float = 0.3, epochs: int = 30, weight_decay: float = 1e-2, **common: Any) -> None:
+        super().__init__(epochs=epochs, **common)
         self.d_model = positive_int("d_model", d_model)
         self.dropout = dropout_rate(dropout)
-        self.epochs = positive_int("epochs", epochs)
-        self.batch_size = positive_int("batch_size", batch_size)
-        if not learning_rate > 0 or not weight_decay >= 0:
-            raise ValueError(f"learning_rate must be positive and weight_decay non-negative, got {learning_rate!r}, {weight_decay!r}")
-        self.learning_rate = float(learning_rate)
+        if isinstance(weight_decay, bool) or not isinstance(weight_decay, (int, float)) or not weight_decay >= 0:
+            raise ValueError(f"weight_decay must be non-negative, got {weight_decay!r}")
         self.weight_decay = float(weight_decay)
-        self.num_threads = positive_int("num_threads", num_threads)
-        self._encoder: InputEncoder | None = None
-        self._network: OrdinalScoreNetwork | None = None
         self._models: tuple[str, ...] = ()
         self._values: np.ndarray = np.empty(0)
         self._pair: dict[str, Any] = {}
 
-    @property
-    def n_epochs(self) -> int:
-        return self.epochs
+    def build_network(self, dims: dict[str, int]) -> OrdinalScoreNetwork:
+        return OrdinalScoreNetwork(dims, len(self._models), len(self._values) - 1, d_model=self.d_model, dropout=self.dropout)
 
     @property
     def models(self) -> tuple[str, ...]:
@@ -176,7 +158,7 @@ class ECVLMultiRouter(Router):
         known = torch.from_numpy(np.isfinite(y.scores))
         reached = torch.from_numpy((np.nan_to_num(y.scores, nan=-np.inf)[:, :, None] >= self._values[None, None, 1:]).astype(np.float32))
         with limited_threads(self.num_threads), seeded(self.random_state):
-            self._network = self._build()
+            self._network = self.build_network(self._encoder.dims)
             optimizer = torch.optim.AdamW(self._network.parameters(), lr=self.learning_rate, weight_decay=self.weight_decay)
             steps = self.epochs * math.ceil(len(X) / self.batch_size)
             schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=self.learning_rate, total_steps=steps)
@@ -193,22 +175,20 @@ class ECVLMultiRouter(Router):
                     schedule.step()
                 yield epoch
 
-    def _build(self) -> OrdinalScoreNetwork:
-        assert self._encoder is not None
-        return OrdinalScoreNetwork(self._encoder.dims, len(self._models), len(self._values) - 1, d_model=self.d_model, dropout=self.dropout)
-
     def score_distribution(self, X: QueryFeatures, model: str) -> np.ndarray:
         """P(score = v) for each level of ``score_values``: shape (n, levels), rows sum to 1."""
-        at_least = self._at_least(X, [self._model_index(model)])[:, 0, :]
-        upper = np.concatenate([np.ones((len(X), 1)), at_least], axis=1)
-        lower = np.concatenate([at_least, np.zeros((len(X), 1))], axis=1)
-        return np.clip(upper - lower, 0.0, 1.0)
+        return self._distributions(X, [model])[0]
 
     def competence(self, X: QueryFeatures, *, edge: str, cloud: str, mes: float, rule: LabelRule = "mes", k: float = 1) -> np.ndarray:
         """P(edge competent) for any pair of the fitted models, at any MES or label rule."""
-        return competence_from_distributions(
-            self._values, self.score_distribution(X, edge), self.score_distribution(X, cloud), mes=mes, rule=rule, k=k
-        )
+        p_edge, p_cloud = self._distributions(X, [edge, cloud])
+        return competence_from_distributions(self._values, p_edge, p_cloud, mes=mes, rule=rule, k=k)
+
+    def competence_by_level(self, X: QueryFeatures, *, edge: str, cloud: str) -> dict[float, np.ndarray]:
+        """P(edge competent) under the MES rule at every score level above the lowest, from one forward pass."""
+        p_edge, p_cloud = self._distributions(X, [edge, cloud])
+        return {float(level): competence_from_distributions(self._values, p_edge, p_cloud, mes=float(level))
+                for level in self._values[1:]}
 
     def predict_proba(self, X: QueryFeatures) -> np.ndarray:
         if self._network is None:
@@ -222,36 +202,24 @@ class ECVLMultiRouter(Router):
             raise KeyError(f"model {model!r} was not among the router's training models: {', '.join(self._models)}")
         return self._models.index(model)
 
-    def _at_least(self, X: QueryFeatures, model_rows: list[int]) -> np.ndarray:
+    def _distributions(self, X: QueryFeatures, models: list[str]) -> list[np.ndarray]:
+        """Each model's score distribution (n, levels) from one forward pass of the network."""
+        rows = [self._model_index(model) for model in models]
         assert self._network is not None and self._encoder is not None
         inputs = [torch.from_numpy(m) for m in self._encoder.transform(check_features(X)).values()]
         self._network.eval()
         with torch.inference_mode():
-            logits = self._network(*inputs)[:, model_rows, :]
-        return torch.sigmoid(logits).to(torch.float64).numpy()
+            at_least = torch.sigmoid(self._network(*inputs)[:, rows, :]).to(torch.float64).numpy()
+        ones, zeros = np.ones((len(X), len(rows), 1)), np.zeros((len(X), len(rows), 1))
+        distributions = np.clip(np.concatenate([ones, at_least], axis=2) - np.concatenate([at_least, zeros], axis=2), 0.0, 1.0)
+        return [distributions[:, index, :] for index in range(len(rows))]
 
     def get_state(self) -> dict[str, Any]:
-        if self._network is None or self._encoder is None:
-            raise self._not_fitted()
-        return {
-            "inputs": self._encoder.state(),
-            "network": {key: value.detach().clone() for key, value in self._network.state_dict().items()},
-            "models": list(self._models),
-            "values": self._values.tolist(),
-            "pair": dict(self._pair),
-        }
+        return {**super().get_state(), "models": list(self._models), "values": self._values.tolist(), "pair": dict(self._pair)}
 
     def set_state(self, state: dict[str, Any]) -> None:
-        self._encoder = InputEncoder.from_state(state["inputs"])
         self._models = tuple(state["models"])
         self._values = np.asarray(state["values"], dtype=np.float64)
         self._pair = dict(state["pair"])
-        self._network = self._build()
-        self._network.load_state_dict(state["network"])
-
-    def _write_state(self, state: dict[str, Any], directory: Path) -> None:
-        torch.save(state, directory / STATE_FILE)
-
-    @classmethod
-    def _read_state(cls, directory: Path) -> dict[str, Any]:
-        return torch.load(directory / STATE_FILE, map_location="cpu", weights_only=True)
+        self._network = None  # the network's shape follows the models and levels: rebuild it
+        super().set_state(state)
