@@ -50,6 +50,12 @@ def test_train_rejects_bad_arguments(workspace):
     assert result.exit_code == 1 and "model 'nope' not in dataset" in result.output
     result = runner.invoke(app, ["train", "--data", str(workspace / "data"), "--edge", edge, "--cloud", cloud, "--out", str(workspace / "x"), "--scenario", "fast"])
     assert result.exit_code == 1 and "unknown scenario 'fast'" in result.output
+    base = ["train", "--data", str(workspace / "data"), "--edge", edge, "--cloud", cloud, "--out", str(workspace / "x")]
+    result = runner.invoke(app, [*base, "--recipe", "bagging"])
+    assert result.exit_code == 1 and "unknown recipe 'bagging'" in result.output
+    result = runner.invoke(app, [*base, "--recipe", "oof", "--edge-share", "0.5"])
+    assert result.exit_code == 1 and "does not apply to --recipe oof" in " ".join(result.output.split())
+    assert not (workspace / "x").exists()
 
 
 def test_demo_runs_end_to_end_and_reuses_its_caches(tmp_path):

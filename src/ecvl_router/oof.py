@@ -41,6 +41,11 @@ from ecvl_router.training import (
     search_threshold,
 )
 
+RECIPES: tuple[str, ...] = ("split", "oof")
+"""How a learned router is trained: the paper's single validation split, or out of fold (this module)."""
+INNER_FOLDS = 5
+"""Inner folds of the out-of-fold recipe."""
+
 Targets = np.ndarray | ScoreTargets
 Progress = Callable[[int, int], None]
 
@@ -108,7 +113,7 @@ def train_out_of_fold(
     scenarios: Sequence[Scenario],
     *,
     strata: np.ndarray,
-    folds: int = 5,
+    folds: int = INNER_FOLDS,
     seed: int = 0,
     calibration: CalibrationKind = "isotonic",
     fallback_z: float | None = 1.0,

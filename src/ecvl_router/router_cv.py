@@ -23,13 +23,12 @@ from ecvl_router.crossval import Fold, corrected_interval, headroom_share, poole
 from ecvl_router.data.rsd import PairView
 from ecvl_router.evaluation import evaluate_decisions, reference_decisions
 from ecvl_router.features.features import QueryFeatures
-from ecvl_router.oof import take_targets, train_out_of_fold
+from ecvl_router.oof import INNER_FOLDS, RECIPES, take_targets, train_out_of_fold
 from ecvl_router.routers import create_router, router_class
 from ecvl_router.routers.multi import ScoreTargets
 from ecvl_router.scenarios import Scenario
 from ecvl_router.training import TrainedRouter, search_threshold, train_router
 
-RECIPES = ("split", "oof")
 TRIVIAL = ("all-large", "all-small")
 METRICS = ("apsp", "ca", "ail", "rcs")
 SHARES = ("apsp", "ca")
@@ -65,7 +64,7 @@ class CVSettings:
 
     seed: int = 0
     router_params: dict[str, dict[str, Any]] = field(default_factory=dict)
-    inner_folds: int = 5
+    inner_folds: int = INNER_FOLDS
     calibration: str = "isotonic"
     fallback_z: float | None = 1.0
 

@@ -39,6 +39,7 @@ def evaluate_routers(
     from ecvl_router.experiments.router_comparison import DEFAULT_POLICIES, compare_routers
     from ecvl_router.report.crossval_report import write_crossval_report
     from ecvl_router.router_cv import CVSettings, PolicySpec
+    from ecvl_router.routers import router_class, router_hyperparameters
     from ecvl_router.runs import default_cache_dir, rsd_features
 
     rsd = load_or_fail(data)
@@ -47,10 +48,10 @@ def evaluate_routers(
         policies = [PolicySpec.parse(text) for text in (routers.split(",") if routers else DEFAULT_POLICIES)]
     except ValueError as exc:
         fail(str(exc))
-    neural = ("ecvl", "ecvl-multi", "mlp", "mf")
+    trained_in_epochs = {p.router for p in policies if "epochs" in router_hyperparameters(router_class(p.router))}
     settings = CVSettings(
         seed=seed,
-        router_params={name: {"epochs": epochs} for name in neural} if epochs else {},
+        router_params={name: {"epochs": epochs} for name in trained_in_epochs} if epochs else {},
         inner_folds=inner_folds,
         calibration=calibration,
         fallback_z=None if fallback_z < 0 else fallback_z,
@@ -78,6 +79,7 @@ def evaluate_routers(
     report = write_crossval_report(comparison.folds, comparison.summary, out, title=title, settings=described)
     console.print(f"[green]report[/] {plain(report)} ({elapsed:.0f} s)")
     for name, block in comparison.summary.groupby("scenario", sort=False):
-        best = block[~block["policy"].isin(["oracle", "bayes"])].sort_values("rcs", ascending=False).iloc[0]
-        console.print(f"  {plain(name)}: best {best['policy']} RCS {best['rcs']:.4f} [{best['rcs_low']:.4f}, {best['rcs_high']:.4f}], "
-                      f"gain over {best['best_trivial']} {best['gain']:+.4f} [{best['gain_low']:+.4f}, {best['gain_high']:+.4f}]")
+        top = block[~block["policy"].isin(["oracle", "bayes"])].sort_values("rcs", ascending=False).iloc[0]
+        console.print(f"  {plain(name)}: highest mean RCS {top['policy']} {top['rcs']:.4f} [{top['rcs_low']:.4f}, {top['rcs_high']:.4f}], "
+                      f"paired gain over {top['best_trivial']} {top['gain']:+.4f} [{top['gain_low']:+.4f}, {top['gain_high']:+.4f}] "
+                      "(intervals of the other routers in the report)")

@@ -10,18 +10,20 @@ import typer
 from rich.table import Table
 
 from ecvl_router.bundle import BundleError, save_bundle
-from ecvl_router.training import ScenarioChoice, TrainedRouter, search_threshold, train_router
 from ecvl_router.cli.console import ProgressCallback, console, fail, plain, print_json, progress_bar
 from ecvl_router.cli.data import load_or_fail
 from ecvl_router.cli.options import CacheOption, EncodersOption, extractor_settings, load_extractor, scenarios_on_one_mes
+from ecvl_router.data.rsd import PairView
 from ecvl_router.evaluation import REFERENCE_POLICIES, evaluate_decisions, reference_decisions
-from ecvl_router.labels import LABEL_RULES
 from ecvl_router.features.features import QueryFeatures
-from ecvl_router.routers import TRAINABLE_ROUTER_NAMES, Router, ScoreTargets, create_router, router_class
+from ecvl_router.labels import LABEL_RULES
+from ecvl_router.oof import INNER_FOLDS, RECIPES, take_targets, train_out_of_fold
 from ecvl_router.risk_control import certified, quality_drop
+from ecvl_router.routers import TRAINABLE_ROUTER_NAMES, Router, ScoreTargets, create_router, router_class
 from ecvl_router.routing_task import PARTS, RoutingTask, build_task, score_targets
 from ecvl_router.runs import RunContext, default_cache_dir, open_run, rsd_features, run_settings, write_split
 from ecvl_router.scenarios import SCENARIOS, Scenario
+from ecvl_router.training import ScenarioChoice, TrainedRouter, search_threshold, train_router
 
 SUMMARY_KEYS = ("apsp", "ca", "ail", "rcs", "accuracy", "pgr", "time_saving", "time_saving_share", "token_saving", "token_saving_share")
 PROPORTIONS = ("apsp", "ca", "rcs", "accuracy", "pgr", "time_saving_share", "token_saving_share")
@@ -71,6 +73,10 @@ def train(
     scenarios = scenarios_on_one_mes(scenario, mes, rsd)
     if out.exists() and not force:
         fail(f"{out} exists; use --force to replace it")
+    if recipe not in RECIPES:
+        fail(f"unknown recipe {recipe!r}; use {' or '.join(RECIPES)}")
+    if recipe == "oof" and edge_share is not None:
+        fail("--edge-share calibrates τ on the validation split of the split recipe; it does not apply to --recipe oof")
     if recipe == "oof" and len({s.guaranteed for s in scenarios}) > 1:
         fail("under --recipe oof, train guaranteed scenarios (max_quality_drop) in a run of their own: "
              "the fallback to a trivial policy that RCS scenarios get would void their promise")
@@ -87,8 +93,6 @@ def train(
     extractor = load_extractor(settings)
     with progress_bar("embedding items") as progress:
         features = rsd_features(rsd, extractor, cache_dir=cache_dir or default_cache_dir(), item_ids=task.pair.item_ids, progress=progress)
-    if recipe not in ("split", "oof"):
-        fail(f"unknown recipe {recipe!r}; use split or oof")
     targets = score_targets(rsd, task) if router_class(router).learns_scores else task.labels
     started = time.perf_counter()
     with progress_bar(f"training {router} ({recipe})") as progress:
@@ -117,8 +121,7 @@ def _fit(
 ) -> TrainedRouter:
     """Train with the paper's recipe (train part, validation part) or out of fold over train + validation."""
     from ecvl_router.crossval import fold_strata
-    from ecvl_router.oof import take_targets, train_out_of_fold
-    
+
     train_rows, val_rows = task.part("train"), task.part("val")
     if recipe == "split":
         return train_router(model, features.take(train_rows), take_targets(targets, train_rows), features.take(val_rows),
@@ -127,7 +130,7 @@ def _fit(
     params = model.get_params()
     return train_out_of_fold(
         lambda seed: type(model)(**{**params, "random_state": seed}), features.take(rows), take_targets(targets, rows),
-        task.labels[rows], task.pair.take(rows), scenarios, strata=fold_strata(task.pair.sources[rows], task.labels[rows], 5),
+        task.labels[rows], task.pair.take(rows), scenarios, strata=fold_strata(task.pair.sources[rows], task.labels[rows], INNER_FOLDS),
         seed=model.random_state, progress=progress,
         fallback_z=None if scenarios[0].guaranteed else 1.0,  # risk control already falls back to all-cloud
     )
@@ -170,8 +173,8 @@ def evaluate(
         for policy in REFERENCE_POLICIES:
             rows[policy] = evaluate_decisions(reference_decisions(policy, labels), view, labels, scenario)
         if bayes is not None:
-            p_val, p_split = bayes
-            bayes_tau = search_threshold(p_val, run.task.view("val")[0], scenario).tau
+            p_val, pair_val, p_split = bayes
+            bayes_tau = search_threshold(p_val, pair_val, scenario).tau
             rows["bayes"] = {"tau": bayes_tau, **evaluate_decisions(p_split >= bayes_tau, view, labels, scenario)}
         results[name] = rows
     promises = {name: run.trained.choice(name).scenario.promise() for name in results if run.trained.choice(name).scenario.guaranteed}
@@ -195,8 +198,9 @@ def evaluate(
                           f"({'within' if drop <= bound else 'above'} {bound:g})")
 
 
-def _bayes_policy(run: RunContext, split: str, root: Path) -> tuple[np.ndarray, np.ndarray] | None:
-    """The simulation's true P(edge competent | visible) on the validation and the evaluated split (demo data only)."""
+def _bayes_policy(run: RunContext, split: str, root: Path) -> tuple[np.ndarray, PairView, np.ndarray] | None:
+    """The simulation's true P(edge competent | visible) on the validation split (with its pair view, for τ) and on the
+    evaluated split (demo data only)."""
     from ecvl_router.data.demo.truth import bayes_probabilities, load_truth
 
     truth = load_truth(root)
@@ -204,7 +208,7 @@ def _bayes_policy(run: RunContext, split: str, root: Path) -> tuple[np.ndarray, 
         return None
     task = run.task
     p = bayes_probabilities(truth, task.pair, mes=task.mes, rule=task.rule, k=task.k)
-    return p[task.part("val")], p[task.part(split)]
+    return p[task.part("val")], task.view("val")[0], p[task.part(split)]
 
 
 def route(
