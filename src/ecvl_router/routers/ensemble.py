@@ -107,11 +107,6 @@ class EnsembleRouter(Router):
         """The pair the members were fitted for (routers that predict scores), else empty."""
         return getattr(self._members[0], "fitted_pair", {}) if self._members else {}
 
-    @property
-    def score_values(self) -> np.ndarray:
-        """The members' score levels (routers that predict scores)."""
-        return self._members[0].score_values  # type: ignore[attr-defined]
-
     def competence(self, X: QueryFeatures, **pair: Any) -> np.ndarray:
         """The members' mean uncalibrated P(edge competent) for any pair and MES (members that predict scores)."""
         if not self._members or not hasattr(self._members[0], "competence"):
