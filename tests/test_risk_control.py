@@ -18,7 +18,6 @@ from ecvl_router.risk_control import (
     certified,
     drop_counts,
     drop_pvalue,
-    fixed_sequence,
     guaranteed_threshold,
     quality_drop,
 )
@@ -76,12 +75,6 @@ def test_pvalue_is_valid_at_the_boundary_of_the_null(p_worse, p_better, n):
         assert rate <= level + 3 * math.sqrt(level * (1 - level) / len(pvalues))
 
 
-def test_fixed_sequence_stops_at_the_first_non_rejection():
-    assert fixed_sequence([0.01, 0.02, 0.5, 0.01], 0.1) == 2
-    assert fixed_sequence([0.2, 0.01, 0.01], 0.1) == 0
-    assert fixed_sequence([0.01, 0.1, 0.05], 0.1) == 3
-
-
 def non_monotone_problem() -> tuple[np.ndarray, PairView]:
     """p = 0.9: edge and cloud both right; p = 0.7: only the cloud right; p = 0.5: only the edge right."""
     p = np.repeat([0.9, 0.7, 0.5], [400, 60, 300])
@@ -97,13 +90,16 @@ def test_guaranteed_tau_is_the_last_rejection_before_the_first_failure():
     by_tau = dict(zip(GUARANTEE_GRID.tolist(), choice.pvalues))
     assert all(by_tau[tau] <= level for tau in GUARANTEE_GRID if tau > 0.7)
     assert by_tau[0.7] > level  # 60 of 760 queries worse: drop 0.079
-    assert by_tau[0.5] <= level  # the edge-only successes bring the drop back to -0.32, but the sequence has stopped
-    assert choice.tau == 0.71 and certified(choice.tau)
+    # the edge-only successes would bring the drop back to -0.32 at 0.5, but the sequence has stopped untested
+    worse, better = drop_counts(p >= 0.5, pair, 1)
+    assert drop_pvalue(int(worse), int(better), len(p), 0.05) <= level and math.isnan(by_tau[0.5])
+    assert choice.tau == GUARANTEE_GRID[GUARANTEE_GRID > 0.7].min() and certified(choice.tau)
     assert guaranteed_threshold(p, pair, GUARANTEED, THRESHOLD_GRID).tau == 0.75  # an explicit grid is used as given
     assert choice.metrics["quality_drop"] == 0 and choice.metrics["ca"] == pytest.approx(400 / 760)
-    assert choice.metrics["drop_pvalue"] == by_tau[0.71]
+    assert choice.metrics["drop_pvalue"] == by_tau[choice.tau]
     dispatched = search_threshold(p, pair, GUARANTEED)
-    assert (dispatched.tau, dispatched.pvalues.tolist()) == (choice.tau, choice.pvalues.tolist())
+    assert dispatched.tau == choice.tau
+    np.testing.assert_array_equal(dispatched.pvalues, choice.pvalues)
 
 
 def test_all_cloud_when_nothing_is_rejected():
@@ -112,7 +108,7 @@ def test_all_cloud_when_nothing_is_rejected():
     choice = guaranteed_threshold(p, pair, GUARANTEED)
     assert choice.tau == ALL_CLOUD_TAU and not certified(choice.tau)
     assert choice.metrics["ca"] == 0 and choice.metrics["quality_drop"] == 0 and math.isnan(choice.metrics["drop_pvalue"])
-    assert (choice.pvalues > 0.1).all()
+    assert choice.pvalues[-1] > 0.1 and np.isnan(choice.pvalues[:-1]).all()  # tau = 1 failed; nothing below it was tested
 
 
 def test_drop_counts_and_quality_drop_match_apsp():

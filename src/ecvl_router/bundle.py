@@ -146,7 +146,7 @@ def _choice_entry(choice: ScenarioChoice) -> dict[str, Any]:
         "grid": [float(tau) for tau in threshold.grid],
         "rcs_by_tau": [_json_number(rcs) for rcs in threshold.rcs_by_tau],
         **(
-            {"promise": choice.scenario.promise(), "pvalue_by_tau": [float(pv) for pv in threshold.pvalues]}
+            {"promise": choice.scenario.promise(), "pvalue_by_tau": [_json_number(pv) for pv in threshold.pvalues]}
             if choice.scenario.guaranteed
             else {}
         ),
@@ -161,7 +161,7 @@ def _choice_from(entry: dict[str, Any]) -> ScenarioChoice:
         metrics={key: _float(value) if key != "n" else int(value) for key, value in entry["val_metrics"].items()},
         grid=np.asarray(entry["grid"], dtype=np.float64),
         rcs_by_tau=np.asarray([_float(v) for v in entry["rcs_by_tau"]], dtype=np.float64),
-        pvalues=np.asarray(entry.get("pvalue_by_tau", []), dtype=np.float64),
+        pvalues=np.asarray([_float(v) for v in entry.get("pvalue_by_tau", [])], dtype=np.float64),
     )
     return ScenarioChoice(scenario=scenario, epoch=int(entry["best_epoch"]), threshold=threshold, fallback=entry.get("fallback"),
                           tau_by_mes={float(level): float(tau) for level, tau in entry["tau_by_mes"]} if entry.get("tau_by_mes") else None)

@@ -18,7 +18,7 @@ import math
 import numpy as np
 from numpy.typing import ArrayLike
 from scipy.optimize import brentq
-from scipy.special import bdtr, bdtrc
+from scipy.special import bdtr, bdtrc, expit
 
 from ecvl_router.data.rsd import PairView
 from ecvl_router.evaluation import evaluate_decisions
@@ -26,9 +26,11 @@ from ecvl_router.metrics import decisions_at
 from ecvl_router.scenarios import Scenario
 from ecvl_router.training import ALL_CLOUD_TAU, ThresholdChoice, check_probabilities, choice_at
 
-GUARANTEE_GRID: np.ndarray = np.round(np.arange(101) * 0.01, 2)
-"""The tau grid of a guaranteed scenario: 0, 0.01, ..., 1 (it contains THRESHOLD_GRID). Fixed-sequence
-testing pays nothing for more hypotheses, so a finer grid only lets tau get closer to the bound."""
+GUARANTEE_GRID: np.ndarray = np.unique(np.concatenate([np.round(np.arange(101) * 0.01, 2), expit(np.linspace(-9.2, 9.2, 921))]))
+"""The tau grid of a guaranteed scenario: 0, 0.01, ..., 1 (it contains THRESHOLD_GRID) and 921 points evenly
+spaced in logit from -9.2 to 9.2 (about 1e-4 to 1 - 1e-4; at most 0.005 apart), which resolve the tails where
+a router's probabilities pile up. Fixed-sequence testing pays nothing for more hypotheses, so a finer grid
+only lets tau get closer to the bound."""
 
 CREDIT_SHARE = 0.5
 """Share of the test level spent on the lower bound of b (the credit for queries the edge gets right
@@ -87,12 +89,6 @@ def drop_pvalue(worse: int, better: int, n: int, max_drop: float, *, credit_shar
     return min(1.0, tail_better(y_star) / credit_share)
 
 
-def fixed_sequence(pvalues: ArrayLike, level: float) -> int:
-    """How many hypotheses, tested in the given order, are rejected at ``level`` before the first non-rejection."""
-    accepted = np.flatnonzero(np.asarray(pvalues, dtype=np.float64) > level)
-    return int(accepted[0]) if len(accepted) else len(np.atleast_1d(pvalues))
-
-
 def guaranteed_threshold(
     p: ArrayLike, pair: PairView, scenario: Scenario, grid: ArrayLike | None = None
 ) -> ThresholdChoice:
@@ -101,7 +97,8 @@ def guaranteed_threshold(
     The grid is tested from the largest tau (fewest edge queries) down; tau is the last one whose
     p-value is at most 1 - confidence before the first that is not. When even the largest is not
     rejected, tau = ALL_CLOUD_TAU (every query to the cloud, drop 0). ``pvalues`` and ``rcs_by_tau``
-    follow ``grid``'s order; ``metrics`` add the calibration ``quality_drop`` and ``drop_pvalue``.
+    follow ``grid``'s order; ``pvalues`` is NaN where the sequence stopped before testing that tau.
+    ``metrics`` add the calibration ``quality_drop`` and ``drop_pvalue``.
     """
     if scenario.max_quality_drop is None or scenario.confidence is None:
         raise ValueError(f"scenario {scenario.name!r} has no quality guarantee")
@@ -111,11 +108,14 @@ def guaranteed_threshold(
     p = check_probabilities(p, len(pair))
     decisions = decisions_at(p, taus)
     worse, better = drop_counts(decisions, pair, scenario.mes)
-    pvalues = np.array(
-        [drop_pvalue(int(w), int(b), len(pair), scenario.max_quality_drop) for w, b in zip(worse, better)]
-    )
     order = np.argsort(-taus, kind="stable")
-    rejected = fixed_sequence(pvalues[order], 1 - scenario.confidence)
+    pvalues = np.full(len(taus), math.nan)
+    level, rejected = 1 - scenario.confidence, 0
+    for index in order:
+        pvalues[index] = drop_pvalue(int(worse[index]), int(better[index]), len(pair), scenario.max_quality_drop)
+        if pvalues[index] > level:
+            break
+        rejected += 1
     tau = float(taus[order[rejected - 1]]) if rejected else ALL_CLOUD_TAU
     chosen = choice_at(p, pair, scenario, tau)
     metrics = {
