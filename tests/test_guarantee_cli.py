@@ -8,6 +8,7 @@ from typer.testing import CliRunner
 
 from ecvl_router.cli import app
 from ecvl_router.data.demo import DEMO_PAIRS, generate_demo
+from ecvl_router.risk_control import GUARANTEE_GRID
 
 from tests.cli_support import invoke
 
@@ -29,7 +30,7 @@ def test_train_evaluate_route_carry_the_promise(workspace):
                      "--cache-dir", cache, "--scenario", workspace / "careful.yaml", "--scenario", "quality")
     entry = json.loads((run / "manifest.json").read_text())["scenarios"]["careful"]
     assert entry["max_quality_drop"] == 0.05 and "at most 0.05 with confidence 0.9" in entry["promise"]
-    assert len(entry["pvalue_by_tau"]) == len(entry["grid"]) == 101
+    assert len(entry["pvalue_by_tau"]) == len(entry["grid"]) == len(GUARANTEE_GRID)
     assert "careful: " in trained.output and ("certifies" in trained.output or "every query goes to the cloud" in trained.output)
     report = json.loads(invoke("evaluate", run, "--json", "--cache-dir", cache).stdout)
     assert report["promises"] == {"careful": entry["promise"]}
@@ -46,11 +47,13 @@ def test_oof_recipe_keeps_guaranteed_scenarios_apart(workspace):
     assert result.exit_code == 1 and "in a run of their own" in " ".join(result.output.split())
 
 
-def test_check_guarantee_writes_its_report(workspace):
+@pytest.mark.parametrize("router", ["gbdt", "ecvl-multi"])  # ecvl-multi learns from every model's scores
+def test_check_guarantee_writes_its_report(workspace, router):
     cloud, edge = DEMO_PAIRS[0]
-    out = workspace / "check"
+    out = workspace / f"check-{router}"
     invoke("check-guarantee", "--data", workspace / "data", "--edge", edge, "--cloud", cloud, "--mes", 6, "--out", out,
-           "--max-quality-drop", 0.1, "--confidence", 0.9, "--repetitions", 5, "--folds", 2, "--cache-dir", workspace / "cache")
+           "--max-quality-drop", 0.1, "--confidence", 0.9, "--repetitions", 5, "--folds", 2, "--cache-dir", workspace / "cache",
+           "--router", router)
     summary = pd.read_csv(out / "guarantee.csv")
     assert set(summary["policy"]) == {"guaranteed", "plug-in", "matched", "rcs"} and (summary["repetitions"] == 5).all()
     assert len(pd.read_csv(out / "repetitions.csv")) == 4 * 5 and len(pd.read_csv(out / "probabilities.csv")) == 120

@@ -25,9 +25,10 @@ from ecvl_router.experiments.cross_domain import DEMO_HOLDOUT_SOURCES, default_h
 from ecvl_router.experiments.main_table import ModelPair
 from ecvl_router.experiments.mes_sweep import advantages, risk_band, risk_map
 from ecvl_router.experiments.observations import check_observations
-from ecvl_router.experiments.reproduce import TABLES, reproduce_settings, run_reproduce
+from ecvl_router.experiments.reproduce import GUARANTEE_CONFIDENCES, GUARANTEE_DROPS, TABLES, reproduce_settings, run_reproduce
 from ecvl_router.experiments.scale import from_paper_scale, mes_grid, paper_unit
 from ecvl_router.features.extractor import FeatureExtractor
+from ecvl_router.guarantee_check import POLICIES
 from ecvl_router.features.features import QueryFeatures
 from ecvl_router.report.reproduce_report import write_reproduce_report
 from ecvl_router.runs import rsd_features
@@ -41,7 +42,8 @@ TINY_ROUTERS = {
 SECTIONS = (
     "Dataset analysis", "Figure 3", "Figure 4", "Figure 5", "Figure 6", "Figure 7", "**Table 1.**", "Figure 2 (", "Figure 8",
     "**Table 2a.**", "**Table 2b.**", "**Table 3.**", "**Table 4.**", "BARTScore", "Figure 9", "Figure 11", "Figure 12",
-    "**Table 8.**", "Cross-validated router comparison", "Figure R (router comparison)", "Settings, seeds, dataset and wall time", "Wall time", "observations on this dataset", "**Obs 7 — ",
+    "**Table 8.**", "Cross-validated router comparison", "Figure R (router comparison)",
+    "Quality guarantee on fresh data", "**Table G.**", "Figure G (quality guarantee)", "Settings, seeds, dataset and wall time", "Wall time", "observations on this dataset", "**Obs 7 — ",
 )
 
 
@@ -100,7 +102,7 @@ def test_report_has_every_section_and_announces_every_experiment(first_run):
     text = files.markdown.read_text(encoding="utf-8")
     missing = [section for section in SECTIONS if section not in text]
     assert not missing, f"sections missing from report.md: {missing}"
-    assert len(stages) == 9 and stages[0].startswith("Dataset analysis") and stages[-1].startswith("Cross-validated")
+    assert len(stages) == 10 and stages[0].startswith("Dataset analysis") and stages[-1].startswith("Quality guarantee")
     assert results.latency is not None and set(results.latency.seconds) and all(len(v) == 2 for v in results.latency.seconds.values())
     # every figure and table has a caption
     assert len(re.findall(r"^!\[", text, flags=re.M)) == len(files.figures)
@@ -110,7 +112,7 @@ def test_report_has_every_section_and_announces_every_experiment(first_run):
 
 def test_every_figure_is_a_valid_non_blank_png(first_run):
     _, _, files, _ = first_run
-    assert len(files.figures) == 5 + 2 + 1 + 1 + 2 + 1  # Figs 3–7, Fig 2 per pair, 8, 9, 11–12, router comparison
+    assert len(files.figures) == 5 + 2 + 1 + 1 + 2 + 1 + 1  # Figs 3–7, Fig 2 per pair, 8, 9, 11–12, router comparison, guarantee
     for path in files.figures:
         data = path.read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n", path
@@ -154,6 +156,18 @@ def test_tables_hold_what_the_paper_compares(first_run):
     assert cross["n_test"].iloc[0] == np.isin(held_out, DEMO_HOLDOUT_SOURCES).sum()
     for curve in results.alignment:
         assert len(curve.validation) == len(curve.test) == 21 and 0 <= curve.mean_abs_diff
+
+
+def test_the_guarantee_is_checked_at_every_bound_and_confidence(first_run):
+    _, results, files, _ = first_run
+    summary = results.guarantee.summary
+    assert len(results.guarantee.p) == len(results.first_seed_results[0].task.pair)
+    expected = {(d, c, p) for d in GUARANTEE_DROPS for c in GUARANTEE_CONFIDENCES for p in POLICIES}
+    assert set(zip(summary["max_quality_drop"], summary["confidence"], summary["policy"])) == expected
+    assert (summary["repetitions"] == results.settings.guarantee_repetitions).all()
+    assert summary["edge_share"].between(0, 1).all() and summary["violation_rate"].between(0, 1).all()
+    table = pd.read_csv(files.markdown.parent / "guarantee_summary.csv")
+    assert len(table) == len(expected)
 
 
 def test_observations_are_checked_against_the_results(first_run):

@@ -12,17 +12,21 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from ecvl_router.crossval import fold_strata
-from ecvl_router.data.rsd import PairView
+from ecvl_router.data.rsd import RSD, PairView
 from ecvl_router.features.features import QueryFeatures
-from ecvl_router.oof import inner_folds
+from ecvl_router.oof import Targets, inner_folds, take_targets
 from ecvl_router.risk_control import GUARANTEE_GRID, guaranteed_threshold, quality_drop
+from ecvl_router.routers import create_router, router_class
 from ecvl_router.routers.base import Router
+from ecvl_router.routing_task import build_task, score_targets
 from ecvl_router.scenarios import Scenario
 from ecvl_router.training import ALL_CLOUD_TAU, search_threshold, threshold_for_edge_share
 
@@ -33,6 +37,7 @@ Progress = Callable[[int, int], None]
 def out_of_fold_probabilities(
     make_router: Callable[[int], Router],
     X: QueryFeatures,
+    targets: Targets,
     labels: np.ndarray,
     sources: np.ndarray,
     *,
@@ -40,14 +45,63 @@ def out_of_fold_probabilities(
     seed: int = 0,
     progress: Progress | None = None,
 ) -> np.ndarray:
-    """P(edge competent) of every query from a router (``make_router(seed)``) trained on the other folds."""
+    """P(edge competent) of every query from a router (``make_router(seed)``) trained on the other folds.
+
+    ``targets`` is what the router learns from (the 0/1 ``labels``, or every model's scores); the folds are
+    stratified on ``sources`` and ``labels``.
+    """
     labels = np.asarray(labels)
     p = np.zeros(len(X))
     for index, (fit_rows, held_rows) in enumerate(inner_folds(fold_strata(sources, labels, folds), folds, seed)):
-        p[held_rows] = make_router(seed + index).fit(X.take(fit_rows), labels[fit_rows]).predict_proba(X.take(held_rows))
+        router = make_router(seed + index).fit(X.take(fit_rows), take_targets(targets, fit_rows))
+        p[held_rows] = router.predict_proba(X.take(held_rows))
         if progress is not None:
             progress(index + 1, folds)
     return p
+
+
+@dataclass(frozen=True)
+class GuaranteeCheck:
+    """A check on one pair: its queries, their out-of-fold probabilities, one row per repetition and the summary."""
+
+    pair: PairView
+    p: np.ndarray
+    rows: pd.DataFrame
+    summary: pd.DataFrame
+
+
+def run_guarantee_check(
+    rsd: RSD,
+    features: QueryFeatures,
+    *,
+    edge: str,
+    cloud: str,
+    mes: float,
+    router: str,
+    max_drops: Sequence[float],
+    confidences: Sequence[float],
+    reference: Scenario,
+    router_params: dict[str, Any] | None = None,
+    repetitions: int = 200,
+    calibration_share: float = 0.5,
+    folds: int = 5,
+    seed: int = 0,
+    fit_progress: Progress | None = None,
+    check_progress: Progress | None = None,
+) -> GuaranteeCheck:
+    """Fit ``router`` out of fold on the (edge, cloud) pair of ``rsd`` once, then ``check_guarantee`` on its probabilities.
+
+    ``features`` must cover the pair's items. A router that learns every model's scores gets them.
+    """
+    task = build_task(rsd, edge, cloud, mes=mes, seed=seed)
+    targets = score_targets(rsd, task) if router_class(router).learns_scores else task.labels
+    p = out_of_fold_probabilities(
+        lambda s: create_router(router, random_state=s, **(router_params or {})), features.select(task.pair.item_ids),
+        targets, task.labels, task.pair.sources, folds=folds, seed=seed, progress=fit_progress,
+    )
+    rows = check_guarantee(p, task.pair, mes=mes, max_drops=max_drops, confidences=confidences, reference=reference,
+                           repetitions=repetitions, calibration_share=calibration_share, seed=seed, progress=check_progress)
+    return GuaranteeCheck(task.pair, p, rows, summarise(rows))
 
 
 def check_guarantee(

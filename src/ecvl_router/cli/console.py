@@ -56,6 +56,13 @@ def fail(message: str, code: int = 1) -> NoReturn:
 @contextmanager
 def progress_bar(description: str) -> Iterator[ProgressCallback]:
     """A rich progress bar; yields a ``callback(done, total)`` for library code to report progress."""
+    with progress_bars(description) as (update,):
+        yield update
+
+
+@contextmanager
+def progress_bars(*descriptions: str) -> Iterator[tuple[ProgressCallback, ...]]:
+    """One rich display with a bar per description; yields their ``callback(done, total)`` in the same order."""
     columns = (
         TextColumn("[progress.description]{task.description}"),
         BarColumn(),
@@ -64,12 +71,16 @@ def progress_bar(description: str) -> Iterator[ProgressCallback]:
         TimeRemainingColumn(),
     )
     with Progress(*columns, console=err_console, transient=False) as progress:
-        task = progress.add_task(description, total=None)
 
-        def update(done: int, total: int) -> None:
-            progress.update(task, completed=done, total=total)
+        def updater(description: str) -> ProgressCallback:
+            task = progress.add_task(description, total=None)
 
-        yield update
+            def update(done: int, total: int) -> None:
+                progress.update(task, completed=done, total=total)
+
+            return update
+
+        yield tuple(updater(description) for description in descriptions)
 
 
 def json_safe(value: Any) -> Any:

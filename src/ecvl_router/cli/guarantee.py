@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from ecvl_router.cli.console import console, fail, progress_bar
+from ecvl_router.cli.console import console, fail, progress_bar, progress_bars
 from ecvl_router.cli.data import load_or_fail
 from ecvl_router.cli.options import CacheOption, EncodersOption, extractor_settings, load_extractor
 from ecvl_router.scenarios import ScenarioError, resolve_scenario
@@ -33,9 +33,7 @@ def check_guarantee(
     """Fit a router out of fold once, then repeat calibration/test splits: realised drop, violation rate and edge share."""
     import pandas as pd
 
-    from ecvl_router.guarantee_check import check_guarantee as run_check
-    from ecvl_router.guarantee_check import guarantee_figure, guarantee_markdown, out_of_fold_probabilities, summarise
-    from ecvl_router.labels import competence_labels
+    from ecvl_router.guarantee_check import guarantee_figure, guarantee_markdown, run_guarantee_check
     from ecvl_router.manifest import build_manifest, write_manifest
     from ecvl_router.routers import create_router
     from ecvl_router.runs import default_cache_dir, rsd_features
@@ -52,19 +50,22 @@ def check_guarantee(
         create_router(router, random_state=seed)
     except (ScenarioError, KeyError, ValueError) as exc:
         fail(str(exc).strip('"'))
-    labels = competence_labels(pair.score_edge, pair.score_cloud, mes=mes)
     started = time.perf_counter()
     extractor = load_extractor(extractor_settings(encoders))
     with progress_bar("embedding items") as progress:
         features = rsd_features(rsd, extractor, cache_dir=cache_dir or default_cache_dir(), item_ids=pair.item_ids, progress=progress)
     extractor.close()
-    with progress_bar(f"fitting {router} out of fold") as progress:
-        p = out_of_fold_probabilities(lambda s: create_router(router, random_state=s), features, labels, pair.sources,
-                                      folds=folds, seed=seed, progress=progress)
-    with progress_bar(f"{repetitions} calibration/test splits") as progress:
-        rows = run_check(p, pair, mes=mes, max_drops=max_quality_drop, confidences=confidence, reference=reference_scenario,
-                         repetitions=repetitions, calibration_share=calibration_share, seed=seed, progress=progress)
-    summary = summarise(rows)
+    with progress_bars(f"fitting {router} out of fold", f"{repetitions} calibration/test splits") as (fit_progress, check_progress):
+        try:
+            check = run_guarantee_check(
+                rsd, features, edge=edge, cloud=cloud, mes=mes, router=router, max_drops=max_quality_drop,
+                confidences=confidence, reference=reference_scenario, repetitions=repetitions,
+                calibration_share=calibration_share, folds=folds, seed=seed,
+                fit_progress=fit_progress, check_progress=check_progress,
+            )
+        except ValueError as exc:
+            fail(str(exc))
+    pair, summary = check.pair, check.summary
     elapsed = time.perf_counter() - started
     out.mkdir(parents=True, exist_ok=True)
     context = [
@@ -81,9 +82,9 @@ def check_guarantee(
         guarantee_markdown(summary, title="Quality guarantee on fresh data", context=context) + "\n"
         + "![edge share against max_quality_drop](guarantee.png)\n", encoding="utf-8")
     summary.to_csv(out / "guarantee.csv", index=False)
-    pd.DataFrame({"item_id": pair.item_ids, "source": pair.sources, "p": p, "score_edge": pair.score_edge,
+    pd.DataFrame({"item_id": pair.item_ids, "source": pair.sources, "p": check.p, "score_edge": pair.score_edge,
                   "score_cloud": pair.score_cloud}).to_csv(out / "probabilities.csv", index=False)
-    rows.to_csv(out / "repetitions.csv", index=False)
+    check.rows.to_csv(out / "repetitions.csv", index=False)
     guarantee_figure(summary, out / "guarantee.png")
     write_manifest(out, build_manifest(
         "check-guarantee", inputs={"data": str(rsd.root.resolve()), "data_manifest": rsd.manifest},

@@ -32,6 +32,7 @@ from ecvl_router.experiments.scale import from_paper_scale, mes_grid, paper_unit
 from ecvl_router.experiments.validation_alignment import AlignmentCurve, alignment_curves
 from ecvl_router.features.extractor import FeatureExtractor
 from ecvl_router.features.features import QueryFeatures
+from ecvl_router.guarantee_check import GuaranteeCheck, run_guarantee_check
 from ecvl_router.router_cv import CVSettings, PolicySpec
 from ecvl_router.scenarios import DEFAULT_MES, SCENARIOS, Scenario
 
@@ -53,9 +54,12 @@ EXPERIMENTS = (
     "Figures 11–12: MES sweep",
     "Table 8: cross-domain generalisation",
     "Cross-validated router comparison",
+    "Quality guarantee on fresh data",
 )
 QUICK_COMPARISON = ("ecvl-multi:oof", "gbdt", "random")
 """The routers a quick reproduction compares (the full one compares ``DEFAULT_POLICIES``)."""
+GUARANTEE_DROPS = (0.02, 0.05, 0.10)
+GUARANTEE_CONFIDENCES = (0.8, 0.9, 0.95)
 
 
 @dataclass(frozen=True)
@@ -78,6 +82,8 @@ class ReproduceSettings:
     comparison_policies: tuple[str, ...] = DEFAULT_POLICIES
     comparison_folds: int = 5
     comparison_repeats: int = 3
+    guarantee_router: str = "gbdt"
+    guarantee_repetitions: int = 200
     notes: tuple[str, ...] = ()
 
     @property
@@ -104,6 +110,8 @@ class ReproduceSettings:
             "latency_queries": self.latency_queries,
             "comparison": {"routers": list(self.comparison_policies), "folds": self.comparison_folds,
                            "repeats": self.comparison_repeats},
+            "guarantee": {"router": self.guarantee_router, "max_quality_drop": list(GUARANTEE_DROPS),
+                          "confidence": list(GUARANTEE_CONFIDENCES), "repetitions": self.guarantee_repetitions},
             "scenarios": [s.model_dump() for s in self.scenarios()],
         }
 
@@ -198,6 +206,7 @@ def reproduce_settings(
         comparison_policies=QUICK_COMPARISON if quick else DEFAULT_POLICIES,
         comparison_folds=3 if quick else 5,
         comparison_repeats=1 if quick else 3,
+        guarantee_repetitions=50 if quick else 200,
         notes=tuple(notes),
     )
 
@@ -217,6 +226,7 @@ class ReproduceResults:
     sweep_rows: list[dict[str, Any]] = field(default_factory=list)
     cross_domain_rows: list[dict[str, Any]] = field(default_factory=list)
     comparison: Comparison | None = None
+    guarantee: GuaranteeCheck | None = None
     seconds: dict[str, float] = field(default_factory=dict)
     ledger: TrainingLedger = field(default_factory=TrainingLedger)
 
@@ -310,5 +320,14 @@ def run_reproduce(
             settings=CVSettings(seed=settings.seeds[0], router_params=settings.router_params,
                                 inner_folds=3 if settings.quick else 5),
             progress=(lambda done, total: progress("comparison · folds", done, total)) if progress else None,
+        )
+    with experiment(EXPERIMENTS[9]):
+        results.guarantee = run_guarantee_check(
+            rsd, features, edge=main_pair.edge, cloud=main_pair.cloud, mes=settings.mes, router=settings.guarantee_router,
+            router_params=settings.router_params.get(settings.guarantee_router), max_drops=GUARANTEE_DROPS,
+            confidences=GUARANTEE_CONFIDENCES, reference=scenarios[0], repetitions=settings.guarantee_repetitions,
+            seed=settings.seeds[0],
+            fit_progress=(lambda done, total: progress("guarantee · out-of-fold fit", done, total)) if progress else None,
+            check_progress=(lambda done, total: progress("guarantee · settings checked", done, total)) if progress else None,
         )
     return results
