@@ -27,8 +27,8 @@ def demo(
     out: Path = typer.Option(Path("demo-output"), "--out", help="Output folder (data, caches, report)."),
     items: int = typer.Option(3000, "--items", min=100, help="Number of demo benchmark items."),
     seed: int = typer.Option(0, "--seed", help="Seed of the benchmark, the splits and the routers."),
-    routers: str | None = typer.Option(None, "--routers", help="Comma-separated routers to compare [default: the main table's]."),
-    epochs: int | None = typer.Option(None, "--epochs", min=1, help="Epochs of the neural routers [default: 50, the paper's]."),
+    routers: str | None = typer.Option(None, "--routers", help="Comma-separated routers to compare.", show_default="the main table's"),
+    epochs: int | None = typer.Option(None, "--epochs", min=1, help="Epochs of the neural routers.", show_default="50, the paper's"),
 ) -> None:
     """Generate the demo benchmark, embed it, train every router on three model pairs × three scenarios, write report/."""
     from ecvl_router.cli.options import load_extractor

@@ -15,7 +15,7 @@ if TYPE_CHECKING:  # the encoders import torch: only the commands that use them 
     from ecvl_router.scenarios import Scenario
 
 EncodersOption = typer.Option(None, "--encoders", help="YAML file of encoder settings (text_model, image_model, image_size, …).")
-CacheOption = typer.Option(None, "--cache-dir", help="Embedding/router cache folder [default: $ECVL_ROUTER_CACHE or ~/.cache/ecvl-router].")
+CacheOption = typer.Option(None, "--cache-dir", help="Embedding/router cache folder.", show_default="$ECVL_ROUTER_CACHE or ~/.cache/ecvl-router")
 
 
 def extractor_settings(path: Path | None) -> ExtractorSettings:
