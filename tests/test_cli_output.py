@@ -84,3 +84,16 @@ def test_agreement_json_is_strict_json(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     figures = strict_loads(result.stdout)
     assert figures["pearson_r"] is None
+
+
+def test_progress_prints_plain_lines_when_stderr_is_not_a_terminal(monkeypatch, capsys):
+    from ecvl_router.cli import console as console_module
+
+    monkeypatch.setattr(console_module, "PIPE_PROGRESS_SECONDS", 0.0)
+    with console_module.progress_bars("fitting [x]", "splits") as (fit, split):
+        for done in range(1, 4):
+            fit(done, 3)
+        split(1, 2)
+    err = capsys.readouterr().err
+    assert "fitting [x]: 1/3 (" in err and "fitting [x]: 2/3 (" in err and "splits: 1/2 (" in err
+    assert "fitting [x]: 3/3 (" not in err  # the finished state is the bar's own last line

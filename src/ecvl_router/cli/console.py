@@ -6,6 +6,7 @@ import json
 import logging
 import math
 import sys
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, NoReturn
@@ -30,6 +31,8 @@ console = _console(stderr=False)
 err_console = _console(stderr=True)
 
 ProgressCallback = Callable[[int, int], None]
+PIPE_PROGRESS_SECONDS = 30.0
+"""When stderr is not a terminal (a log file, CI), a progress bar prints a plain line at most this often."""
 
 
 def configure_logging(verbose: bool) -> None:
@@ -62,7 +65,11 @@ def progress_bar(description: str) -> Iterator[ProgressCallback]:
 
 @contextmanager
 def progress_bars(*descriptions: str) -> Iterator[tuple[ProgressCallback, ...]]:
-    """One rich display with a bar per description; yields their ``callback(done, total)`` in the same order."""
+    """One rich display with a bar per description; yields their ``callback(done, total)`` in the same order.
+
+    A terminal sees the bars move. Elsewhere rich draws them only once at the end, so each bar also prints a
+    line ``description: done/total (elapsed)`` at most every ``PIPE_PROGRESS_SECONDS``.
+    """
     columns = (
         TextColumn("[progress.description]{task.description}"),
         BarColumn(),
@@ -74,9 +81,15 @@ def progress_bars(*descriptions: str) -> Iterator[tuple[ProgressCallback, ...]]:
 
         def updater(description: str) -> ProgressCallback:
             task = progress.add_task(description, total=None)
+            started = last_line = time.monotonic()
 
             def update(done: int, total: int) -> None:
+                nonlocal last_line
                 progress.update(task, completed=done, total=total)
+                now = time.monotonic()
+                if not err_console.is_terminal and done < total and now - last_line >= PIPE_PROGRESS_SECONDS:
+                    err_console.print(f"{plain(description)}: {done}/{total} ({now - started:.0f} s)", highlight=False)
+                    last_line = now
 
             return update
 
