@@ -1,7 +1,9 @@
 """Image encoders: ImageNet MobileNetV2 (default) and Hugging Face vision transformers such as ViT.
 
 Both turn a sequence of PIL images into one float32 vector per image and expose ``dim`` and an
-``identity`` (model name, weight hash and the settings that change the output).
+``identity`` (model name, weight hash and the settings that change the output). Encoding is two steps:
+``prepare`` (decoded images to the network input: resized, normalised pixels) and ``embed`` (network input
+to vectors), so that a cache can key vectors by the content of the network input.
 """
 
 from __future__ import annotations
@@ -42,7 +44,20 @@ class ImageEncoder(Protocol):
     dim: int
     identity: str
 
+    def prepare(self, images: Sequence[Image.Image]) -> np.ndarray: ...
+
+    def embed(self, batch: np.ndarray) -> np.ndarray: ...
+
     def encode(self, images: Sequence[Image.Image], batch_size: int = 32) -> np.ndarray: ...
+
+
+def encode_images(encoder: ImageEncoder, images: Sequence[Image.Image], batch_size: int = 32) -> np.ndarray:
+    """``encoder.embed(encoder.prepare(...))`` over ``images`` in batches: shape (len(images), dim), float32."""
+    out = np.empty((len(images), encoder.dim), dtype=np.float32)
+    for start in range(0, len(images), batch_size):
+        batch = images[start : start + batch_size]
+        out[start : start + len(batch)] = encoder.embed(encoder.prepare(batch))
+    return out
 
 
 def resolve_checkpoint(
@@ -166,20 +181,26 @@ class MobileNetV2Encoder:
         logger.info("image encoder %s loaded from %s", encoder.identity, path)
         return encoder
 
+    def prepare(self, images: Sequence[Image.Image]) -> np.ndarray:
+        """Network input of ``images`` (see :func:`normalised_batch`), float32."""
+        return normalised_batch(images, self.image_size, self.checkpoint.mean, self.checkpoint.std)
+
     def preprocess(self, images: Sequence[Image.Image]) -> torch.Tensor:
-        """Network input for ``images`` (see :func:`normalised_batch`)."""
-        batch = normalised_batch(images, self.image_size, self.checkpoint.mean, self.checkpoint.std)
-        batch = batch.to(getattr(torch, self.precision))
-        return batch if self.channels_last else batch.contiguous()
+        """Network input of ``images`` as the tensor the network takes."""
+        return self._tensor(self.prepare(images))
+
+    def _tensor(self, batch: np.ndarray) -> torch.Tensor:
+        tensor = torch.from_numpy(batch).to(getattr(torch, self.precision))
+        return tensor if self.channels_last else tensor.contiguous()
 
     @torch.inference_mode()
+    def embed(self, batch: np.ndarray) -> np.ndarray:
+        """Features of a prepared batch, shape (n, 1280), float32."""
+        return self.network.embed(self._tensor(batch)).float().numpy()
+
     def encode(self, images: Sequence[Image.Image], batch_size: int = 32) -> np.ndarray:
         """Features of ``images``, shape (len(images), 1280), float32."""
-        out = np.empty((len(images), self.dim), dtype=np.float32)
-        for start in range(0, len(images), batch_size):
-            batch = images[start : start + batch_size]
-            out[start : start + len(batch)] = self.network.embed(self.preprocess(batch)).float().numpy()
-        return out
+        return encode_images(self, images, batch_size)
 
 
 class TransformersImageEncoder:
@@ -216,14 +237,18 @@ class TransformersImageEncoder:
         logger.info("image encoder %s loaded from %s", encoder.identity, folder)
         return encoder
 
+    def prepare(self, images: Sequence[Image.Image]) -> np.ndarray:
+        """Network input of ``images``, as the model's image processor makes it, float32."""
+        pixels = self.processor(images=[to_rgb(image) for image in images], return_tensors="np")["pixel_values"]
+        return np.asarray(pixels, dtype=np.float32)
+
     @torch.inference_mode()
+    def embed(self, batch: np.ndarray) -> np.ndarray:
+        """Pooled features of a prepared batch, shape (n, dim), float32."""
+        hidden = self.model(pixel_values=torch.from_numpy(batch)).last_hidden_state
+        pooled = hidden[:, 0] if self.pooling == "cls" else hidden.mean(dim=1)
+        return pooled.float().numpy()
+
     def encode(self, images: Sequence[Image.Image], batch_size: int = 32) -> np.ndarray:
         """Features of ``images``, shape (len(images), dim), float32."""
-        out = np.empty((len(images), self.dim), dtype=np.float32)
-        for start in range(0, len(images), batch_size):
-            batch = [to_rgb(image) for image in images[start : start + batch_size]]
-            pixels = self.processor(images=batch, return_tensors="pt")["pixel_values"]
-            hidden = self.model(pixel_values=pixels).last_hidden_state
-            pooled = hidden[:, 0] if self.pooling == "cls" else hidden.mean(dim=1)
-            out[start : start + len(batch)] = pooled.float().numpy()
-        return out
+        return encode_images(self, images, batch_size)
