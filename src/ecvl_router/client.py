@@ -17,6 +17,7 @@ from concurrent.futures import Future
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Self
 
+from ecvl_router.features.extractor import ExtractorSettings
 from ecvl_router.features.imaging import ImageInput
 from ecvl_router.serve.config import BatchingPolicy, EmbeddingCachePolicy, GatewayConfig, load_gateway_config
 from ecvl_router.serve.errors import GatewayError
@@ -50,7 +51,8 @@ class _RouterCore:
             if edge is not None
             else None
         )
-        self.router = QueryRouter.from_bundle(Path(bundle), batching=batching, embedding_cache=embedding_cache)
+        encoders = ExtractorSettings.from_yaml(Path(policies["encoders"])) if policies.get("encoders") else None
+        self.router = QueryRouter.from_bundle(Path(bundle), batching=batching, embedding_cache=embedding_cache, encoders=encoders)
         self.router.warm_up()
         self.default_scenario = default_scenario or next(iter(self.router.scenarios))
         self._check_scenario(self.default_scenario)
@@ -60,7 +62,7 @@ class _RouterCore:
         """A client routing like the gateway configured by ``config`` (a GatewayConfig or a YAML file)."""
         if not isinstance(config, GatewayConfig):
             config = load_gateway_config(Path(config))
-        policies = config.model_dump(include={"limits", "images", "fallback", "conversation", "decision_log", "batching", "embedding_cache"})
+        policies = config.model_dump(include={"limits", "images", "fallback", "conversation", "decision_log", "batching", "embedding_cache", "encoders"})
         return cls(config.bundle, edge=config.edge.model_dump(), cloud=config.cloud.model_dump(),
                    default_scenario=config.default_scenario, **policies)
 
@@ -89,7 +91,7 @@ class AsyncRouterClient(_RouterCore):
 
     ``edge`` and ``cloud`` are backend settings as in the gateway YAML (``base_url``, ``model``,
     ``api_key_env``, ...); further keyword arguments set the gateway policies (``fallback``,
-    ``conversation``, ``images``, ``limits``, ``decision_log``, ``batching``, ``embedding_cache``).
+    ``conversation``, ``images``, ``limits``, ``decision_log``, ``batching``, ``embedding_cache``, ``encoders``).
     Concurrent ``decide`` calls are micro-batched like the gateway's decisions.
     """
 

@@ -16,12 +16,14 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
+from typing import Self
 
 import numpy as np
 import torch
 from PIL import Image
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from ecvl_router.config import ConfigError, read_yaml, validation_message
 from ecvl_router.features.cache import EmbeddingCache, bytes_key, pixels_key, text_key
 from ecvl_router.features.features import QueryFeatures
 from ecvl_router.features.image import (
@@ -64,8 +66,33 @@ class ExtractorSettings(BaseModel):
     image_precision: ImagePrecision = "float32"
     image_pooling: VisionPooling = Field("cls", description="Hugging Face vision models only")
     allow_download: bool = Field(True, description=f"try the official {MOBILENET} URL (5 s timeout)")
-    overlap: bool = Field(True, description="extract_one runs the two encoders in parallel threads")
-    branch_threads: int = Field(1, ge=1, description="torch intra-op threads per encoder in extract_one")
+    overlap: bool = Field(True, description="live extraction runs the two encoders in parallel threads")
+    branch_threads: int = Field(1, ge=1, description="intra-op threads per encoder in live extraction (torch; ONNX Runtime)")
+    onnx: Path | None = Field(None, description="folder written by `ecvl-router export-encoders`: both encoders run in ONNX Runtime")
+
+    @model_validator(mode="after")
+    def _onnx_fixes_the_encoders(self) -> Self:
+        if self.onnx is not None:
+            chosen = [name for name in _ENCODER_FIELDS if getattr(self, name) != type(self).model_fields[name].default]
+            if chosen:
+                raise ValueError(f"onnx: the export fixes the encoders (see its export.json); remove {', '.join(chosen)}")
+        return self
+
+    @classmethod
+    def from_yaml(cls, path: Path) -> ExtractorSettings:
+        """Settings from a YAML file (``onnx`` relative to the file); ConfigError names the file and each bad field."""
+        document = read_yaml(path) or {}
+        try:
+            settings = cls.model_validate(document)
+        except ValidationError as exc:
+            raise ConfigError(validation_message(path, exc)) from None
+        if settings.onnx is not None and not settings.onnx.is_absolute():
+            settings = settings.model_copy(update={"onnx": Path(path).parent / settings.onnx})
+        return settings
+
+
+_ENCODER_FIELDS = ("text_model", "text_pooling", "text_max_length", "text_precision", "image_model", "image_weights",
+                   "image_size", "image_precision", "image_pooling")
 
 
 class FeatureExtractor:
@@ -89,6 +116,11 @@ class FeatureExtractor:
     @classmethod
     def from_settings(cls, settings: ExtractorSettings) -> FeatureExtractor:
         """Load the encoders ``settings`` name (see :class:`ExtractorSettings`)."""
+        if settings.onnx is not None:
+            from ecvl_router.features.onnx_encoders import load_onnx_encoders
+
+            text_onnx, image_onnx = load_onnx_encoders(settings.onnx, threads=settings.branch_threads)
+            return cls(text_onnx, image_onnx, overlap=settings.overlap, branch_threads=settings.branch_threads)  # type: ignore[arg-type]
         text = TextEncoder.load(
             settings.text_model,
             pooling=settings.text_pooling,

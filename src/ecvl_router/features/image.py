@@ -60,6 +60,12 @@ def encode_images(encoder: ImageEncoder, images: Sequence[Image.Image], batch_si
     return out
 
 
+def processor_pixels(processor: Any, images: Sequence[Image.Image]) -> np.ndarray:
+    """The pixel values a Hugging Face image processor makes of ``images`` (as RGB), float32."""
+    pixels = processor(images=[to_rgb(image) for image in images], return_tensors="np")["pixel_values"]
+    return np.asarray(pixels, dtype=np.float32)
+
+
 def resolve_checkpoint(
     checkpoint: Checkpoint,
     explicit: Path | None = None,
@@ -198,6 +204,14 @@ class MobileNetV2Encoder:
         """Features of a prepared batch, shape (n, 1280), float32."""
         return self.network.embed(self._tensor(batch)).float().numpy()
 
+    def pooled_module(self) -> torch.nn.Module:
+        """The network as one module: prepared float32 batch in, features out."""
+        return _Pooled(self.network, self.network.embed)
+
+    def preprocessing(self, folder: Path) -> dict[str, Any]:
+        """How :meth:`prepare` works, for an export into ``folder``: resize to a square, then normalise."""
+        return {"kind": "resize", "size": self.image_size, "mean": list(self.checkpoint.mean), "std": list(self.checkpoint.std)}
+
     def encode(self, images: Sequence[Image.Image], batch_size: int = 32) -> np.ndarray:
         """Features of ``images``, shape (len(images), 1280), float32."""
         return encode_images(self, images, batch_size)
@@ -239,16 +253,38 @@ class TransformersImageEncoder:
 
     def prepare(self, images: Sequence[Image.Image]) -> np.ndarray:
         """Network input of ``images``, as the model's image processor makes it, float32."""
-        pixels = self.processor(images=[to_rgb(image) for image in images], return_tensors="np")["pixel_values"]
-        return np.asarray(pixels, dtype=np.float32)
+        return processor_pixels(self.processor, images)
 
     @torch.inference_mode()
     def embed(self, batch: np.ndarray) -> np.ndarray:
         """Pooled features of a prepared batch, shape (n, dim), float32."""
-        hidden = self.model(pixel_values=torch.from_numpy(batch)).last_hidden_state
-        pooled = hidden[:, 0] if self.pooling == "cls" else hidden.mean(dim=1)
-        return pooled.float().numpy()
+        return self._pooled(torch.from_numpy(batch)).float().numpy()
+
+    def _pooled(self, pixels: torch.Tensor) -> torch.Tensor:
+        hidden = self.model(pixel_values=pixels).last_hidden_state
+        return hidden[:, 0] if self.pooling == "cls" else hidden.mean(dim=1)
+
+    def pooled_module(self) -> torch.nn.Module:
+        """The model plus pooling as one module: prepared float32 batch in, features out."""
+        return _Pooled(self.model, self._pooled)
+
+    def preprocessing(self, folder: Path) -> dict[str, Any]:
+        """How :meth:`prepare` works, for an export into ``folder``: the image processor, saved in ``processor/``."""
+        self.processor.save_pretrained(folder / "processor")
+        return {"kind": "processor"}
 
     def encode(self, images: Sequence[Image.Image], batch_size: int = 32) -> np.ndarray:
         """Features of ``images``, shape (len(images), dim), float32."""
         return encode_images(self, images, batch_size)
+
+
+class _Pooled(torch.nn.Module):
+    """A tensor function of an encoder (prepared batch to features) as a module owning ``network``, for export."""
+
+    def __init__(self, network: torch.nn.Module, function: Any) -> None:
+        super().__init__()
+        self.network = network
+        self.function = function
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        return self.function(pixels)

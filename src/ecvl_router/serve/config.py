@@ -132,6 +132,9 @@ class GatewayConfig(BaseModel):
     model_config = STRICT
 
     bundle: Path = Field(description="run folder written by `ecvl-router train`")
+    encoders: Path | None = Field(
+        None, description="encoder settings YAML replacing the bundle's, e.g. the encoders.yaml of `ecvl-router export-encoders`"
+    )
     edge: BackendSpec
     cloud: BackendSpec
     default_scenario: str | None = Field(None, description="for model 'ecvl-router'; default: the bundle's first")
@@ -167,6 +170,8 @@ class GatewayConfig(BaseModel):
     def relative_paths(self, folder: Path) -> dict[str, Any]:
         """The path fields resolved against ``folder``, as a model_copy update (extended by subclasses)."""
         update: dict[str, Any] = {"bundle": folder / self.bundle}
+        if self.encoders is not None:
+            update["encoders"] = folder / self.encoders
         if self.decision_log is not None:
             update["decision_log"] = folder / self.decision_log
         return update

@@ -21,6 +21,7 @@ from typing import Any
 import httpx
 
 from ecvl_router.config import ConfigError
+from ecvl_router.features.extractor import ExtractorSettings
 from ecvl_router.scenarios import Scenario
 from ecvl_router.openai_http.errors import CallError, is_retryable_status
 from ecvl_router.serve.backends import Backend, elapsed_ms
@@ -142,7 +143,8 @@ class Gateway:
     @classmethod
     def from_config(cls, config: GatewayConfig, *, metrics: GatewayMetrics | None = None) -> Gateway:
         """Load the bundle and its encoders, warm them up, and build the gateway (which closes the router)."""
-        router = QueryRouter.from_bundle(config.bundle, batching=config.batching, embedding_cache=config.embedding_cache)
+        encoders = ExtractorSettings.from_yaml(config.encoders) if config.encoders is not None else None
+        router = QueryRouter.from_bundle(config.bundle, batching=config.batching, embedding_cache=config.embedding_cache, encoders=encoders)
         router.warm_up()
         gateway = cls(config, router, metrics=metrics)
         gateway.owns_router = True

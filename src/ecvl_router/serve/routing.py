@@ -108,8 +108,13 @@ class QueryRouter:
         *,
         batching: BatchingPolicy | None = None,
         embedding_cache: EmbeddingCachePolicy | None = None,
+        encoders: ExtractorSettings | None = None,
     ) -> QueryRouter:
-        """Load a run folder written by ``ecvl-router train`` and the encoders its manifest names."""
+        """Load a run folder written by ``ecvl-router train`` and the encoders its manifest names.
+
+        ``encoders`` replaces them, e.g. by their verified ONNX export; encoders that are neither the bundle's
+        nor verified stand-ins for them are a BundleError (a router is never fed another encoder's embeddings).
+        """
         from ecvl_router.bundle import BundleError, load_bundle
 
         trained = load_bundle(Path(bundle))
@@ -117,7 +122,17 @@ class QueryRouter:
             settings = ExtractorSettings(**trained.manifest["settings"]["extractor"])
         except (KeyError, TypeError) as exc:
             raise BundleError(f"{bundle}/manifest.json: no feature extractor settings ({exc})") from None
-        extractor = FeatureExtractor.from_settings(settings)
+        recorded = trained.manifest["settings"].get("features") or {}
+        if encoders is not None and not recorded:
+            raise BundleError(f"{bundle}/manifest.json: records no encoder identities, so it can be served with its own encoders only")
+        extractor = FeatureExtractor.from_settings(encoders or settings)
+        for kind, encoder in (("text", extractor.text_encoder), ("image", extractor.image_encoder)):
+            trained_on = recorded.get(f"{kind}_encoder", encoder.identity)
+            if trained_on not in (encoder.identity, getattr(encoder, "source_identity", None)):
+                raise BundleError(
+                    f"{bundle}: the router was trained on the {kind} encoder {trained_on}, not on {encoder.identity}; "
+                    "serve it with its own encoders or their verified export (ecvl-router export-encoders --bundle)"
+                )
         return cls(trained, extractor, Path(bundle), batching=batching, embedding_cache=embedding_cache)
 
     @property
