@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
@@ -57,6 +58,11 @@ class GatewayMetrics:
             "ecvl_router_edge_share", "Share of answered requests the edge answered", registry=self.registry
         )
         self._answered = {"edge": 0, "cloud": 0}
+
+    def name_worker(self, index: int) -> None:
+        """Label these metrics as worker ``index``'s (``ecvl-router serve --workers``): ``ecvl_router_worker{worker, pid} 1``."""
+        worker = Gauge("ecvl_router_worker", "This process's worker index and pid", ["worker", "pid"], registry=self.registry)
+        worker.labels(str(index), str(os.getpid())).set(1)
 
     def answered(self, route: str) -> None:
         """Count an answer by ``route`` and update the edge share."""
