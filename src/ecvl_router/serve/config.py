@@ -110,7 +110,7 @@ class BatchingPolicy(BaseModel):
 
     model_config = STRICT
 
-    max_batch: int = Field(32, ge=1, le=1024, description="decisions in one batch at most")
+    max_batch: int = Field(16, ge=1, le=1024, description="decisions in one batch at most")
     max_wait_ms: float = Field(2.0, ge=0, le=1000, description="how long a batch of several waits to fill; a request alone never waits")
 
 
