@@ -45,6 +45,7 @@ def serve(
         fail("give --config gateway.yaml (print an example with --example-config)")
     from ecvl_router.bundle import BundleError
     from ecvl_router.config import ConfigError
+    from ecvl_router.features.onnx_encoders import OnnxExportError
     from ecvl_router.features.weights import WeightsIntegrityError, WeightsNotFoundError
     from ecvl_router.serve.app import create_app
     from ecvl_router.serve.gateway import Gateway
@@ -59,7 +60,7 @@ def serve(
         err_console.print(f"loading the router bundle {plain(settings.bundle)} and its encoders …")
         gateway = Gateway.from_config(settings)
         app = create_app(gateway, routers=study_routers(gateway, settings.study))
-    except (ConfigError, BundleError, StoreError, WeightsNotFoundError, WeightsIntegrityError, FileNotFoundError) as exc:
+    except (ConfigError, BundleError, StoreError, WeightsNotFoundError, WeightsIntegrityError, OnnxExportError, FileNotFoundError) as exc:
         fail(str(exc))
     host = host or settings.host
     listener = listen(host, port if port is not None else settings.port, port_file)
@@ -90,7 +91,7 @@ def serve_workers(config: Path, workers: int, host: str | None, port: int | None
     except ConfigError as exc:
         fail(str(exc))
     if settings.study is not None:
-        fail(f"{config}: the study keeps its participants' sessions in one process; serve it with --workers 1")
+        fail(f"{config}: a study section is served by one process only; serve it with --workers 1")
     host = host or settings.host
     shared = listen(host, port if port is not None else settings.port, port_file)
     own = [listen(host, worker_port + index if worker_port else 0) for index in range(workers)]

@@ -78,7 +78,6 @@ def worker_main(config: Path, index: int, sockets: list[socket.socket], threads:
     from ecvl_router.serve.config import load_gateway_config
     from ecvl_router.serve.gateway import Gateway
 
-    logging.basicConfig(level=logging.INFO if log_level == "info" else logging.WARNING)
     torch.set_num_threads(threads)
     gateway = Gateway.from_config(load_gateway_config(config))
     gateway.metrics.name_worker(index)
