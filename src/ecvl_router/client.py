@@ -13,12 +13,13 @@ import asyncio
 import json
 import threading
 from collections.abc import AsyncIterator, Iterator, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Self
 
+from ecvl_router.features.extractor import ExtractorSettings
 from ecvl_router.features.imaging import ImageInput
-from ecvl_router.serve.config import GatewayConfig, load_gateway_config
+from ecvl_router.serve.config import BatchingPolicy, EmbeddingCachePolicy, GatewayConfig, load_gateway_config
 from ecvl_router.serve.errors import GatewayError
 from ecvl_router.serve.gateway import Gateway
 from ecvl_router.serve.routing import Decision, QueryRouter
@@ -43,12 +44,15 @@ class _RouterCore:
     ) -> None:
         if (edge is None) != (cloud is None):
             raise ValueError("give both edge and cloud backends (for chat), or neither (for decide only)")
+        batching = BatchingPolicy.model_validate(policies.get("batching") or {})
+        embedding_cache = EmbeddingCachePolicy.model_validate(policies.get("embedding_cache") or {})
         self.config = (
             GatewayConfig(bundle=Path(bundle), edge=edge, cloud=cloud, default_scenario=default_scenario, **policies)
             if edge is not None
             else None
         )
-        self.router = QueryRouter.from_bundle(Path(bundle))
+        encoders = ExtractorSettings.from_yaml(Path(policies["encoders"])) if policies.get("encoders") else None
+        self.router = QueryRouter.from_bundle(Path(bundle), batching=batching, embedding_cache=embedding_cache, encoders=encoders)
         self.router.warm_up()
         self.default_scenario = default_scenario or next(iter(self.router.scenarios))
         self._check_scenario(self.default_scenario)
@@ -58,7 +62,7 @@ class _RouterCore:
         """A client routing like the gateway configured by ``config`` (a GatewayConfig or a YAML file)."""
         if not isinstance(config, GatewayConfig):
             config = load_gateway_config(Path(config))
-        policies = config.model_dump(include={"limits", "images", "fallback", "conversation", "decision_log"})
+        policies = config.model_dump(include={"limits", "images", "fallback", "conversation", "decision_log", "batching", "embedding_cache", "encoders"})
         return cls(config.bundle, edge=config.edge.model_dump(), cloud=config.cloud.model_dump(),
                    default_scenario=config.default_scenario, **policies)
 
@@ -66,10 +70,11 @@ class _RouterCore:
     def scenarios(self) -> list[str]:
         return list(self.router.scenarios)
 
-    def _decide(self, question: str, image: ImageInput | None, scenario: str | None) -> Decision:
+    def _submit(self, question: str, image: ImageInput | None, scenario: str | None) -> Future[Decision]:
+        """The decision of one query, computed in the router's batching thread (with concurrent ones)."""
         name = scenario or self.default_scenario
         self._check_scenario(name)
-        return self.router.decide(question, image, name)
+        return self.router.submit(question, image, name)
 
     def _check_scenario(self, name: str) -> None:
         if name not in self.router.scenarios:
@@ -86,18 +91,18 @@ class AsyncRouterClient(_RouterCore):
 
     ``edge`` and ``cloud`` are backend settings as in the gateway YAML (``base_url``, ``model``,
     ``api_key_env``, ...); further keyword arguments set the gateway policies (``fallback``,
-    ``conversation``, ``images``, ``limits``, ``decision_log``).
+    ``conversation``, ``images``, ``limits``, ``decision_log``, ``batching``, ``embedding_cache``, ``encoders``).
+    Concurrent ``decide`` calls are micro-batched like the gateway's decisions.
     """
 
     def __init__(self, bundle: str | Path, **settings: Any) -> None:
         super().__init__(bundle, **settings)
         self._gateway: Gateway | None = None
-        self._decider = ThreadPoolExecutor(1, thread_name_prefix="router")
         self.chat = _AsyncChat(self)
 
     async def decide(self, question: str, image: ImageInput | None = None, scenario: str | None = None) -> Decision:
-        """Edge or cloud for one query (computed in a worker thread)."""
-        return await asyncio.get_running_loop().run_in_executor(self._decider, self._decide, question, image, scenario)
+        """Edge or cloud for one query (computed in the router's batching thread, with concurrent ones)."""
+        return await asyncio.wrap_future(self._submit(question, image, scenario))
 
     @property
     def gateway(self) -> Gateway:
@@ -109,7 +114,7 @@ class AsyncRouterClient(_RouterCore):
         if self._gateway is not None:
             await self._gateway.aclose()
             self._gateway = None
-        self._decider.shutdown(wait=False)
+        await asyncio.to_thread(self.router.close)
 
     async def __aenter__(self) -> AsyncRouterClient:
         return self
@@ -133,7 +138,7 @@ class RouterClient(_RouterCore):
 
     def decide(self, question: str, image: ImageInput | None = None, scenario: str | None = None) -> Decision:
         """Edge or cloud for one query: ``Decision(route, p, tau, scenario, router_ms)``."""
-        return self._decide(question, image, scenario)
+        return self._submit(question, image, scenario).result()
 
     def _run(self, coroutine: Any) -> Any:
         """Run a coroutine on the background loop (started on first use) and return its result."""
@@ -152,6 +157,7 @@ class RouterClient(_RouterCore):
         return self._run(handle())
 
     def close(self) -> None:
+        self.router.close()
         if self._loop is None:
             return
         if self._gateway is not None:

@@ -16,6 +16,7 @@ class _RootGroup(LazyGroup):
         **{name: ("ecvl_router.cli.train", name) for name in ("embed", "train", "evaluate", "route")},
         "evaluate-routers": ("ecvl_router.cli.compare", "evaluate_routers"),
         "check-guarantee": ("ecvl_router.cli.guarantee", "check_guarantee"),
+        "export-encoders": ("ecvl_router.cli.export", "export_encoders"),
     }
 
 

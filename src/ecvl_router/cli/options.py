@@ -20,30 +20,26 @@ CacheOption = typer.Option(None, "--cache-dir", help="Embedding/router cache fol
 
 def extractor_settings(path: Path | None) -> ExtractorSettings:
     """Encoder settings from a YAML file, or the defaults (MiniLM-L6 + MobileNetV2)."""
-    import yaml
-    from pydantic import ValidationError
-
+    from ecvl_router.config import ConfigError
     from ecvl_router.features.extractor import ExtractorSettings
 
     if path is None:
         return ExtractorSettings()
     try:
-        return ExtractorSettings(**(yaml.safe_load(path.read_text(encoding="utf-8")) or {}))
-    except (OSError, yaml.YAMLError) as exc:
-        fail(f"{path}: cannot read encoder settings: {exc}")
-    except ValidationError as exc:
-        details = "; ".join(f"field {'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-        fail(f"{path}: {details}")
+        return ExtractorSettings.from_yaml(path)
+    except ConfigError as exc:
+        fail(str(exc))
 
 
 def load_extractor(settings: ExtractorSettings) -> FeatureExtractor:
     """Load the encoders, turning missing or corrupt weights into a clear CLI error."""
     from ecvl_router.features.extractor import FeatureExtractor
+    from ecvl_router.features.onnx_encoders import OnnxExportError
     from ecvl_router.features.weights import WeightsIntegrityError, WeightsNotFoundError
 
     try:
         return FeatureExtractor.from_settings(settings)
-    except (WeightsNotFoundError, WeightsIntegrityError) as exc:
+    except (WeightsNotFoundError, WeightsIntegrityError, OnnxExportError) as exc:
         fail(str(exc))
 
 

@@ -31,6 +31,9 @@ def serve(
     host: str | None = typer.Option(None, "--host", help="Address to listen on [default: the config's host]."),
     port: int | None = typer.Option(None, "--port", help="Port to listen on [default: the config's port]; 0 picks a free one."),
     port_file: Path | None = typer.Option(None, "--port-file", help="Write the port listened on to this file once listening."),
+    workers: int = typer.Option(1, "--workers", min=1, help="Gateway processes sharing the port, each with its own encoders."),
+    worker_port: int = typer.Option(0, "--worker-port", min=0, max=65535, help="With --workers: worker i also listens on this port + i (0: free ports)."),
+    worker_port_file: Path | None = typer.Option(None, "--worker-port-file", help="With --workers: write each worker's own port, one a line."),
 ) -> None:
     """Serve the router as an OpenAI-compatible gateway: each request goes to the edge or the cloud backend."""
     from ecvl_router.serve.config import example_config as example_text
@@ -42,18 +45,22 @@ def serve(
         fail("give --config gateway.yaml (print an example with --example-config)")
     from ecvl_router.bundle import BundleError
     from ecvl_router.config import ConfigError
+    from ecvl_router.features.onnx_encoders import OnnxExportError
     from ecvl_router.features.weights import WeightsIntegrityError, WeightsNotFoundError
     from ecvl_router.serve.app import create_app
     from ecvl_router.serve.gateway import Gateway
     from ecvl_router.study.config import load_study_gateway_config
     from ecvl_router.study.store import StoreError
 
+    if workers > 1:
+        serve_workers(config, workers, host, port, port_file, worker_port, worker_port_file)
+        return
     try:
         settings = load_study_gateway_config(config)
         err_console.print(f"loading the router bundle {plain(settings.bundle)} and its encoders …")
         gateway = Gateway.from_config(settings)
         app = create_app(gateway, routers=study_routers(gateway, settings.study))
-    except (ConfigError, BundleError, StoreError, WeightsNotFoundError, WeightsIntegrityError, FileNotFoundError) as exc:
+    except (ConfigError, BundleError, StoreError, WeightsNotFoundError, WeightsIntegrityError, OnnxExportError, FileNotFoundError) as exc:
         fail(str(exc))
     host = host or settings.host
     listener = listen(host, port if port is not None else settings.port, port_file)
@@ -70,6 +77,36 @@ def serve(
         err_console.print(f"[green]study[/] {plain(address)}/study — ratings in {plain(settings.study.database)}", highlight=False)
     verbose = logging.getLogger().level <= logging.INFO
     run_server(app, listener, log_level="info" if verbose else "warning", access_log=verbose)
+
+
+def serve_workers(config: Path, workers: int, host: str | None, port: int | None, port_file: Path | None,
+                  worker_port: int, worker_port_file: Path | None) -> None:
+    """``serve --workers N``: N gateway processes on one port, each also on a port of its own (its /metrics)."""
+    from ecvl_router.config import ConfigError
+    from ecvl_router.serve.workers import run_workers
+    from ecvl_router.study.config import load_study_gateway_config
+
+    try:
+        settings = load_study_gateway_config(config)
+    except ConfigError as exc:
+        fail(str(exc))
+    if settings.study is not None:
+        fail(f"{config}: a study section is served by one process only; serve it with --workers 1")
+    host = host or settings.host
+    shared = listen(host, port if port is not None else settings.port, port_file)
+    own = [listen(host, worker_port + index if worker_port else 0) for index in range(workers)]
+    if worker_port_file is not None:
+        partial = worker_port_file.with_name(worker_port_file.name + ".partial")
+        partial.write_text("".join(f"{sock.getsockname()[1]}\n" for sock in own), encoding="utf-8")
+        os.replace(partial, worker_port_file)
+    err_console.print(
+        f"[green]serving[/] {plain(http_address(host, shared))}/v1 with {workers} workers (each loads the bundle "
+        f"{plain(settings.bundle)} and its encoders); worker metrics at "
+        + ", ".join(plain(http_address(host, sock)) + "/metrics" for sock in own),
+        highlight=False,
+    )
+    verbose = logging.getLogger().level <= logging.INFO
+    raise typer.Exit(run_workers(config.resolve(), shared, own, log_level="info" if verbose else "warning", access_log=verbose))
 
 
 def study_routers(gateway: Gateway, study: StudyConfig | None) -> list[APIRouter]:

@@ -1,9 +1,10 @@
 """The feature stage: text embedding, image embedding and statistics for every query.
 
 :class:`FeatureExtractor` serves both uses: :meth:`~FeatureExtractor.extract` featurises a dataset
-in batches through the on-disk cache, and :meth:`~FeatureExtractor.extract_one` makes one live
-routing decision's features with low latency (the two encoders overlapped in two threads).
-Both produce identical features for the same encoder settings.
+in batches through the on-disk cache, and :meth:`~FeatureExtractor.extract_live` makes the features of
+a batch of live routing decisions with low latency (the two encoders overlapped in two threads,
+optionally through an in-memory LRU cache). Both produce the same features for the same encoder
+settings.
 """
 
 from __future__ import annotations
@@ -15,12 +16,14 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
+from typing import Self
 
 import numpy as np
 import torch
 from PIL import Image
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from ecvl_router.config import ConfigError, read_yaml, validation_message
 from ecvl_router.features.cache import EmbeddingCache, bytes_key, pixels_key, text_key
 from ecvl_router.features.features import QueryFeatures
 from ecvl_router.features.image import (
@@ -31,6 +34,7 @@ from ecvl_router.features.image import (
     VisionPooling,
 )
 from ecvl_router.features.imaging import ImageInput, open_image
+from ecvl_router.features.memory_cache import MemoryEmbeddingCache, array_key
 from ecvl_router.features.mobilenet import ARCHITECTURE as MOBILENET
 from ecvl_router.features.sources import DEFAULT_IMAGE_MODEL, DEFAULT_TEXT_MODEL
 from ecvl_router.features.statistics import (
@@ -62,8 +66,33 @@ class ExtractorSettings(BaseModel):
     image_precision: ImagePrecision = "float32"
     image_pooling: VisionPooling = Field("cls", description="Hugging Face vision models only")
     allow_download: bool = Field(True, description=f"try the official {MOBILENET} URL (5 s timeout)")
-    overlap: bool = Field(True, description="extract_one runs the two encoders in parallel threads")
-    branch_threads: int = Field(1, ge=1, description="torch intra-op threads per encoder in extract_one")
+    overlap: bool = Field(True, description="live extraction runs the two encoders in parallel threads")
+    branch_threads: int = Field(1, ge=1, description="intra-op threads per encoder in live extraction (torch; ONNX Runtime)")
+    onnx: Path | None = Field(None, description="folder written by `ecvl-router export-encoders`: both encoders run in ONNX Runtime")
+
+    @model_validator(mode="after")
+    def _onnx_fixes_the_encoders(self) -> Self:
+        if self.onnx is not None:
+            chosen = [name for name in _ENCODER_FIELDS if getattr(self, name) != type(self).model_fields[name].default]
+            if chosen:
+                raise ValueError(f"onnx: the export fixes the encoders (see its export.json); remove {', '.join(chosen)}")
+        return self
+
+    @classmethod
+    def from_yaml(cls, path: Path) -> ExtractorSettings:
+        """Settings from a YAML file (``onnx`` relative to the file); ConfigError names the file and each bad field."""
+        document = read_yaml(path) or {}
+        try:
+            settings = cls.model_validate(document)
+        except ValidationError as exc:
+            raise ConfigError(validation_message(path, exc)) from None
+        if settings.onnx is not None and not settings.onnx.is_absolute():
+            settings = settings.model_copy(update={"onnx": Path(path).parent / settings.onnx})
+        return settings
+
+
+_ENCODER_FIELDS = ("text_model", "text_pooling", "text_max_length", "text_precision", "image_model", "image_weights",
+                   "image_size", "image_precision", "image_pooling")
 
 
 class FeatureExtractor:
@@ -87,6 +116,11 @@ class FeatureExtractor:
     @classmethod
     def from_settings(cls, settings: ExtractorSettings) -> FeatureExtractor:
         """Load the encoders ``settings`` name (see :class:`ExtractorSettings`)."""
+        if settings.onnx is not None:
+            from ecvl_router.features.onnx_encoders import load_onnx_encoders
+
+            text_onnx, image_onnx = load_onnx_encoders(settings.onnx, threads=settings.branch_threads)
+            return cls(text_onnx, image_onnx, overlap=settings.overlap, branch_threads=settings.branch_threads)  # type: ignore[arg-type]
         text = TextEncoder.load(
             settings.text_model,
             pooling=settings.text_pooling,
@@ -194,44 +228,72 @@ class FeatureExtractor:
             cache.put(STATISTICS_VERSION, list(todo), np.stack(rows))
         return keys
 
-    # ----------------------------------------------------------------- live, one query
+    # ----------------------------------------------------------------- live queries
     def extract_one(self, question: str, image: ImageInput | None = None, item_id: str = "query") -> QueryFeatures:
-        """Features of one query with low latency (not cached).
+        """Features of one query with low latency (see :meth:`extract_live`)."""
+        return self.extract_live([question], [image], [item_id])
+
+    def extract_live(
+        self,
+        questions: Sequence[str],
+        images: Sequence[ImageInput | None],
+        item_ids: Sequence[str] | None = None,
+        memory: MemoryEmbeddingCache | None = None,
+    ) -> QueryFeatures:
+        """Features of a batch of live queries: every text in one text-encoder call, every image in one
+        image-encoder call (not cached on disk).
 
         With ``overlap`` the text and image branches run in two worker threads, each limited to
         ``branch_threads`` torch threads, so the two encoders share the CPU cores instead of
-        queueing. Calls are serialised (the tokenizer is not re-entrant).
+        queueing. Calls are serialised (the tokenizer is not re-entrant). Vectors found in ``memory``
+        are not recomputed; new ones are stored there.
         """
-        _check_question(question, item_id)
+        ids = [str(item_id) for item_id in item_ids] if item_ids is not None else ["query"] * len(questions)
+        if not len(questions) == len(images) == len(ids):
+            raise ValueError(f"got {len(questions)} questions, {len(images)} images and {len(ids)} item ids")
+        questions = [_check_question(question, item_id) for question, item_id in zip(questions, ids)]
         with self._live_lock:
             if not self.overlap:
-                text_vector, text_stats = self._text_branch(question)
-                image_vector, image_stats = self._image_branch(image, item_id)
+                text, text_stats = self._text_branch(questions, memory)
+                image, image_stats = self._image_branch(images, ids, memory)
             else:
                 if self._pool is None:
                     self._pool = ThreadPoolExecutor(
                         2, thread_name_prefix="features", initializer=torch.set_num_threads,
                         initargs=(self.branch_threads,),
                     )
-                image_future = self._pool.submit(self._image_branch, image, item_id)
-                text_vector, text_stats = self._pool.submit(self._text_branch, question).result()
-                image_vector, image_stats = image_future.result()
+                image_future = self._pool.submit(self._image_branch, images, ids, memory)
+                text, text_stats = self._pool.submit(self._text_branch, questions, memory).result()
+                image, image_stats = image_future.result()
         return QueryFeatures(
-            item_ids=np.asarray([item_id], dtype=str),
-            text=text_vector[None, :],
-            image=image_vector[None, :],
-            stats=np.asarray([text_stats + image_stats], dtype=np.float32),
-            has_image=np.asarray([image is not None]),
+            item_ids=np.asarray(ids, dtype=str),
+            text=text,
+            image=image,
+            stats=np.concatenate([text_stats, image_stats], axis=1),
+            has_image=np.asarray([image is not None for image in images], dtype=bool),
         )
 
-    def _text_branch(self, question: str) -> tuple[np.ndarray, list[float]]:
-        return self.text_encoder.encode([question])[0], text_statistics(question)
+    def _text_branch(self, questions: list[str], memory: MemoryEmbeddingCache | None) -> tuple[np.ndarray, np.ndarray]:
+        vectors = _through_memory(
+            memory, self.text_encoder.identity, lambda: [text_key(question) for question in questions],
+            len(questions), lambda rows: self.text_encoder.encode([questions[row] for row in rows]),
+        )
+        return vectors, np.asarray([text_statistics(question) for question in questions], dtype=np.float32)
 
-    def _image_branch(self, image: ImageInput | None, item_id: str) -> tuple[np.ndarray, list[float]]:
-        if image is None:
-            return np.zeros(self.image_encoder.dim, dtype=np.float32), image_statistics(None)
-        decoded = open_image(image, name=f"item {item_id!r}")
-        return self.image_encoder.encode([decoded])[0], image_statistics(decoded)
+    def _image_branch(
+        self, images: Sequence[ImageInput | None], item_ids: list[str], memory: MemoryEmbeddingCache | None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        vectors = np.zeros((len(images), self.image_encoder.dim), dtype=np.float32)
+        present = [row for row, image in enumerate(images) if image is not None]
+        decoded = {row: open_image(images[row], name=f"item {item_ids[row]!r}") for row in present}  # type: ignore[arg-type]
+        if present:
+            prepared = self.image_encoder.prepare([decoded[row] for row in present])
+            vectors[present] = _through_memory(
+                memory, self.image_encoder.identity, lambda: [array_key(row) for row in prepared], len(present),
+                lambda rows: self.image_encoder.embed(prepared if len(rows) == len(prepared) else prepared[rows]),
+            )
+        stats = [image_statistics(decoded.get(row)) for row in range(len(images))]
+        return vectors, np.asarray(stats, dtype=np.float32)
 
     def close(self) -> None:
         """Stop the worker threads of :meth:`extract_one` (they restart on the next call)."""
@@ -306,6 +368,30 @@ class _ImageSource:
     @cached_property
     def image(self) -> Image.Image:
         return open_image(self.content, name=self.label)
+
+
+def _through_memory(
+    memory: MemoryEmbeddingCache | None,
+    identity: str,
+    keys: Callable[[], list[str]],
+    count: int,
+    encode_rows: Callable[[list[int]], np.ndarray],
+) -> np.ndarray:
+    """Vectors of ``count`` inputs: from ``memory`` where present, else ``encode_rows`` of the missing rows
+    (the first of equal keys), which are then stored. Without ``memory`` every row is encoded."""
+    if memory is None:
+        return encode_rows(list(range(count)))
+    wanted = keys()
+    found = memory.get(identity, wanted)
+    todo: dict[str, int] = {}
+    for row, key in enumerate(wanted):
+        if key not in found:
+            todo.setdefault(key, row)
+    if todo:
+        vectors = encode_rows(list(todo.values()))
+        memory.put(identity, list(todo), vectors)
+        found.update(zip(todo, vectors))
+    return np.stack([found[key] for key in wanted]).astype(np.float32, copy=False)
 
 
 def _gather(cache: EmbeddingCache, identity: str, keys: Sequence[str | None], dim: int) -> np.ndarray:

@@ -1,7 +1,9 @@
 """Image encoders: ImageNet MobileNetV2 (default) and Hugging Face vision transformers such as ViT.
 
 Both turn a sequence of PIL images into one float32 vector per image and expose ``dim`` and an
-``identity`` (model name, weight hash and the settings that change the output).
+``identity`` (model name, weight hash and the settings that change the output). Encoding is two steps:
+``prepare`` (decoded images to the network input: resized, normalised pixels) and ``embed`` (network input
+to vectors), so that a cache can key vectors by the content of the network input.
 """
 
 from __future__ import annotations
@@ -42,7 +44,26 @@ class ImageEncoder(Protocol):
     dim: int
     identity: str
 
+    def prepare(self, images: Sequence[Image.Image]) -> np.ndarray: ...
+
+    def embed(self, batch: np.ndarray) -> np.ndarray: ...
+
     def encode(self, images: Sequence[Image.Image], batch_size: int = 32) -> np.ndarray: ...
+
+
+def encode_images(encoder: ImageEncoder, images: Sequence[Image.Image], batch_size: int = 32) -> np.ndarray:
+    """``encoder.embed(encoder.prepare(...))`` over ``images`` in batches: shape (len(images), dim), float32."""
+    out = np.empty((len(images), encoder.dim), dtype=np.float32)
+    for start in range(0, len(images), batch_size):
+        batch = images[start : start + batch_size]
+        out[start : start + len(batch)] = encoder.embed(encoder.prepare(batch))
+    return out
+
+
+def processor_pixels(processor: Any, images: Sequence[Image.Image]) -> np.ndarray:
+    """The pixel values a Hugging Face image processor makes of ``images`` (as RGB), float32."""
+    pixels = processor(images=[to_rgb(image) for image in images], return_tensors="np")["pixel_values"]
+    return np.asarray(pixels, dtype=np.float32)
 
 
 def resolve_checkpoint(
@@ -166,20 +187,34 @@ class MobileNetV2Encoder:
         logger.info("image encoder %s loaded from %s", encoder.identity, path)
         return encoder
 
+    def prepare(self, images: Sequence[Image.Image]) -> np.ndarray:
+        """Network input of ``images`` (see :func:`normalised_batch`), float32."""
+        return normalised_batch(images, self.image_size, self.checkpoint.mean, self.checkpoint.std)
+
     def preprocess(self, images: Sequence[Image.Image]) -> torch.Tensor:
-        """Network input for ``images`` (see :func:`normalised_batch`)."""
-        batch = normalised_batch(images, self.image_size, self.checkpoint.mean, self.checkpoint.std)
-        batch = batch.to(getattr(torch, self.precision))
-        return batch if self.channels_last else batch.contiguous()
+        """Network input of ``images`` as the tensor the network takes."""
+        return self._tensor(self.prepare(images))
+
+    def _tensor(self, batch: np.ndarray) -> torch.Tensor:
+        tensor = torch.from_numpy(batch).to(getattr(torch, self.precision))
+        return tensor if self.channels_last else tensor.contiguous()
 
     @torch.inference_mode()
+    def embed(self, batch: np.ndarray) -> np.ndarray:
+        """Features of a prepared batch, shape (n, 1280), float32."""
+        return self.network.embed(self._tensor(batch)).float().numpy()
+
+    def pooled_module(self) -> torch.nn.Module:
+        """The network as one module: prepared float32 batch in, features out."""
+        return _Pooled(self.network, self.network.embed)
+
+    def preprocessing(self, folder: Path) -> dict[str, Any]:
+        """How :meth:`prepare` works, for an export into ``folder``: resize to a square, then normalise."""
+        return {"kind": "resize", "size": self.image_size, "mean": list(self.checkpoint.mean), "std": list(self.checkpoint.std)}
+
     def encode(self, images: Sequence[Image.Image], batch_size: int = 32) -> np.ndarray:
         """Features of ``images``, shape (len(images), 1280), float32."""
-        out = np.empty((len(images), self.dim), dtype=np.float32)
-        for start in range(0, len(images), batch_size):
-            batch = images[start : start + batch_size]
-            out[start : start + len(batch)] = self.network.embed(self.preprocess(batch)).float().numpy()
-        return out
+        return encode_images(self, images, batch_size)
 
 
 class TransformersImageEncoder:
@@ -216,14 +251,40 @@ class TransformersImageEncoder:
         logger.info("image encoder %s loaded from %s", encoder.identity, folder)
         return encoder
 
+    def prepare(self, images: Sequence[Image.Image]) -> np.ndarray:
+        """Network input of ``images``, as the model's image processor makes it, float32."""
+        return processor_pixels(self.processor, images)
+
     @torch.inference_mode()
+    def embed(self, batch: np.ndarray) -> np.ndarray:
+        """Pooled features of a prepared batch, shape (n, dim), float32."""
+        return self._pooled(torch.from_numpy(batch)).float().numpy()
+
+    def _pooled(self, pixels: torch.Tensor) -> torch.Tensor:
+        hidden = self.model(pixel_values=pixels).last_hidden_state
+        return hidden[:, 0] if self.pooling == "cls" else hidden.mean(dim=1)
+
+    def pooled_module(self) -> torch.nn.Module:
+        """The model plus pooling as one module: prepared float32 batch in, features out."""
+        return _Pooled(self.model, self._pooled)
+
+    def preprocessing(self, folder: Path) -> dict[str, Any]:
+        """How :meth:`prepare` works, for an export into ``folder``: the image processor, saved in ``processor/``."""
+        self.processor.save_pretrained(folder / "processor")
+        return {"kind": "processor"}
+
     def encode(self, images: Sequence[Image.Image], batch_size: int = 32) -> np.ndarray:
         """Features of ``images``, shape (len(images), dim), float32."""
-        out = np.empty((len(images), self.dim), dtype=np.float32)
-        for start in range(0, len(images), batch_size):
-            batch = [to_rgb(image) for image in images[start : start + batch_size]]
-            pixels = self.processor(images=batch, return_tensors="pt")["pixel_values"]
-            hidden = self.model(pixel_values=pixels).last_hidden_state
-            pooled = hidden[:, 0] if self.pooling == "cls" else hidden.mean(dim=1)
-            out[start : start + len(batch)] = pooled.float().numpy()
-        return out
+        return encode_images(self, images, batch_size)
+
+
+class _Pooled(torch.nn.Module):
+    """A tensor function of an encoder (prepared batch to features) as a module owning ``network``, for export."""
+
+    def __init__(self, network: torch.nn.Module, function: Any) -> None:
+        super().__init__()
+        self.network = network
+        self.function = function
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        return self.function(pixels)

@@ -7,7 +7,6 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-import torch
 from PIL import Image, UnidentifiedImageError
 
 ImageInput = Path | str | bytes | Image.Image
@@ -54,8 +53,8 @@ def normalised_batch(
     size: int,
     mean: Sequence[float],
     std: Sequence[float],
-) -> torch.Tensor:
-    """(n, 3, size, size) float32 tensor, channels-last in memory.
+) -> np.ndarray:
+    """(n, 3, size, size) float32 array, channels-last in memory (a transposed view of (n, size, size, 3)).
 
     Each image is converted to RGB and resized as a whole to ``size`` x ``size`` (bilinear with
     antialiasing, no crop: the content at the borders is kept; the aspect ratio is among the
@@ -67,4 +66,4 @@ def normalised_batch(
     scale = np.float32(1.0 / 255.0) / np.asarray(std, dtype=np.float32)
     offset = np.asarray(mean, dtype=np.float32) / np.asarray(std, dtype=np.float32)
     pixels = pixels * scale - offset
-    return torch.from_numpy(pixels).permute(0, 3, 1, 2)
+    return pixels.transpose(0, 3, 1, 2)

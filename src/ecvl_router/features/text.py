@@ -131,16 +131,41 @@ class TextEncoder:
             out[start : start + len(batch)] = self._forward(batch).numpy()
         return out
 
+    def tokenize(self, texts: list[str], tensors: Literal["pt", "np"]) -> dict[str, Any]:
+        """The model's inputs for ``texts``: padded to the longest, truncated to ``max_length``."""
+        return dict(self.tokenizer(texts, padding=True, truncation=True, max_length=self.max_length, return_tensors=tensors))
+
+    def pooled_module(self) -> PooledText:
+        """The network with this encoder's pooling and normalisation, taking the tokenizer's tensors by position."""
+        names = list(self.tokenize(["probe"], "pt"))
+        return PooledText(self.model, names, self.pooling, self.normalize)
+
     def _forward(self, texts: list[str]) -> torch.Tensor:
-        tokens = self.tokenizer(
-            texts, padding=True, truncation=True, max_length=self.max_length, return_tensors="pt"
-        )
+        tokens = self.tokenize(texts, "pt")
         hidden = self.model(**tokens).last_hidden_state.float()
-        if self.pooling == "cls":
-            pooled = hidden[:, 0]
-        else:
-            mask = tokens["attention_mask"].unsqueeze(-1).float()
-            pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
-        if self.normalize:
-            pooled = torch.nn.functional.normalize(pooled, p=2, dim=1)
-        return pooled
+        return pool(hidden, tokens["attention_mask"], self.pooling, self.normalize)
+
+
+def pool(hidden: torch.Tensor, attention_mask: torch.Tensor, pooling: Pooling, normalize: bool) -> torch.Tensor:
+    """One vector per sequence: the first token's state (``cls``) or the mean over the mask, optionally L2-normalised."""
+    if pooling == "cls":
+        pooled = hidden[:, 0]
+    else:
+        mask = attention_mask.unsqueeze(-1).float()
+        pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
+    if normalize:
+        pooled = torch.nn.functional.normalize(pooled, p=2, dim=1)
+    return pooled
+
+
+class PooledText(torch.nn.Module):
+    """A text network plus pooling as one module: tokenizer tensors (in the order of ``names``) in, vectors out."""
+
+    def __init__(self, model: torch.nn.Module, names: list[str], pooling: Pooling, normalize: bool) -> None:
+        super().__init__()
+        self.model, self.names, self.pooling, self.normalize = model, names, pooling, normalize
+
+    def forward(self, *tensors: torch.Tensor) -> torch.Tensor:
+        inputs = dict(zip(self.names, tensors))
+        hidden = self.model(**inputs).last_hidden_state.float()
+        return pool(hidden, inputs["attention_mask"], self.pooling, self.normalize)

@@ -105,12 +105,36 @@ class ConversationPolicy(BaseModel):
         return self.sticky_edge if route == "edge" else self.sticky_cloud
 
 
+class BatchingPolicy(BaseModel):
+    """Dynamic micro-batching of routing decisions: concurrent requests share one pass of the encoders and router."""
+
+    model_config = STRICT
+
+    max_batch: int = Field(16, ge=1, le=1024, description="decisions in one batch at most")
+    max_wait_ms: float = Field(2.0, ge=0, le=1000, description="how long a batch of several waits to fill; a request alone never waits")
+
+
+class EmbeddingCachePolicy(BaseModel):
+    """The in-memory LRU cache of text and image embeddings (a conversation's image is encoded once)."""
+
+    model_config = STRICT
+
+    max_mb: float = Field(64.0, ge=0, description="size bound in MiB; 0 turns the cache off")
+
+    @property
+    def max_bytes(self) -> int:
+        return int(self.max_mb * 2**20)
+
+
 class GatewayConfig(BaseModel):
     """Everything ``ecvl-router serve`` needs; relative paths are taken relative to the YAML file."""
 
     model_config = STRICT
 
     bundle: Path = Field(description="run folder written by `ecvl-router train`")
+    encoders: Path | None = Field(
+        None, description="encoder settings YAML replacing the bundle's, e.g. the encoders.yaml of `ecvl-router export-encoders`"
+    )
     edge: BackendSpec
     cloud: BackendSpec
     default_scenario: str | None = Field(None, description="for model 'ecvl-router'; default: the bundle's first")
@@ -122,6 +146,8 @@ class GatewayConfig(BaseModel):
     fallback: FallbackPolicy = Field(default_factory=FallbackPolicy)
     conversation: ConversationPolicy = Field(default_factory=ConversationPolicy)
     decision_log: Path | None = Field(None, description="JSON-lines file, one record per routed request")
+    batching: BatchingPolicy = Field(default_factory=BatchingPolicy)
+    embedding_cache: EmbeddingCachePolicy = Field(default_factory=EmbeddingCachePolicy)
     study: dict[str, Any] | None = Field(
         None, description="an online study's section, read by ecvl_router.study (docs/study.md); the gateway ignores it"
     )
@@ -144,6 +170,8 @@ class GatewayConfig(BaseModel):
     def relative_paths(self, folder: Path) -> dict[str, Any]:
         """The path fields resolved against ``folder``, as a model_copy update (extended by subclasses)."""
         update: dict[str, Any] = {"bundle": folder / self.bundle}
+        if self.encoders is not None:
+            update["encoders"] = folder / self.encoders
         if self.decision_log is not None:
             update["decision_log"] = folder / self.decision_log
         return update

@@ -1,7 +1,7 @@
 """The routing gateway's core, shared by the HTTP server and the Python client.
 
 One request: validate it, check its images (fetching URLs), decide edge or cloud from the last user turn
-(in a worker thread, so the event loop stays responsive), forward it to the chosen backend, fall back to
+(in the router's batching thread, together with concurrent requests, so the event loop stays responsive), forward it to the chosen backend, fall back to
 the other one when that fails and the scenario allows it, and annotate the answer with the decision.
 """
 
@@ -13,7 +13,7 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncIterator
-from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Any
@@ -21,6 +21,7 @@ from typing import Any
 import httpx
 
 from ecvl_router.config import ConfigError
+from ecvl_router.features.extractor import ExtractorSettings
 from ecvl_router.scenarios import Scenario
 from ecvl_router.openai_http.errors import CallError, is_retryable_status
 from ecvl_router.serve.backends import Backend, elapsed_ms
@@ -89,6 +90,7 @@ class Outcome:
             "X-ECVL-Scenario": d.scenario,
             "X-ECVL-Tau": f"{d.tau:g}",
             "X-ECVL-Router-Ms": f"{d.router_ms:.3f}",
+            "X-ECVL-Batch-Size": str(d.batch_size),
             "X-ECVL-Fallback": str(self.fallback).lower(),
             "X-ECVL-Sticky": str(d.sticky).lower(),
             "X-Request-ID": self.request_id,
@@ -133,21 +135,25 @@ class Gateway:
             if not model:
                 raise ConfigError(f"{role}.model is not set and the bundle's manifest names no {role} model")
             self.backends[role] = Backend(role, spec, model, spec.api_key(role))
-        self.metrics = metrics or GatewayMetrics()
+        self.metrics = metrics or GatewayMetrics(getattr(router, "stats", None))
         self.fetcher = ImageFetcher(config.images, config.limits)
         self.decision_log = DecisionLog(config.decision_log) if config.decision_log else None
-        self._router_thread = ThreadPoolExecutor(1, thread_name_prefix="router")
+        self.owns_router = False
 
     @classmethod
     def from_config(cls, config: GatewayConfig, *, metrics: GatewayMetrics | None = None) -> Gateway:
-        """Load the bundle and its encoders, warm them up, and build the gateway."""
-        router = QueryRouter.from_bundle(config.bundle)
+        """Load the bundle and its encoders, warm them up, and build the gateway (which closes the router)."""
+        encoders = ExtractorSettings.from_yaml(config.encoders) if config.encoders is not None else None
+        router = QueryRouter.from_bundle(config.bundle, batching=config.batching, embedding_cache=config.embedding_cache, encoders=encoders)
         router.warm_up()
-        return cls(config, router, metrics=metrics)
+        gateway = cls(config, router, metrics=metrics)
+        gateway.owns_router = True
+        return gateway
 
     async def aclose(self) -> None:
         await asyncio.gather(*(backend.aclose() for backend in self.backends.values()), self.fetcher.aclose())
-        self._router_thread.shutdown(wait=False)
+        if self.owns_router:
+            await asyncio.to_thread(self.router.close)
         if self.decision_log is not None:
             self.decision_log.close()
 
@@ -218,15 +224,10 @@ class Gateway:
         scenario = self.scenarios[request.scenario]
         kept = request.history_route
         if kept is not None and self.config.conversation.sticky(kept) and (kept == "edge" or scenario.cloud_allowed):
-            return Decision(kept, None, self.router.tau(scenario.name), scenario.name, 0.0, sticky=True)
+            return Decision(kept, None, self.router.tau(scenario.name), scenario.name, 0.0, sticky=True, batch_size=0)
 
-        def decide() -> Decision:  # decoding the image is part of the decision's time
-            started = time.perf_counter()
-            image = routed_image[0].decode(routed_image[1]) if routed_image else None
-            decision = self.router.decide(request.question, image, scenario.name, mes=mes)
-            return replace(decision, router_ms=elapsed_ms(started))
-
-        decision = await asyncio.get_running_loop().run_in_executor(self._router_thread, decide)
+        image = partial(routed_image[0].decode, routed_image[1]) if routed_image else None  # decoded in the batch
+        decision = await asyncio.wrap_future(self.router.submit(request.question, image, scenario.name, mes=mes))
         self.metrics.decision_seconds.labels(scenario.name).observe(decision.router_ms / 1000)
         if not scenario.cloud_allowed and decision.route == "cloud":  # trained so that it cannot happen (tau 0)
             decision = replace(decision, route="edge")

@@ -1,17 +1,24 @@
-"""Live routing decisions: a router bundle and its feature extractor, one query in, edge or cloud out."""
+"""Live routing decisions: a router bundle and its feature extractor; queries in (batched), edge or cloud out."""
 
 from __future__ import annotations
 
 import logging
-import threading
 import time
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+from PIL import Image
+
 from ecvl_router.features.extractor import ExtractorSettings, FeatureExtractor
-from ecvl_router.features.imaging import ImageInput
+from ecvl_router.features.imaging import ImageInput, open_image
+from ecvl_router.features.memory_cache import CacheCounts, MemoryEmbeddingCache
 from ecvl_router.scenarios import Scenario
+from ecvl_router.serve.batching import MicroBatcher
+from ecvl_router.serve.config import BatchingPolicy, EmbeddingCachePolicy
 from ecvl_router.serve.conversation import Route
 from ecvl_router.training import TrainedRouter
 
@@ -22,7 +29,8 @@ logger = logging.getLogger(__name__)
 class Decision:
     """Where one query goes and why: P(edge competent) ``p`` against the scenario's threshold ``tau``.
 
-    A conversation kept on the cloud (``sticky``) is not scored: ``p`` is None and ``router_ms`` 0.
+    A conversation kept on its backend (``sticky``) is not scored: ``p`` is None, ``router_ms`` and ``batch_size`` 0.
+    ``router_ms`` is the time of the batch the decision was made in, ``batch_size`` that batch's size.
     """
 
     route: Route
@@ -32,23 +40,81 @@ class Decision:
     router_ms: float
     sticky: bool = False
     mes: float | None = None
+    batch_size: int = 1
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
-class QueryRouter:
-    """A trained router with the encoders it was trained on; :meth:`decide` is safe to call from any thread."""
+ImageSource = ImageInput | Callable[[], Image.Image | None]
+"""A query's image: a path, encoded bytes or a PIL image, or a function decoding it (its errors are the query's)."""
 
-    def __init__(self, trained: TrainedRouter, extractor: FeatureExtractor, bundle: Path | None = None) -> None:
+
+@dataclass(frozen=True)
+class Query:
+    """One routing decision to make: the question, its image (or None), the scenario and an optional MES."""
+
+    question: str
+    image: ImageSource | None
+    scenario: str
+    mes: float | None = None
+
+    def load_image(self) -> Image.Image | None:
+        if self.image is None:
+            return None
+        return self.image() if callable(self.image) else open_image(self.image)
+
+
+@dataclass(frozen=True)
+class RouterStats:
+    """Counts for the gateway's metrics: batches by size, and embedding-cache lookups by encoder (text, image)."""
+
+    batch_sizes: dict[int, int]
+    cache: dict[str, CacheCounts]
+    cache_bytes: int
+
+
+class QueryRouter:
+    """A trained router with the encoders it was trained on; safe to call from any thread.
+
+    Decisions are micro-batched (:class:`~ecvl_router.serve.batching.MicroBatcher`): concurrent queries go
+    through the text encoder, the image encoder and the router network together, with the same p as one by
+    one. Embeddings are kept in an in-memory LRU cache of ``embedding_cache.max_mb``.
+    """
+
+    def __init__(
+        self,
+        trained: TrainedRouter,
+        extractor: FeatureExtractor,
+        bundle: Path | None = None,
+        *,
+        batching: BatchingPolicy | None = None,
+        embedding_cache: EmbeddingCachePolicy | None = None,
+    ) -> None:
         self.trained = trained
         self.extractor = extractor
         self.bundle = bundle
-        self._lock = threading.Lock()
+        batching = batching or BatchingPolicy()
+        max_bytes = (embedding_cache or EmbeddingCachePolicy()).max_bytes
+        self.memory = MemoryEmbeddingCache(max_bytes) if max_bytes else None
+        self._batcher: MicroBatcher[Query, Decision] = MicroBatcher(
+            self.decide_batch, max_batch=batching.max_batch, max_wait_ms=batching.max_wait_ms, name="router"
+        )
 
     @classmethod
-    def from_bundle(cls, bundle: Path) -> QueryRouter:
-        """Load a run folder written by ``ecvl-router train`` and the encoders its manifest names."""
+    def from_bundle(
+        cls,
+        bundle: Path,
+        *,
+        batching: BatchingPolicy | None = None,
+        embedding_cache: EmbeddingCachePolicy | None = None,
+        encoders: ExtractorSettings | None = None,
+    ) -> QueryRouter:
+        """Load a run folder written by ``ecvl-router train`` and the encoders its manifest names.
+
+        ``encoders`` replaces them, e.g. by their verified ONNX export; encoders that are neither the bundle's
+        nor verified stand-ins for them are a BundleError (a router is never fed another encoder's embeddings).
+        """
         from ecvl_router.bundle import BundleError, load_bundle
 
         trained = load_bundle(Path(bundle))
@@ -56,7 +122,18 @@ class QueryRouter:
             settings = ExtractorSettings(**trained.manifest["settings"]["extractor"])
         except (KeyError, TypeError) as exc:
             raise BundleError(f"{bundle}/manifest.json: no feature extractor settings ({exc})") from None
-        return cls(trained, FeatureExtractor.from_settings(settings), Path(bundle))
+        recorded = trained.manifest["settings"].get("features") or {}
+        if encoders is not None and not recorded:
+            raise BundleError(f"{bundle}/manifest.json: records no encoder identities, so it can be served with its own encoders only")
+        extractor = FeatureExtractor.from_settings(encoders or settings)
+        for kind, encoder in (("text", extractor.text_encoder), ("image", extractor.image_encoder)):
+            trained_on = recorded.get(f"{kind}_encoder", encoder.identity)
+            if trained_on not in (encoder.identity, getattr(encoder, "source_identity", None)):
+                raise BundleError(
+                    f"{bundle}: the router was trained on the {kind} encoder {trained_on}, not on {encoder.identity}; "
+                    "serve it with its own encoders or their verified export (ecvl-router export-encoders --bundle)"
+                )
+        return cls(trained, extractor, Path(bundle), batching=batching, embedding_cache=embedding_cache)
 
     @property
     def scenarios(self) -> dict[str, Scenario]:
@@ -82,25 +159,64 @@ class QueryRouter:
         scale = (self.trained.manifest or {}).get("score_scale") or [float("-inf"), float("inf")]
         return float(scale[0]), float(scale[1])
 
-    def decide(self, question: str, image: ImageInput | None, scenario: str, *, mes: float | None = None) -> Decision:
-        """Route one query under ``scenario`` (a name of :attr:`scenarios`), at its MES or at ``mes``."""
+    def submit(self, question: str, image: ImageSource | None, scenario: str, *, mes: float | None = None) -> Future[Decision]:
+        """Route one query under ``scenario`` (a name of :attr:`scenarios`), at its MES or at ``mes``, in a batch."""
+        return self._batcher.submit(Query(question, image, scenario, mes))
+
+    def decide(self, question: str, image: ImageSource | None, scenario: str, *, mes: float | None = None) -> Decision:
+        """:meth:`submit`, waiting for the decision."""
+        return self.submit(question, image, scenario, mes=mes).result()
+
+    def decide_batch(self, queries: Sequence[Query]) -> list[Decision | Exception]:
+        """Decisions for ``queries`` computed together (each failing query gets its exception, the others a decision)."""
         started = time.perf_counter()
-        with self._lock:
-            features = self.extractor.extract_one(question, image)
-            to_edge, p, tau = self.trained.decide(features, scenario, mes=mes)
-        return Decision(
-            route="edge" if to_edge[0] else "cloud",
-            p=float(p[0]),
-            tau=float(tau),
-            scenario=scenario,
-            router_ms=(time.perf_counter() - started) * 1000,
-            mes=self.trained.choice(scenario).scenario.mes if mes is None else mes,
+        results: list[Decision | Exception | None] = [None] * len(queries)
+        images: list[Image.Image | None] = []
+        rows: list[int] = []
+        for row, query in enumerate(queries):
+            try:
+                images.append(query.load_image())
+                rows.append(row)
+            except Exception as error:  # noqa: BLE001 - the query's own error, e.g. an undecodable image
+                results[row] = error
+        if rows:
+            features = self.extractor.extract_live([queries[row].question for row in rows], images, memory=self.memory)
+            groups: dict[tuple[str, float | None], list[int]] = {}
+            for position, row in enumerate(rows):
+                groups.setdefault((queries[row].scenario, queries[row].mes), []).append(position)
+            for (scenario, mes), positions in groups.items():
+                try:
+                    to_edge, p, tau = self.trained.decide(features.take(np.asarray(positions)), scenario, mes=mes)
+                except (KeyError, ValueError) as error:
+                    for position in positions:
+                        results[rows[position]] = error
+                    continue
+                served_mes = self.trained.choice(scenario).scenario.mes if mes is None else mes
+                for index, position in enumerate(positions):
+                    results[rows[position]] = Decision(
+                        route="edge" if to_edge[index] else "cloud", p=float(p[index]), tau=float(tau), scenario=scenario,
+                        router_ms=0.0, mes=served_mes, batch_size=len(queries),
+                    )
+        router_ms = (time.perf_counter() - started) * 1000
+        return [replace(result, router_ms=router_ms) if isinstance(result, Decision) else result for result in results]  # type: ignore[misc]
+
+    def stats(self) -> RouterStats:
+        """Batch sizes so far and the embedding cache's lookups by encoder (``text``, ``image``)."""
+        counts = self.memory.counts() if self.memory is not None else {}
+        identities = {"text": self.extractor.text_encoder.identity, "image": self.extractor.image_encoder.identity}
+        return RouterStats(
+            batch_sizes=self._batcher.batch_sizes(),
+            cache={kind: counts.get(identity, CacheCounts()) for kind, identity in identities.items()} if self.memory else {},
+            cache_bytes=self.memory.size_bytes if self.memory is not None else 0,
         )
 
     def warm_up(self) -> None:
         """One decision with and one without an image, so the first real request is not slower."""
-        from PIL import Image
-
         scenario = next(iter(self.trained.choices))
         self.decide("warm-up", Image.new("RGB", (64, 64), (127, 127, 127)), scenario)
         self.decide("warm-up", None, scenario)
+
+    def close(self) -> None:
+        """Stop the batching thread and the extractor's worker threads (both restart on the next decision)."""
+        self._batcher.close()
+        self.extractor.close()

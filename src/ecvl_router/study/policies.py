@@ -11,18 +11,17 @@ from __future__ import annotations
 
 import math
 
-import threading
+from concurrent.futures import Future
 from dataclasses import replace
 from pathlib import Path
 
 from ecvl_router.bundle import BundleError, load_bundle
 from ecvl_router.config import ConfigError
 from ecvl_router.features.extractor import ExtractorSettings, FeatureExtractor
-from ecvl_router.features.imaging import ImageInput
 from ecvl_router.routers import FixedPolicy
 from ecvl_router.scenarios import Scenario
 from ecvl_router.serve.gateway import Gateway
-from ecvl_router.serve.routing import Decision, QueryRouter, Route
+from ecvl_router.serve.routing import Decision, ImageSource, QueryRouter, Route
 from ecvl_router.study.config import StudyConfig
 
 FIXED_P: dict[Route, float] = {"edge": 1.0, "cloud": 0.0}
@@ -44,7 +43,6 @@ class PolicyRouter:
         self._scenarios = scenarios
         self._plans = plans
         self._model_names = model_names
-        self._lock = threading.Lock()  # routers of one study may share a feature extractor
 
     @classmethod
     def load(cls, study: StudyConfig, model_names: dict[Route, str | None]) -> PolicyRouter:
@@ -89,19 +87,39 @@ class PolicyRouter:
     def score_scale(self) -> tuple[float, float]:
         return (-math.inf, math.inf)
 
-    def decide(self, question: str, image: ImageInput | None, key: str, *, mes: float | None = None) -> Decision:
+    def submit(self, question: str, image: ImageSource | None, key: str, *, mes: float | None = None) -> Future[Decision]:
         """The decision of ``key``'s policy for one query; its ``scenario`` is ``key`` (``mes``: its own MES only)."""
         plan = self._plans[key]
+        decision: Future[Decision] = Future()
         if isinstance(plan, str):
-            return Decision(plan, FIXED_P[plan], FixedPolicy.fixed_threshold, key, 0.0)
-        with self._lock:
-            decision = plan.decide(question, image, _scenario_of(key), mes=mes)
-        return replace(decision, scenario=key)
+            decision.set_result(Decision(plan, FIXED_P[plan], FixedPolicy.fixed_threshold, key, 0.0))
+            return decision
+
+        def relabel(routed: Future[Decision]) -> None:
+            error = routed.exception()
+            if error is not None:
+                decision.set_exception(error)
+            else:
+                decision.set_result(replace(routed.result(), scenario=key))
+
+        plan.submit(question, image, _scenario_of(key), mes=mes).add_done_callback(relabel)
+        return decision
+
+    def decide(self, question: str, image: ImageSource | None, key: str, *, mes: float | None = None) -> Decision:
+        """:meth:`submit`, waiting for the decision."""
+        return self.submit(question, image, key, mes=mes).result()
 
     def warm_up(self) -> None:
-        for router in {id(plan): plan for plan in self._plans.values() if not isinstance(plan, str)}.values():
-            with self._lock:
-                router.warm_up()
+        for router in self._routers():
+            router.warm_up()
+
+    def close(self) -> None:
+        """Stop the batching threads of the study's routers."""
+        for router in self._routers():
+            router.close()
+
+    def _routers(self) -> list[QueryRouter]:
+        return list({id(plan): plan for plan in self._plans.values() if not isinstance(plan, str)}.values())
 
 
 def build_study_gateway(gateway: Gateway, study: StudyConfig) -> Gateway:
@@ -117,6 +135,7 @@ def build_study_gateway(gateway: Gateway, study: StudyConfig) -> Gateway:
     })
     study_gateway = Gateway(config, router, metrics=gateway.metrics)  # type: ignore[arg-type]  # PolicyRouter acts as a QueryRouter
     study_gateway.decision_log = gateway.decision_log
+    study_gateway.owns_router = True
     return study_gateway
 
 
