@@ -10,6 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from ecvl_router.cli import app as cli_app
+from ecvl_router.client import RouterClient
 from ecvl_router.serve import QueryRouter
 from tests.serve_support import CLOUD, EDGE, demo_data, write_tiny_encoders  # noqa: F401
 from tests.test_serve_gateway import backend_sims, gateway_server, sims  # noqa: F401
@@ -41,3 +42,13 @@ def test_models_list_the_promise_and_requests_use_the_certified_tau(guaranteed_r
         assert reply.status_code == 200, reply.text
         assert float(reply.headers["X-ECVL-Tau"]) == pytest.approx(entry["tau"])
         assert reply.headers["X-ECVL-Scenario"] == "careful"
+
+
+def test_the_client_states_the_promise(guaranteed_router: QueryRouter) -> None:
+    entry = json.loads((Path(guaranteed_router.bundle) / "manifest.json").read_text())["scenarios"]["careful"]
+    with RouterClient(guaranteed_router.bundle) as client:
+        assert client.promise("careful") == entry["promise"]
+        assert client.promise("quality") is None
+        assert client.decide("How many red circles are there?", None, "careful").tau == pytest.approx(entry["tau"])
+        with pytest.raises(ValueError, match="unknown"):
+            client.promise("nonexistent")

@@ -70,6 +70,12 @@ class _RouterCore:
     def scenarios(self) -> list[str]:
         return list(self.router.scenarios)
 
+    def promise(self, scenario: str | None = None) -> str | None:
+        """What ``scenario`` (default: the client's) guarantees about answer quality; None when it promises nothing."""
+        name = scenario or self.default_scenario
+        self._check_scenario(name)
+        return self.router.scenarios[name].promise()
+
     def _submit(self, question: str, image: ImageInput | None, scenario: str | None) -> Future[Decision]:
         """The decision of one query, computed in the router's batching thread (with concurrent ones)."""
         name = scenario or self.default_scenario

@@ -28,8 +28,8 @@ def register(app: typer.Typer) -> None:
 def serve(
     config: Path | None = typer.Option(None, "--config", help="Gateway configuration (YAML); see --example-config."),
     example_config: bool = typer.Option(False, "--example-config", help="Print a commented example configuration and exit."),
-    host: str | None = typer.Option(None, "--host", help="Address to listen on [default: the config's host]."),
-    port: int | None = typer.Option(None, "--port", help="Port to listen on [default: the config's port]; 0 picks a free one."),
+    host: str | None = typer.Option(None, "--host", help="Address to listen on.", show_default="the config's host"),
+    port: int | None = typer.Option(None, "--port", help="Port to listen on; 0 picks a free one.", show_default="the config's port"),
     port_file: Path | None = typer.Option(None, "--port-file", help="Write the port listened on to this file once listening."),
     workers: int = typer.Option(1, "--workers", min=1, help="Gateway processes sharing the port, each with its own encoders."),
     worker_port: int = typer.Option(0, "--worker-port", min=0, max=65535, help="With --workers: worker i also listens on this port + i (0: free ports)."),
