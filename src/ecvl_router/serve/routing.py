@@ -217,6 +217,6 @@ class QueryRouter:
         self.decide("warm-up", None, scenario)
 
     def close(self) -> None:
-        """Stop the batching thread and the extractor's worker threads (both restart on the next decision)."""
+        """Stop the batching thread (a later decision raises RuntimeError) and the extractor's worker threads."""
         self._batcher.close()
         self.extractor.close()
