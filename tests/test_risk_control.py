@@ -185,7 +185,7 @@ def test_bundle_round_trip_keeps_the_promise_and_the_certified_tau(tmp_path):
 
 def test_check_on_out_of_fold_probabilities_reports_every_policy():
     X, labels, pair = synthetic_problem(600, seed=41)
-    p = out_of_fold_probabilities(lambda s: create_router("gbdt", max_iter=20, random_state=s), X, labels, pair.sources, folds=3)
+    p = out_of_fold_probabilities(lambda s: create_router("gbdt", max_iter=20, random_state=s), X, labels, labels, pair.sources, folds=3)
     assert p.shape == (600,) and np.corrcoef(p, pair.score_edge)[0, 1] > 0.5
     rows = check_guarantee(p, pair, mes=6, max_drops=[0.05], confidences=[0.9], reference=SCENARIOS["quality"], repetitions=20)
     summary = summarise(rows).set_index("policy")
