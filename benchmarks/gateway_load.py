@@ -35,6 +35,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -109,7 +110,13 @@ class Run:
     batch_sizes: list[int] = field(default_factory=list)
     server_errors: int = 0
     other_errors: int = 0
+    failures: Counter[str] = field(default_factory=Counter)
     seconds: float = 0.0
+
+    def fail(self, kind: str) -> None:
+        """Count a request that got no 200 and no 5xx: ``kind`` is its status or its client error."""
+        self.other_errors += 1
+        self.failures[kind] += 1
 
     def p(self, q: float, values: list[float] | None = None) -> float:
         values = self.latencies_ms if values is None else values
@@ -120,7 +127,7 @@ class Run:
         if response.status_code >= 500:
             self.server_errors += 1
         elif response.status_code != 200:
-            self.other_errors += 1
+            self.fail(f"HTTP {response.status_code}")
         if "x-ecvl-router-ms" in response.headers:
             self.router_ms.append(float(response.headers["x-ecvl-router-ms"]))
             self.batch_sizes.append(int(response.headers["x-ecvl-batch-size"]))
@@ -142,8 +149,8 @@ async def closed_loop(url: str, model: str, messages: list[list[dict]], n: int, 
                 started = time.perf_counter()
                 try:
                     response = await http.post("/v1/chat/completions", json={"model": model, "messages": messages[index % len(messages)]})
-                except httpx.HTTPError:
-                    run.other_errors += 1
+                except httpx.HTTPError as error:
+                    run.fail(type(error).__name__)
                     continue
                 run.record(response, started)
 
@@ -166,8 +173,8 @@ async def open_loop(url: str, model: str, messages: list[list[dict]], rate: floa
             await asyncio.sleep(max(0.0, began + at - time.perf_counter()))
             try:
                 response = await http.post("/v1/chat/completions", json={"model": model, "messages": messages[index % len(messages)]})
-            except httpx.HTTPError:
-                run.other_errors += 1
+            except httpx.HTTPError as error:
+                run.fail(type(error).__name__)
                 return
             run.record(response, began + at)
 
@@ -286,6 +293,8 @@ def main() -> None:
                                f"{routed.server_errors:>4} {routed.other_errors:>6}")
                         rows.append(row)
                         print(row, flush=True)
+                        if routed.failures:
+                            print(f"{'':>11}   failed requests: {dict(routed.failures)}", flush=True)
                 finally:
                     gateway.terminate()
                     gateway.wait(timeout=60)
