@@ -96,9 +96,7 @@ def serve_workers(config: Path, workers: int, host: str | None, port: int | None
     shared = listen(host, port if port is not None else settings.port, port_file)
     own = [listen(host, worker_port + index if worker_port else 0) for index in range(workers)]
     if worker_port_file is not None:
-        partial = worker_port_file.with_name(worker_port_file.name + ".partial")
-        partial.write_text("".join(f"{sock.getsockname()[1]}\n" for sock in own), encoding="utf-8")
-        os.replace(partial, worker_port_file)
+        write_ports(worker_port_file, own)
     err_console.print(
         f"[green]serving[/] {plain(http_address(host, shared))}/v1 with {workers} workers (each loads the bundle "
         f"{plain(settings.bundle)} and its encoders); worker metrics at "
@@ -129,10 +127,15 @@ def listen(host: str, port: int, port_file: Path | None = None) -> socket.socket
     except OSError as exc:
         fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}")
     if port_file is not None:
-        partial = port_file.with_name(port_file.name + ".partial")
-        partial.write_text(f"{listener.getsockname()[1]}\n", encoding="utf-8")
-        os.replace(partial, port_file)  # readers never see a half-written file
+        write_ports(port_file, [listener])
     return listener
+
+
+def write_ports(path: Path, listeners: list[socket.socket]) -> None:
+    """The listeners' ports, one a line, written so that readers never see a half-written file."""
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text("".join(f"{sock.getsockname()[1]}\n" for sock in listeners), encoding="utf-8")
+    os.replace(partial, path)
 
 
 def http_address(host: str, listener: socket.socket) -> str:

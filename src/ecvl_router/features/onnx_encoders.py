@@ -20,6 +20,7 @@ from PIL import Image
 
 from ecvl_router.features.image import encode_images, processor_pixels
 from ecvl_router.features.imaging import normalised_batch
+from ecvl_router.features.text import tokenize
 
 logger = logging.getLogger(__name__)
 
@@ -75,7 +76,7 @@ class OnnxTextEncoder:
         out = np.empty((len(texts), self.dim), dtype=np.float32)
         for start in range(0, len(texts), batch_size):
             batch = list(texts[start : start + batch_size])
-            tokens = self.tokenizer(batch, padding=True, truncation=True, max_length=self.max_length, return_tensors="np")
+            tokens = tokenize(self.tokenizer, batch, self.max_length, "np")
             feed = {name: np.asarray(tokens[name], dtype=np.int64) for name in self.inputs}
             out[start : start + len(batch)] = self.session.run(None, feed)[0]
         return out

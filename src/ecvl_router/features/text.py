@@ -132,8 +132,8 @@ class TextEncoder:
         return out
 
     def tokenize(self, texts: list[str], tensors: Literal["pt", "np"]) -> dict[str, Any]:
-        """The model's inputs for ``texts``: padded to the longest, truncated to ``max_length``."""
-        return dict(self.tokenizer(texts, padding=True, truncation=True, max_length=self.max_length, return_tensors=tensors))
+        """The model's inputs for ``texts`` (see :func:`tokenize`)."""
+        return tokenize(self.tokenizer, texts, self.max_length, tensors)
 
     def pooled_module(self) -> PooledText:
         """The network with this encoder's pooling and normalisation, taking the tokenizer's tensors by position."""
@@ -144,6 +144,11 @@ class TextEncoder:
         tokens = self.tokenize(texts, "pt")
         hidden = self.model(**tokens).last_hidden_state.float()
         return pool(hidden, tokens["attention_mask"], self.pooling, self.normalize)
+
+
+def tokenize(tokenizer: Any, texts: list[str], max_length: int, tensors: Literal["pt", "np"]) -> dict[str, Any]:
+    """A text model's inputs for ``texts``: padded to the longest, truncated to ``max_length``."""
+    return dict(tokenizer(texts, padding=True, truncation=True, max_length=max_length, return_tensors=tensors))
 
 
 def pool(hidden: torch.Tensor, attention_mask: torch.Tensor, pooling: Pooling, normalize: bool) -> torch.Tensor:
