@@ -184,3 +184,29 @@ def test_extract_one_equals_batch_extraction(dataset, overlap: bool) -> None:
             assert live.has_image[0] == batch.has_image[row]
         in_memory = extractor.extract_one("What colour?", Image.open(images[0]))
         np.testing.assert_array_equal(in_memory.image[0], batch.image[0])
+
+
+@pytest.mark.parametrize("overlap", [False, True])
+def test_a_live_batch_split_into_tasks_equals_batch_extraction(dataset, overlap: bool) -> None:
+    """Seven queries of several lengths: text tasks in length order and image tasks of two, put back in row order."""
+    items, questions, images = dataset
+    questions = [question * (1 + row % 3) for row, question in enumerate(questions)]
+    with FeatureExtractor(CountingTextEncoder(), CountingImageEncoder(), overlap=overlap) as extractor:  # type: ignore[arg-type]
+        batch = extractor.extract(questions, images, items)
+        live = extractor.extract_live(questions, images, items)
+    assert list(live.item_ids) == items
+    np.testing.assert_array_equal(live.text, batch.text)
+    np.testing.assert_array_equal(live.image, batch.image)
+    np.testing.assert_array_equal(live.stats, batch.stats)
+    np.testing.assert_array_equal(live.has_image, batch.has_image)
+
+
+@pytest.mark.parametrize("overlap", [False, True])
+def test_run_live_keeps_order_and_returns_each_tasks_error(overlap: bool) -> None:
+    def fails() -> int:
+        raise ValueError("task 2 failed")
+
+    with FeatureExtractor(CountingTextEncoder(), CountingImageEncoder(), overlap=overlap) as extractor:  # type: ignore[arg-type]
+        results = extractor.run_live([lambda: 1, lambda: 2, fails, lambda: 4])
+    assert results[:2] == [1, 2] and results[3] == 4
+    assert isinstance(results[2], ValueError) and str(results[2]) == "task 2 failed"

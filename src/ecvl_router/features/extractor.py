@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Self
+from typing import Self, TypeVar
 
 import numpy as np
 import torch
@@ -47,6 +47,13 @@ from ecvl_router.features.statistics import (
 from ecvl_router.features.text import Pooling, TextEncoder, TextPrecision
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+TEXT_CHUNK = 4
+"""Questions per task of live extraction, taken in order of length: padding to the longest stays short."""
+IMAGE_CHUNK = 2
+"""Images per task of live extraction: small enough that two threads finish a batch together."""
 
 Progress = Callable[[int, int], None]
 
@@ -243,10 +250,10 @@ class FeatureExtractor:
         """Features of a batch of live queries: every text in one text-encoder call, every image in one
         image-encoder call (not cached on disk).
 
-        With ``overlap`` the text and image branches run in two worker threads, each limited to
-        ``branch_threads`` torch threads, so the two encoders share the CPU cores instead of
-        queueing. Calls are serialised (the tokenizer is not re-entrant). Vectors found in ``memory``
-        are not recomputed; new ones are stored there.
+        With ``overlap`` the work runs as small tasks in two worker threads, each limited to
+        ``branch_threads`` intra-op threads: the questions in chunks of ``TEXT_CHUNK`` of similar
+        length, then the images in chunks of ``IMAGE_CHUNK``, each task going to whichever thread is
+        free, so both cores stay busy until the batch is done. Calls are serialised. Vectors found in ``memory`` are not recomputed; new ones are stored there.
         """
         ids = [str(item_id) for item_id in item_ids] if item_ids is not None else ["query"] * len(questions)
         if not len(questions) == len(images) == len(ids):
@@ -257,14 +264,17 @@ class FeatureExtractor:
                 text, text_stats = self._text_branch(questions, memory)
                 image, image_stats = self._image_branch(images, ids, memory)
             else:
-                if self._pool is None:
-                    self._pool = ThreadPoolExecutor(
-                        2, thread_name_prefix="features", initializer=torch.set_num_threads,
-                        initargs=(self.branch_threads,),
-                    )
-                image_future = self._pool.submit(self._image_branch, images, ids, memory)
-                text, text_stats = self._pool.submit(self._text_branch, questions, memory).result()
-                image, image_stats = image_future.result()
+                pool = self._live_pool()
+                by_length = sorted(range(len(questions)), key=lambda row: len(questions[row]))
+                text_rows = [by_length[start : start + TEXT_CHUNK] for start in range(0, len(questions), TEXT_CHUNK)]
+                image_rows = [list(range(start, min(start + IMAGE_CHUNK, len(images)))) for start in range(0, len(images), IMAGE_CHUNK)]
+                text_parts = [pool.submit(self._text_branch, [questions[row] for row in rows], memory) for rows in text_rows]
+                image_parts = [
+                    pool.submit(self._image_branch, [images[row] for row in rows], [ids[row] for row in rows], memory)
+                    for rows in image_rows
+                ]
+                text, text_stats = _assemble(text_rows, [part.result() for part in text_parts])
+                image, image_stats = _assemble(image_rows, [part.result() for part in image_parts])
         return QueryFeatures(
             item_ids=np.asarray(ids, dtype=str),
             text=text,
@@ -272,6 +282,21 @@ class FeatureExtractor:
             stats=np.concatenate([text_stats, image_stats], axis=1),
             has_image=np.asarray([image is not None for image in images], dtype=bool),
         )
+
+    def run_live(self, tasks: Sequence[Callable[[], T]]) -> list[T | Exception]:
+        """The results of ``tasks`` (e.g. decoding a batch's images), run in the live worker threads with
+        ``overlap`` (else here, in order); a task that raises has its exception as its result."""
+        if not self.overlap:
+            return [_result_or_error(task) for task in tasks]
+        pool = self._live_pool()
+        return [future.result() for future in [pool.submit(_result_or_error, task) for task in tasks]]
+
+    def _live_pool(self) -> ThreadPoolExecutor:
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(
+                2, thread_name_prefix="features", initializer=torch.set_num_threads, initargs=(self.branch_threads,)
+            )
+        return self._pool
 
     def _text_branch(self, questions: list[str], memory: MemoryEmbeddingCache | None) -> tuple[np.ndarray, np.ndarray]:
         vectors = _through_memory(
@@ -368,6 +393,22 @@ class _ImageSource:
     @cached_property
     def image(self) -> Image.Image:
         return open_image(self.content, name=self.label)
+
+
+def _result_or_error(task: Callable[[], T]) -> T | Exception:
+    try:
+        return task()
+    except Exception as error:  # noqa: BLE001 - handed to the caller as this task's result
+        return error
+
+
+def _assemble(chunks: list[list[int]], parts: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+    """The vectors and statistics of chunked rows, put back in row order."""
+    rows = np.concatenate([np.asarray(chunk, dtype=np.int64) for chunk in chunks])
+    vectors, stats = np.concatenate([part[0] for part in parts]), np.concatenate([part[1] for part in parts])
+    placed_vectors, placed_stats = np.empty_like(vectors), np.empty_like(stats)
+    placed_vectors[rows], placed_stats[rows] = vectors, stats
+    return placed_vectors, placed_stats
 
 
 def _through_memory(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -146,9 +147,15 @@ class TextEncoder:
         return pool(hidden, tokens["attention_mask"], self.pooling, self.normalize)
 
 
+_TOKENIZER_LOCK = threading.Lock()
+
+
 def tokenize(tokenizer: Any, texts: list[str], max_length: int, tensors: Literal["pt", "np"]) -> dict[str, Any]:
-    """A text model's inputs for ``texts``: padded to the longest, truncated to ``max_length``."""
-    return dict(tokenizer(texts, padding=True, truncation=True, max_length=max_length, return_tensors=tensors))
+    """A text model's inputs for ``texts``: padded to the longest, truncated to ``max_length``.
+
+    One call at a time (fast tokenizers are not re-entrant; a call costs well under a millisecond)."""
+    with _TOKENIZER_LOCK:
+        return dict(tokenizer(texts, padding=True, truncation=True, max_length=max_length, return_tensors=tensors))
 
 
 def pool(hidden: torch.Tensor, attention_mask: torch.Tensor, pooling: Pooling, normalize: bool) -> torch.Tensor:

@@ -173,12 +173,12 @@ class QueryRouter:
         results: list[Decision | Exception | None] = [None] * len(queries)
         images: list[Image.Image | None] = []
         rows: list[int] = []
-        for row, query in enumerate(queries):
-            try:
-                images.append(query.load_image())
+        for row, loaded in enumerate(self.extractor.run_live([query.load_image for query in queries])):
+            if isinstance(loaded, Exception):  # the query's own error, e.g. an undecodable image
+                results[row] = loaded
+            else:
+                images.append(loaded)
                 rows.append(row)
-            except Exception as error:  # noqa: BLE001 - the query's own error, e.g. an undecodable image
-                results[row] = error
         if rows:
             features = self.extractor.extract_live([queries[row].question for row in rows], images, memory=self.memory)
             groups: dict[tuple[str, float | None], list[int]] = {}
