@@ -108,6 +108,7 @@ def main() -> None:
     parser.add_argument("--members", type=int, default=5)
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--first-repeat", type=int, default=0, help="skip the repetitions before this one (to finish a run in parts)")
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
@@ -125,6 +126,7 @@ def main() -> None:
     inputs = CVInputs(pair=task.pair, labels=task.labels, features=features.select(task.pair.item_ids), strata=strata,
                       targets=score_targets(rsd, task) if learns_scores else None)
     folds = repeated_stratified_folds(strata, n_folds=args.folds, n_repeats=args.repeats, seed=settings.seed)
+    folds = [fold for fold in folds if fold.repeat >= args.first_repeat]
     started = time.perf_counter()
     tasks = (delayed(fold_rows)(inputs, specs, scenarios, fold, settings, args.members) for fold in folds)
     rows: list[dict[str, Any]] = []
