@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy import stats
-from sklearn.model_selection import StratifiedKFold
+from sklearn.model_selection import StratifiedKFold, StratifiedShuffleSplit
 
 from ecvl_router.data.splits import strata_of
 
@@ -69,6 +69,13 @@ def pooled_strata(strata: np.ndarray, n_parts: int) -> np.ndarray:
     if rare.sum() < n_parts:
         pooled = np.where(rare, values[np.argmax(counts)], strata)
     return pooled
+
+
+def validation_split(strata: np.ndarray, seed: int, share: float = 0.25) -> tuple[np.ndarray, np.ndarray]:
+    """A stratified (fit, validation) split of a training set's rows, ``share`` for validation (the paper's recipe)."""
+    splitter = StratifiedShuffleSplit(n_splits=1, test_size=share, random_state=seed)
+    fit, val = next(splitter.split(np.zeros(len(strata)), pooled_strata(strata, 2)))
+    return np.sort(fit), np.sort(val)
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,9 @@
 """Cross-validated comparison of routing policies on one (edge, cloud) pair.
 
 Every learned router is trained inside each training fold with its recipe — ``split`` (the paper's: best
-epoch and τ on a stratified 25 % validation part of the training fold) or ``oof`` (``ecvl_router.oof``)
-— and is scored on the test fold it never saw, next to all-at-large, all-at-small, the oracle and, on
+epoch and τ on a stratified 25 % validation part of the training fold), ``oof`` (``ecvl_router.oof``) or
+``bag`` (``ecvl_router.bagging``: split-recipe members over seeds and validation parts, τ out of bag) —
+and is scored on the test fold it never saw, next to all-at-large, all-at-small, the oracle and, on
 simulated data, the ``bayes`` policy (the simulation's true P(edge competent | visible), τ searched on
 the training fold). ``summarise`` turns the per-fold rows into means, confidence intervals, the share of
 the headroom captured and the paired difference against the best trivial policy.
@@ -17,9 +18,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from joblib import Parallel, delayed
-from sklearn.model_selection import StratifiedShuffleSplit
 
-from ecvl_router.crossval import Fold, corrected_interval, headroom_share, pooled_strata
+from ecvl_router.bagging import MEMBERS, train_bagged
+from ecvl_router.crossval import Fold, corrected_interval, headroom_share, validation_split
 from ecvl_router.data.rsd import PairView
 from ecvl_router.evaluation import evaluate_decisions, reference_decisions
 from ecvl_router.features.features import QueryFeatures
@@ -29,6 +30,8 @@ from ecvl_router.routers.multi import ScoreTargets
 from ecvl_router.scenarios import Scenario
 from ecvl_router.training import TrainedRouter, search_threshold, train_router
 
+CV_RECIPES: tuple[str, ...] = (*RECIPES, "bag")
+"""Recipes of a cross-validated policy: those of ``train`` and seed bagging (``ecvl_router.bagging``)."""
 TRIVIAL = ("all-large", "all-small")
 METRICS = ("apsp", "ca", "ail", "rcs")
 SHARES = ("apsp", "ca")
@@ -38,7 +41,7 @@ Progress = Callable[[int, int], None]
 
 @dataclass(frozen=True)
 class PolicySpec:
-    """A learned router and the recipe it is trained with, written ``ecvl`` or ``ecvl:oof``."""
+    """A learned router and the recipe it is trained with, written ``ecvl``, ``ecvl:oof`` or ``ecvl:bag``."""
 
     router: str
     recipe: str = "split"
@@ -53,8 +56,8 @@ class PolicySpec:
         router, _, recipe = text.strip().partition(":")
         router_class(router)
         recipe = recipe or "split"
-        if recipe not in RECIPES:
-            raise ValueError(f"unknown recipe {recipe!r} in {text!r}; recipes are {', '.join(RECIPES)}")
+        if recipe not in CV_RECIPES:
+            raise ValueError(f"unknown recipe {recipe!r} in {text!r}; recipes are {', '.join(CV_RECIPES)}")
         return cls(router, recipe)
 
 
@@ -67,6 +70,8 @@ class CVSettings:
     inner_folds: int = INNER_FOLDS
     calibration: str = "isotonic"
     fallback_z: float | None = 1.0
+    members: int = MEMBERS
+    """Members of the bag recipe."""
 
 
 @dataclass(frozen=True)
@@ -153,17 +158,16 @@ def train_policy(
             strata=inputs.strata[rows], folds=settings.inner_folds, seed=settings.seed,
             calibration=settings.calibration, fallback_z=settings.fallback_z,  # type: ignore[arg-type]
         )
-    fit_rows, val_rows = _validation_split(inputs.strata[rows], settings.seed)
+    if spec.recipe == "bag":
+        return train_bagged(
+            make, inputs.features.take(rows), targets(rows), inputs.labels[rows], inputs.pair.take(rows), scenarios,
+            strata=inputs.strata[rows], members=settings.members, seed=settings.seed,
+            calibration=settings.calibration,  # type: ignore[arg-type]
+        ).trained
+    fit_rows, val_rows = validation_split(inputs.strata[rows], settings.seed)
     fit, val = rows[fit_rows], rows[val_rows]
     return train_router(make(settings.seed), inputs.features.take(fit), targets(fit), inputs.features.take(val),
                         inputs.pair.take(val), scenarios)
-
-
-def _validation_split(strata: np.ndarray, seed: int, share: float = 0.25) -> tuple[np.ndarray, np.ndarray]:
-    """A stratified (fit, validation) split of a training fold, ``share`` for validation."""
-    splitter = StratifiedShuffleSplit(n_splits=1, test_size=share, random_state=seed)
-    fit, val = next(splitter.split(np.zeros(len(strata)), pooled_strata(strata, 2)))
-    return np.sort(fit), np.sort(val)
 
 
 def summarise(rows: pd.DataFrame, test_share: float) -> pd.DataFrame:

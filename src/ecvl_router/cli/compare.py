@@ -19,7 +19,7 @@ def evaluate_routers(
     edge: str = typer.Option(..., "--edge", help="Edge (small) model name as in the dataset."),
     cloud: str = typer.Option(..., "--cloud", help="Cloud (large) model name as in the dataset."),
     out: Path = typer.Option(..., "--out", help="Report folder: report.md, summary.csv, folds.csv, rcs.png."),
-    routers: str | None = typer.Option(None, "--routers", help="Comma-separated ROUTER[:RECIPE], recipe split (default) or oof.", show_default="ecvl,ecvl-multi:oof,mlp,gbdt,mf,random"),
+    routers: str | None = typer.Option(None, "--routers", help="Comma-separated ROUTER[:RECIPE], recipe split (default), oof or bag (seed bagging of the split recipe).", show_default="ecvl,ecvl-multi:oof,mlp,gbdt,mf,random"),
     folds: int = typer.Option(5, "--folds", min=2, help="Folds per repetition."),
     repeats: int = typer.Option(3, "--repeats", min=1, help="Repetitions of the k-fold partition."),
     scenario: list[str] = typer.Option(list(SCENARIOS), "--scenario", help="Preset (quality, efficiency, speed) or YAML file; repeatable."),
@@ -28,8 +28,9 @@ def evaluate_routers(
     k: float = typer.Option(1, "--k", help="Margin of win-soft(k)."),
     epochs: int | None = typer.Option(None, "--epochs", min=1, help="Epochs of every neural router (default: each router's own)."),
     inner_folds: int = typer.Option(5, "--inner-folds", min=2, help="Inner folds of the oof recipe."),
-    calibration: str = typer.Option("isotonic", "--calibration", help="Calibration of the oof recipe: none, platt, isotonic."),
+    calibration: str = typer.Option("isotonic", "--calibration", help="Calibration of the oof and bag recipes: none, platt, isotonic."),
     fallback_z: float = typer.Option(1.0, "--fallback-z", help="oof recipe: keep the router only if it beats the better trivial policy by this many standard errors out of fold (negative: never fall back)."),
+    members: int = typer.Option(5, "--members", min=1, help="Members of the bag recipe (seeds and validation parts)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the folds and the routers."),
     jobs: int = typer.Option(1, "--jobs", min=1, help="Folds trained in parallel worker processes (one CPU thread each)."),
     encoders: Path | None = EncodersOption,
@@ -55,6 +56,7 @@ def evaluate_routers(
         inner_folds=inner_folds,
         calibration=calibration,
         fallback_z=None if fallback_z < 0 else fallback_z,
+        members=members,
     )
     started = time.perf_counter()
     extractor = load_extractor(extractor_settings(encoders))
@@ -74,6 +76,7 @@ def evaluate_routers(
         "queries": comparison.n_queries, "folds": f"{folds} × {repeats} repeats", "MES": scenarios[0].mes,
         "label rule": label_rule, "routers": ", ".join(p.label for p in policies),
         "oof recipe": f"{inner_folds} inner folds, {calibration} calibration, fallback at {settings.fallback_z} SE",
+        **({"bag recipe": f"{members} members, {calibration} calibration, τ out of bag"} if any(p.recipe == "bag" for p in policies) else {}),
         "seed": seed, "wall time": f"{elapsed:.0f} s with {jobs} worker process(es)",
     }
     report = write_crossval_report(comparison.folds, comparison.summary, out, title=title, settings=described)
