@@ -16,8 +16,6 @@ report (``report.md``, ``summary.csv``, ``folds.csv``, ``rcs.png``), but each fi
 
 from __future__ import annotations
 
-import argparse
-import logging
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -27,18 +25,16 @@ import numpy as np
 import pandas as pd
 from joblib import Parallel, delayed
 
+from cv_setup import cv_parser, embedded_dataset
+from ecvl_router.bagging import train_bagged
 from ecvl_router.crossval import Fold, fold_strata, repeated_stratified_folds
-from ecvl_router.data import load_rsd
 from ecvl_router.evaluation import evaluate_decisions, reference_decisions
-from ecvl_router.features.extractor import ExtractorSettings, FeatureExtractor
 from ecvl_router.report.crossval_report import write_crossval_report
 from ecvl_router.router_cv import METRICS, TRIVIAL, CVInputs, CVSettings, PolicySpec, summarise, train_policy
-from ecvl_router.bagging import train_bagged
 from ecvl_router.oof import take_targets
 from ecvl_router.routers import create_router, router_class
 from ecvl_router.routing_task import build_task, score_targets
-from ecvl_router.runs import default_cache_dir, rsd_features
-from ecvl_router.scenarios import SCENARIOS, Scenario
+from ecvl_router.scenarios import Scenario
 from ecvl_router.training import ScenarioChoice
 
 _RCS_TIE = 1e-12
@@ -99,25 +95,12 @@ def fold_rows(inputs: CVInputs, specs: Sequence[str], scenarios: Sequence[Scenar
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", type=Path, required=True)
-    parser.add_argument("--edge", required=True)
-    parser.add_argument("--cloud", required=True)
-    parser.add_argument("--mes", type=float, default=None)
-    parser.add_argument("--routers", default="ecvl:oof")
+    parser = cv_parser(__doc__, "ecvl:oof")
     parser.add_argument("--members", type=int, default=5)
-    parser.add_argument("--folds", type=int, default=5)
-    parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--first-repeat", type=int, default=0, help="skip the repetitions before this one (to finish a run in parts)")
-    parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
-    logging.basicConfig(level=logging.WARNING)
-    rsd = load_rsd(args.data)
-    extractor = FeatureExtractor.from_settings(ExtractorSettings())
-    features = rsd_features(rsd, extractor, cache_dir=default_cache_dir())
-    extractor.close()
-    scenarios = [s.with_mes(args.mes) if args.mes is not None else s for s in SCENARIOS.values()]
+    rsd, features, scenarios = embedded_dataset(args)
     specs = args.routers.split(",")
     settings = CVSettings()
     task = build_task(rsd, args.edge, args.cloud, mes=scenarios[0].mes, rule="mes", k=1, seed=settings.seed)

@@ -9,36 +9,16 @@ routers (or ``--routers``) and prints the wall time and the seconds per fold.
 
 from __future__ import annotations
 
-import argparse
-import logging
 import time
-from pathlib import Path
 
-from ecvl_router.data import load_rsd
+from cv_setup import cv_parser, embedded_dataset
 from ecvl_router.experiments.router_comparison import DEFAULT_POLICIES, compare_routers
-from ecvl_router.features.extractor import ExtractorSettings, FeatureExtractor
 from ecvl_router.router_cv import CVSettings, PolicySpec
-from ecvl_router.runs import default_cache_dir, rsd_features
-from ecvl_router.scenarios import SCENARIOS
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", type=Path, required=True)
-    parser.add_argument("--edge", required=True)
-    parser.add_argument("--cloud", required=True)
-    parser.add_argument("--mes", type=float, default=None)
-    parser.add_argument("--routers", default=",".join(DEFAULT_POLICIES))
-    parser.add_argument("--folds", type=int, default=5)
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--jobs", type=int, default=2)
-    args = parser.parse_args()
-    logging.basicConfig(level=logging.WARNING)
-    rsd = load_rsd(args.data)
-    extractor = FeatureExtractor.from_settings(ExtractorSettings())
-    features = rsd_features(rsd, extractor, cache_dir=default_cache_dir())
-    extractor.close()
-    scenarios = [s.with_mes(args.mes) if args.mes is not None else s for s in SCENARIOS.values()]
+    args = cv_parser(__doc__, ",".join(DEFAULT_POLICIES)).parse_args()
+    rsd, features, scenarios = embedded_dataset(args)
     policies = [PolicySpec.parse(text) for text in args.routers.split(",")]
     started, cpu_started = time.perf_counter(), time.process_time()
     comparison = compare_routers(rsd, features, edge=args.edge, cloud=args.cloud, scenarios=scenarios, policies=policies,
