@@ -50,6 +50,7 @@ SMALL_PARAMS: dict[str, dict] = {
     "mlp": {"hidden": (64, 32, 16), "epochs": 8, "batch_size": 32, "learning_rate": 5e-3},
     "mf": {"dim": 16, "epochs": 8, "batch_size": 32, "learning_rate": 5e-3},
     "gbdt": {"max_iter": 30},
+    "linear": {"penalties": 5, "inner_folds": 3},
     "random": {},
     "all-large": {},
     "all-small": {},

@@ -24,7 +24,7 @@ from ecvl_router.routers import (
 )
 from tests.routing_synthetic import SMALL_PARAMS, synthetic_problem
 
-LEARNED = ("ecvl", "mlp", "mf", "gbdt")
+LEARNED = ("ecvl", "mlp", "mf", "gbdt", "linear")
 FIXED = ("random", "all-large", "all-small")
 SUBSETS = [subset for r in (1, 2, 3) for subset in itertools.combinations(BRANCHES, r)]
 
@@ -43,7 +43,7 @@ def fitted(problem):
 
 
 def test_registry_lists_every_router():
-    assert set(ROUTER_NAMES) == {"ecvl", "mlp", "gbdt", "mf", "random", "all-large", "all-small"}
+    assert set(ROUTER_NAMES) == {"ecvl", "mlp", "gbdt", "linear", "mf", "random", "all-large", "all-small"}
     for name in ROUTER_NAMES:
         router = create_router(name)
         assert router.name == name and router_class(name) is type(router)
@@ -186,7 +186,8 @@ def test_statistics_are_standardised_inside_the_router(name, problem):
 @pytest.mark.parametrize("branches", SUBSETS, ids="+".join)
 def test_every_branch_subset_trains_and_ignores_the_disabled_branches(name, branches, problem):
     X, y, X_test, _ = problem
-    params = {**SMALL_PARAMS[name], "epochs": 1} if name != "gbdt" else {"max_iter": 5}
+    quick = {"gbdt": {"max_iter": 5}, "linear": SMALL_PARAMS["linear"]}
+    params = quick.get(name, {**SMALL_PARAMS[name], "epochs": 1})
     router = create_router(name, **params, branches=branches).fit(X, y)
     p = router.predict_proba(X_test)
     assert p.shape == (len(X_test),) and np.all((p >= 0) & (p <= 1))
@@ -266,3 +267,24 @@ def test_gbdt_with_a_single_class_predicts_it(problem):
     X, y, X_test, _ = problem
     router = create_router("gbdt", max_iter=5).fit(X, np.ones_like(y))
     assert np.all(router.predict_proba(X_test) == 1.0)
+
+
+def test_linear_router_chooses_its_penalty_on_held_out_folds(problem):
+    X, y, _, _ = problem
+    router = create_router("linear", penalties=5, inner_folds=3).fit(X, y)
+    model = router.get_state()["model"][-1]
+    assert model.Cs_.tolist() == pytest.approx(np.geomspace(1e-5, 10.0, 5).tolist())
+    assert model.C_ in model.Cs_ and model.scores_.shape == (3, 1, 5)
+    with pytest.raises(ValueError, match="c_min <= c_max"):
+        create_router("linear", c_min=1.0, c_max=0.1)
+    with pytest.raises(ValueError, match="inner_folds must be at least 2"):
+        create_router("linear", inner_folds=1)
+
+
+def test_linear_router_keeps_the_weakest_penalty_when_a_class_has_one_query(problem):
+    X, y, X_test, _ = problem
+    labels = np.zeros(len(y), dtype=int)
+    labels[0] = 1
+    router = create_router("linear", penalties=3).fit(X, labels)
+    assert router.get_state()["model"][-1].C == pytest.approx(10.0)
+    assert np.all(router.predict_proba(X_test) < 0.5)

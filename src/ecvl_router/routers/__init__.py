@@ -15,13 +15,14 @@ from ecvl_router.routers.ecvl import ECVLRouter
 from ecvl_router.routers.ensemble import EnsembleRouter
 from ecvl_router.routers.gbdt import GBDTRouter
 from ecvl_router.routers.inputs import BRANCHES, check_branches
+from ecvl_router.routers.linear import LinearRouter
 from ecvl_router.routers.mf import MFRouter
 from ecvl_router.routers.mlp import MLPRouter
 from ecvl_router.routers.multi import ECVLMultiRouter, ScoreTargets, competence_from_distributions
 from ecvl_router.routers.neural import NeuralRouter
 
 ROUTER_CLASSES: dict[str, type[Router]] = {
-    cls.name: cls for cls in (ECVLRouter, ECVLMultiRouter, MLPRouter, GBDTRouter, MFRouter, RandomRouter, AllLargeRouter, AllSmallRouter, EnsembleRouter)
+    cls.name: cls for cls in (ECVLRouter, ECVLMultiRouter, MLPRouter, GBDTRouter, LinearRouter, MFRouter, RandomRouter, AllLargeRouter, AllSmallRouter, EnsembleRouter)
 }
 TRAINABLE_ROUTER_NAMES: tuple[str, ...] = tuple(name for name, cls in ROUTER_CLASSES.items() if cls.trainable)
 """Routers ``train`` can fit: the pair routers of ROUTER_NAMES and the multi-model ``ecvl-multi``."""
@@ -70,6 +71,7 @@ __all__ = [
     "EnsembleRouter",
     "FixedPolicy",
     "GBDTRouter",
+    "LinearRouter",
     "MFRouter",
     "MLPRouter",
     "NeuralRouter",

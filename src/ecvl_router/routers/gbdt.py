@@ -2,32 +2,22 @@
 
 scikit-learn's histogram-based ``HistGradientBoostingClassifier`` with exactly ``max_iter`` trees
 (early stopping off, so the count does not depend on the data size), trained on ``num_threads``
-threads. Its state is persisted with ``pickle``: loading a pickle can execute code, so load only
-router bundles from sources you trust.
+threads. Its state is persisted with ``pickle`` (``routers.estimator``): load only router bundles
+from sources you trust.
 """
 
 from __future__ import annotations
 
-import logging
-import pickle
-from collections.abc import Iterator
-from pathlib import Path
-from typing import Any
-
 import numpy as np
 from sklearn.ensemble import HistGradientBoostingClassifier
 
-from ecvl_router.features.features import QueryFeatures
-from ecvl_router.routers.base import Router, positive_int
-from ecvl_router.routers.inputs import BRANCHES, InputEncoder, check_branches, check_features, check_labels
-from ecvl_router.routers.threads import DEFAULT_THREADS, limited_threads
-
-logger = logging.getLogger(__name__)
-
-STATE_FILE = "state.pkl"
+from ecvl_router.routers.base import positive_int
+from ecvl_router.routers.estimator import EstimatorRouter
+from ecvl_router.routers.inputs import BRANCHES
+from ecvl_router.routers.threads import DEFAULT_THREADS
 
 
-class GBDTRouter(Router):
+class GBDTRouter(EstimatorRouter):
     """Boosted trees over text, image and (standardised) statistics side by side."""
 
     name = "gbdt"
@@ -42,60 +32,18 @@ class GBDTRouter(Router):
         max_leaf_nodes: int = 31,
         num_threads: int = DEFAULT_THREADS,
     ) -> None:
-        super().__init__(random_state=random_state)
-        self.branches = check_branches(branches)
+        super().__init__(random_state=random_state, branches=branches, num_threads=num_threads)
         self.max_iter = positive_int("max_iter", max_iter)
         if not learning_rate > 0:
             raise ValueError(f"learning_rate must be positive, got {learning_rate!r}")
         self.learning_rate = float(learning_rate)
         self.max_leaf_nodes = positive_int("max_leaf_nodes", max_leaf_nodes)
-        self.num_threads = positive_int("num_threads", num_threads)
-        self._encoder: InputEncoder | None = None
-        self._model: HistGradientBoostingClassifier | float | None = None
 
-    def iter_fit(self, X: QueryFeatures, y: np.ndarray) -> Iterator[int]:
-        check_features(X)
-        labels = check_labels(X, y).astype(np.int64)
-        self._encoder = InputEncoder.fit(X, self.branches)
-        if len(np.unique(labels)) == 1:
-            logger.warning("gbdt: every training label is %d; the router predicts that constant", labels[0])
-            self._model = float(labels[0])
-        else:
-            model = HistGradientBoostingClassifier(
-                max_iter=self.max_iter,
-                learning_rate=self.learning_rate,
-                max_leaf_nodes=self.max_leaf_nodes,
-                early_stopping=False,
-                random_state=self.random_state,
-            )
-            with limited_threads(self.num_threads):
-                self._model = model.fit(self._encoder.concatenated(X), labels)
-        yield 0
-
-    def predict_proba(self, X: QueryFeatures) -> np.ndarray:
-        if self._model is None or self._encoder is None:
-            raise self._not_fitted()
-        rows = self._encoder.concatenated(check_features(X))
-        if isinstance(self._model, float):
-            return np.full(len(rows), self._model)
-        return self._model.predict_proba(rows)[:, 1].astype(np.float64)
-
-    def get_state(self) -> dict[str, Any]:
-        if self._model is None or self._encoder is None:
-            raise self._not_fitted()
-        return {"inputs": self._encoder.state(), "model": self._model}
-
-    def set_state(self, state: dict[str, Any]) -> None:
-        encoder = InputEncoder.from_state(state["inputs"])
-        if encoder.branches != self.branches:
-            raise ValueError(f"state was trained on branches {encoder.branches}, this router uses {self.branches}")
-        self._encoder, self._model = encoder, state["model"]
-
-    def _write_state(self, state: dict[str, Any], directory: Path) -> None:
-        with open(directory / STATE_FILE, "wb") as handle:
-            pickle.dump(state, handle, protocol=pickle.HIGHEST_PROTOCOL)
-
-    @classmethod
-    def _read_state(cls, directory: Path) -> dict[str, Any]:
-        with open(directory / STATE_FILE, "rb") as handle:
-            return pickle.load(handle)  # noqa: S301 - a bundle is trusted input, see the module docstring
+    def _estimator(self, labels: np.ndarray) -> HistGradientBoostingClassifier:
+        return HistGradientBoostingClassifier(
+            max_iter=self.max_iter,
+            learning_rate=self.learning_rate,
+            max_leaf_nodes=self.max_leaf_nodes,
+            early_stopping=False,
+            random_state=self.random_state,
+        )
