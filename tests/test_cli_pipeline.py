@@ -22,19 +22,20 @@ def workspace(tmp_path_factory):
 def test_train_evaluate_route(workspace):
     cloud, edge = DEMO_PAIRS[0]
     run = workspace / "run"
-    invoke("train", "--data", workspace / "data", "--edge", edge, "--cloud", cloud, "--out", run,
-           "--epochs", 2, "--cache-dir", workspace / "cache", "--scenario", "quality", "--scenario", "speed")
+    trained = invoke("train", "--data", workspace / "data", "--edge", edge, "--cloud", cloud, "--out", run,
+                     "--epochs", 2, "--cache-dir", workspace / "cache", "--scenario", "quality", "--scenario", "speed")
+    assert "linear is not trained in epochs; --epochs is ignored" in " ".join(trained.stdout.split())  # the default router
     manifest = strict_loads((run / "manifest.json").read_text())
     assert set(manifest["scenarios"]) == {"quality", "speed"}
     assert manifest["settings"]["task"]["edge"] == edge
     report = strict_loads(invoke("evaluate", run, "--json", "--cache-dir", workspace / "cache").stdout)
     assert report["split"] == "test" and report["n"] == 24
     quality = report["scenarios"]["quality"]
-    assert set(quality) == {"ecvl", "all-large", "all-small", "oracle", "bayes"}  # bayes: demo data only
+    assert set(quality) == {"linear", "all-large", "all-small", "oracle", "bayes"}  # bayes: demo data only
     assert quality["oracle"]["accuracy"] == 1.0 and 0 <= quality["bayes"]["tau"] <= 1
     table = invoke("evaluate", run, "--cache-dir", workspace / "cache").stdout
     assert "time saved (s)" in table and "tokens saved share" in table and "against all-at-large" in table
-    assert quality["ecvl"]["rcs"] == pytest.approx(1.2 * quality["ecvl"]["apsp"] + 0.1 * quality["ecvl"]["ca"] - 0.001 * quality["ecvl"]["ail"])
+    assert quality["linear"]["rcs"] == pytest.approx(1.2 * quality["linear"]["apsp"] + 0.1 * quality["linear"]["ca"] - 0.001 * quality["linear"]["ail"])
     image = next((workspace / "data" / "images").iterdir())
     for extra in (("--image", image), ()):
         decision = strict_loads(invoke("route", run, "--question", "How many circles are there?", "--scenario", "speed", "--json", *extra).stdout)

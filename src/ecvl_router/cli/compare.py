@@ -19,7 +19,7 @@ def evaluate_routers(
     edge: str = typer.Option(..., "--edge", help="Edge (small) model name as in the dataset."),
     cloud: str = typer.Option(..., "--cloud", help="Cloud (large) model name as in the dataset."),
     out: Path = typer.Option(..., "--out", help="Report folder: report.md, summary.csv, folds.csv, rcs.png."),
-    routers: str | None = typer.Option(None, "--routers", help="Comma-separated ROUTER[:RECIPE], recipe split (default), oof or bag (seed bagging of the split recipe).", show_default="ecvl,ecvl-multi:oof,mlp,gbdt,mf,random"),
+    routers: str | None = typer.Option(None, "--routers", help="Comma-separated ROUTER[:RECIPE], recipe split (default), oof or bag (seed bagging of the split recipe).", show_default="linear,linear:oof,ecvl,ecvl-multi:oof,mlp,gbdt,mf,random"),
     folds: int = typer.Option(5, "--folds", min=2, help="Folds per repetition."),
     repeats: int = typer.Option(3, "--repeats", min=1, help="Repetitions of the k-fold partition."),
     scenario: list[str] = typer.Option(list(SCENARIOS), "--scenario", help="Preset (quality, efficiency, speed) or YAML file; repeatable."),

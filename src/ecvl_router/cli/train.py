@@ -19,7 +19,7 @@ from ecvl_router.features.features import QueryFeatures
 from ecvl_router.labels import LABEL_RULES
 from ecvl_router.oof import INNER_FOLDS, RECIPES, take_targets, train_out_of_fold
 from ecvl_router.risk_control import certified, quality_drop
-from ecvl_router.routers import TRAINABLE_ROUTER_NAMES, Router, ScoreTargets, create_router, router_class
+from ecvl_router.routers import TRAINABLE_ROUTER_NAMES, Router, ScoreTargets, create_router, router_class, router_hyperparameters
 from ecvl_router.routing_task import PARTS, RoutingTask, build_task, score_targets
 from ecvl_router.runs import RunContext, default_cache_dir, open_run, rsd_features, run_settings, write_split
 from ecvl_router.scenarios import SCENARIOS, Scenario
@@ -58,7 +58,7 @@ def train(
     mes: float | None = typer.Option(None, "--mes", help="Minimal Expectation Score for every scenario (dataset scale)."),
     label_rule: str = typer.Option("mes", "--label-rule", help=f"Competence labels: {', '.join(LABEL_RULES)}."),
     k: float = typer.Option(1, "--k", help="Margin of win-soft(k)."),
-    router: str = typer.Option("ecvl", "--router", help=f"Router: {', '.join(TRAINABLE_ROUTER_NAMES)}."),
+    router: str = typer.Option("linear", "--router", help=f"Router: {', '.join(TRAINABLE_ROUTER_NAMES)} (ecvl: the paper's)."),
     recipe: str = typer.Option("split", "--recipe", help="split: best epoch and τ on the validation split (the paper's); oof: out-of-fold ensemble over train+validation with calibrated τ and a fallback to the better trivial policy."),
     seed: int = typer.Option(0, "--seed", help="Seed of the split and the router."),
     epochs: int | None = typer.Option(None, "--epochs", min=1, help="Training epochs of neural routers.", show_default="50"),
@@ -83,8 +83,10 @@ def train(
     try:
         task = build_task(rsd, edge, cloud, mes=scenarios[0].mes, rule=label_rule, k=k, seed=seed,
                           holdout_sources=holdout_sources.split(",") if holdout_sources else ())
-        params = {"random_state": seed, **({"epochs": epochs} if epochs else {})}
-        model = create_router(router, **params)
+        takes_epochs = "epochs" in router_hyperparameters(router_class(router))
+        if epochs and not takes_epochs:
+            console.print(f"[yellow]note[/] {plain(router)} is not trained in epochs; --epochs is ignored")
+        model = create_router(router, random_state=seed, **({"epochs": epochs} if epochs and takes_epochs else {}))
     except (KeyError, ValueError) as exc:
         fail(str(exc).strip('"'))
     if task.pair.n_excluded:

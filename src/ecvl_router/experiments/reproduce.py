@@ -56,7 +56,7 @@ EXPERIMENTS = (
     "Cross-validated router comparison",
     "Quality guarantee on fresh data",
 )
-QUICK_COMPARISON = ("ecvl-multi:oof", "gbdt", "random")
+QUICK_COMPARISON = ("linear:oof", "ecvl-multi:oof", "gbdt", "random")
 """The routers a quick reproduction compares (the full one compares ``DEFAULT_POLICIES``)."""
 GUARANTEE_DROPS = (0.02, 0.05, 0.10)
 GUARANTEE_CONFIDENCES = (0.8, 0.9, 0.95)

@@ -17,7 +17,7 @@ from ecvl_router.router_cv import CVInputs, CVSettings, PolicySpec, cross_valida
 from ecvl_router.routing_task import build_task, score_targets
 from ecvl_router.scenarios import Scenario
 
-DEFAULT_POLICIES = ("ecvl", "ecvl-multi:oof", "mlp", "gbdt", "mf", "random")
+DEFAULT_POLICIES = ("linear", "linear:oof", "ecvl", "ecvl-multi:oof", "mlp", "gbdt", "mf", "random")
 """What ``evaluate-routers`` compares by default (the trivial policies and the oracle are always added)."""
 
 
