@@ -275,6 +275,7 @@ def test_linear_router_chooses_its_penalty_on_held_out_folds(problem):
     model = router.get_state()["model"][-1]
     assert model.Cs_.tolist() == pytest.approx(np.geomspace(1e-5, 10.0, 5).tolist())
     assert model.C_ in model.Cs_ and model.scores_.shape == (3, 1, 5)
+    assert model.C_ == model.Cs_[np.argmax(model.scores_[:, 0].mean(axis=0))]  # the best mean held-out log-loss
     with pytest.raises(ValueError, match="c_min <= c_max"):
         create_router("linear", c_min=1.0, c_max=0.1)
     with pytest.raises(ValueError, match="inner_folds must be at least 2"):

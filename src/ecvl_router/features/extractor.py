@@ -247,13 +247,14 @@ class FeatureExtractor:
         item_ids: Sequence[str] | None = None,
         memory: MemoryEmbeddingCache | None = None,
     ) -> QueryFeatures:
-        """Features of a batch of live queries: every text in one text-encoder call, every image in one
-        image-encoder call (not cached on disk).
+        """Features of a batch of live queries (not cached on disk).
 
         With ``overlap`` the work runs as small tasks in two worker threads, each limited to
         ``branch_threads`` intra-op threads: the questions in chunks of ``TEXT_CHUNK`` of similar
         length, then the images in chunks of ``IMAGE_CHUNK``, each task going to whichever thread is
-        free, so both cores stay busy until the batch is done. Calls are serialised. Vectors found in ``memory`` are not recomputed; new ones are stored there.
+        free, so both cores stay busy until the batch is done; without it, all texts in one call, then
+        all images in one call. Calls are serialised. Vectors found in ``memory`` are not recomputed;
+        new ones are stored there.
         """
         ids = [str(item_id) for item_id in item_ids] if item_ids is not None else ["query"] * len(questions)
         if not len(questions) == len(images) == len(ids):

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sklearn.base import ClassifierMixin
+from sklearn.base import BaseEstimator
 
 from ecvl_router.features.features import QueryFeatures
 from ecvl_router.routers.base import Router, positive_int
@@ -35,11 +35,11 @@ class EstimatorRouter(Router):
         self.branches = check_branches(branches)
         self.num_threads = positive_int("num_threads", num_threads)
         self._encoder: InputEncoder | None = None
-        self._model: ClassifierMixin | float | None = None
+        self._model: BaseEstimator | float | None = None
 
     @abstractmethod
-    def _estimator(self, labels: np.ndarray) -> ClassifierMixin:
-        """A new, unfitted classifier for the training ``labels`` (both classes present)."""
+    def _estimator(self, labels: np.ndarray) -> BaseEstimator:
+        """A new, unfitted classifier (with ``predict_proba``) for the training ``labels`` (both classes present)."""
 
     def iter_fit(self, X: QueryFeatures, y: np.ndarray) -> Iterator[int]:
         check_features(X)
