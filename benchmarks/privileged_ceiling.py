@@ -82,7 +82,7 @@ def privileged_rows(groups: np.ndarray, pair: PairView, labels: np.ndarray, scen
 
 
 def with_routers(rows: pd.DataFrame, routers_folds: Path) -> pd.DataFrame:
-    """``rows`` plus the router rows of an evaluate-routers ``folds.csv`` whose trivial rows match fold for fold."""
+    """``rows`` plus the policies of an evaluate-routers ``folds.csv`` not yet in them; its trivial rows must match fold for fold."""
     other = pd.read_csv(routers_folds)
     keys = ["repeat", "fold", "scenario", "policy"]
     mine = rows[rows["policy"].isin(TRIVIAL)].set_index(keys)["rcs"]
@@ -90,7 +90,7 @@ def with_routers(rows: pd.DataFrame, routers_folds: Path) -> pd.DataFrame:
     common = mine.index.intersection(theirs.index)
     if len(common) != len(mine) or not np.allclose(mine.loc[common], theirs.loc[common]):
         raise SystemExit(f"{routers_folds}: its trivial policies differ from these folds (another pair, MES or seed?)")
-    routers = other[~other["policy"].isin((*TRIVIAL, "oracle"))]
+    routers = other[~other["policy"].isin([*TRIVIAL, "oracle", *rows["policy"].unique()])]  # bayes comes with every demo run
     return pd.concat([rows, routers[rows.columns.intersection(routers.columns)]], ignore_index=True)
 
 
