@@ -20,9 +20,10 @@ from ecvl_router.routers.mf import MFRouter
 from ecvl_router.routers.mlp import MLPRouter
 from ecvl_router.routers.multi import ECVLMultiRouter, ScoreTargets, competence_from_distributions
 from ecvl_router.routers.neural import NeuralRouter
+from ecvl_router.routers.profile import ProfileRouter
 
 ROUTER_CLASSES: dict[str, type[Router]] = {
-    cls.name: cls for cls in (ECVLRouter, ECVLMultiRouter, MLPRouter, GBDTRouter, LinearRouter, MFRouter, RandomRouter, AllLargeRouter, AllSmallRouter, EnsembleRouter)
+    cls.name: cls for cls in (ECVLRouter, ECVLMultiRouter, MLPRouter, GBDTRouter, LinearRouter, ProfileRouter, MFRouter, RandomRouter, AllLargeRouter, AllSmallRouter, EnsembleRouter)
 }
 TRAINABLE_ROUTER_NAMES: tuple[str, ...] = tuple(name for name, cls in ROUTER_CLASSES.items() if cls.trainable)
 """Routers ``train`` can fit: the pair routers of ROUTER_NAMES and the multi-model ``ecvl-multi``."""
@@ -75,6 +76,7 @@ __all__ = [
     "MFRouter",
     "MLPRouter",
     "NeuralRouter",
+    "ProfileRouter",
     "RandomRouter",
     "Router",
     "ScoreTargets",

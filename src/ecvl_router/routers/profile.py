@@ -1,0 +1,137 @@
+"""A two-stage linear router that learns from every model's scores: the query's predicted score profile.
+
+Stage one predicts the score of *every* model of the dataset from the query (ridge regression on the
+standardised branches, one penalty per model chosen by leave-one-out cross-validation). Stage two is
+``linear``'s cross-validated logistic regression, fitted on those predicted profiles to the pair's
+competence labels. A dataset with M models gives stage one M targets per query, and each is a noisy view
+of the same few properties of the query (how hard it is, what it asks for); stage two combines the M
+predictions, which averages much of that noise away before the pair's own, scarcer labels are fitted.
+
+Stage two is fitted on out-of-fold profiles (stage one refitted on ``inner_folds`` - 1 folds and
+predicting the held-out one), so it learns how far predicted profiles are to be trusted, not the
+in-sample ones. Missing scores are filled with the model's mean score for stage one. ``predict_proba``
+and ``competence`` give P(edge competent) for the pair the router was fitted for, at any MES on the
+dataset's scale (one stage-two head per score level); other pairs need their own fit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from sklearn.base import BaseEstimator, clone
+from sklearn.linear_model import RidgeCV
+from sklearn.model_selection import KFold, cross_val_predict
+from sklearn.pipeline import Pipeline, make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from ecvl_router.features.features import QueryFeatures
+from ecvl_router.labels import LabelRule, competence_labels
+from ecvl_router.routers.base import positive_int
+from ecvl_router.routers.inputs import InputEncoder, check_features
+from ecvl_router.routers.linear import LinearRouter
+from ecvl_router.routers.multi import ScoreTargets
+from ecvl_router.routers.threads import limited_threads
+
+
+@dataclass
+class ProfileModel:
+    """The fitted stages: the score predictor and one competence head per MES level (a constant where labels were)."""
+
+    scores: Pipeline
+    heads: dict[float, BaseEstimator | float]
+    models: tuple[str, ...]
+    values: np.ndarray
+    pair: dict[str, Any] = field(default_factory=dict)
+
+    def head_for(self, mes: float) -> BaseEstimator | float:
+        """The head of the lowest level ≥ ``mes`` (the labels at ``mes`` equal that level's on this scale)."""
+        levels = [level for level in self.heads if level >= mes]
+        return self.heads[min(levels)] if levels else 1.0  # above every score: the cloud never reaches the MES
+
+
+class ProfileRouter(LinearRouter):
+    """Ridge per model on the query, then cross-validated logistic regression on the predicted score profile."""
+
+    name = "profile"
+    learns_scores = True
+
+    def __init__(self, *, ridge_min: float = 0.1, ridge_max: float = 1e5, ridges: int = 25, **linear: Any) -> None:
+        super().__init__(**linear)
+        if not 0 < ridge_min <= ridge_max:
+            raise ValueError(f"need 0 < ridge_min <= ridge_max, got ridge_min={ridge_min!r}, ridge_max={ridge_max!r}")
+        self.ridge_min, self.ridge_max = float(ridge_min), float(ridge_max)
+        self.ridges = positive_int("ridges", ridges)
+
+    def iter_fit(self, X: QueryFeatures, y: ScoreTargets) -> Iterator[int]:  # type: ignore[override]
+        if not isinstance(y, ScoreTargets):
+            raise TypeError(f"{self.name} learns from ScoreTargets (every model's scores), got {type(y).__name__}")
+        check_features(X)
+        if len(y) != len(X):
+            raise ValueError(f"targets hold {len(y)} queries but X has {len(X)}")
+        observed = np.isfinite(y.scores)
+        unanswered = [model for model, answered in zip(y.models, observed.any(axis=0)) if not answered]
+        if unanswered:
+            raise ValueError(f"model {unanswered[0]!r} has no score in the training data")
+        values = np.unique(y.scores[observed])
+        if len(values) < 2:
+            raise ValueError("the scores take a single value; there is nothing to learn")
+        self._encoder = InputEncoder.fit(X, self.branches)
+        rows = self._encoder.concatenated(X)
+        filled = np.where(observed, y.scores, np.nanmean(y.scores, axis=0))
+        edge, cloud = y.models.index(y.edge), y.models.index(y.cloud)
+        both = observed[:, edge] & observed[:, cloud]
+        with limited_threads(self.num_threads):
+            scores = make_pipeline(StandardScaler(), RidgeCV(alphas=np.geomspace(self.ridge_min, self.ridge_max, self.ridges),
+                                                             alpha_per_target=True, gcv_mode="svd"))
+            folds = KFold(n_splits=self.inner_folds, shuffle=True, random_state=self.random_state)
+            profile = cross_val_predict(clone(scores), rows, filled, cv=folds)[both]
+            scores.fit(rows, filled)
+            levels = values[1:] if y.rule == "mes" else np.array([y.mes])
+            heads: dict[float, BaseEstimator | float] = {}
+            for level in levels:
+                labels = competence_labels(y.scores[both, edge], y.scores[both, cloud], mes=float(level), rule=y.rule, k=y.k)
+                constant = len(np.unique(labels)) < 2
+                heads[float(level)] = float(labels[0]) if constant else self._estimator(labels).fit(profile, labels)
+        pair = {"edge": y.edge, "cloud": y.cloud, "mes": float(y.mes), "rule": y.rule, "k": float(y.k)}
+        self._model = ProfileModel(scores=scores, heads=heads, models=tuple(y.models), values=values, pair=pair)
+        yield 0
+
+    @property
+    def fitted_pair(self) -> dict[str, Any]:
+        """The edge, cloud, MES, label rule and k the router was fitted for."""
+        return dict(self._profile().pair)
+
+    def predict_proba(self, X: QueryFeatures) -> np.ndarray:
+        pair = self._profile().pair
+        return self.competence(X, **pair)
+
+    def competence(self, X: QueryFeatures, *, edge: str, cloud: str, mes: float, rule: LabelRule = "mes", k: float = 1) -> np.ndarray:
+        """P(edge competent) for the fitted pair and label rule at ``mes`` (any MES under the MES rule)."""
+        model = self._profile()
+        fitted = model.pair
+        if (edge, cloud, rule) != (fitted["edge"], fitted["cloud"], fitted["rule"]) or (rule != "mes" and (mes, k) != (fitted["mes"], fitted["k"])):
+            raise ValueError(f"{self.name} was fitted for {fitted['edge']} (edge) / {fitted['cloud']} (cloud) under the "
+                             f"{fitted['rule']} rule; asked for {edge} / {cloud} under {rule}: train it for that pair")
+        return self._head_proba(model.head_for(mes), X)
+
+    def competence_by_level(self, X: QueryFeatures, *, edge: str, cloud: str) -> dict[float, np.ndarray]:
+        """P(edge competent) under the MES rule at every score level above the lowest (none if fitted under another rule)."""
+        model = self._profile()
+        if model.pair["rule"] != "mes":
+            return {}
+        return {level: self.competence(X, edge=edge, cloud=cloud, mes=level) for level in model.heads}
+
+    def _head_proba(self, head: BaseEstimator | float, X: QueryFeatures) -> np.ndarray:
+        if isinstance(head, float):
+            return np.full(len(X), head)
+        assert self._encoder is not None
+        profile = self._profile().scores.predict(self._encoder.concatenated(check_features(X)))
+        return head.predict_proba(profile)[:, 1].astype(np.float64)
+
+    def _profile(self) -> ProfileModel:
+        if not isinstance(self._model, ProfileModel) or self._encoder is None:
+            raise self._not_fitted()
+        return self._model
