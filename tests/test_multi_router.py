@@ -29,12 +29,15 @@ def _targets(n: int, seed: int, *, mes: float = 6.0):
     return features, targets, competence_labels(edge, cloud, mes=mes)
 
 
+def fitted_and_held_out(router):
+    """``router`` fitted on 320 queries of seed 0, with 200 held-out queries of seed 1 (features, targets, labels)."""
+    features, targets, _ = _targets(320, seed=0)
+    return (router.fit(features, targets), *_targets(200, seed=1))
+
+
 @pytest.fixture(scope="module")
 def fitted():
-    features, targets, labels = _targets(320, seed=0)
-    router = ECVLMultiRouter(random_state=0, **PARAMS).fit(features, targets)
-    test_features, test_targets, test_labels = _targets(200, seed=1)
-    return router, test_features, test_targets, test_labels
+    return fitted_and_held_out(ECVLMultiRouter(random_state=0, **PARAMS))
 
 
 def _at_least(values: np.ndarray, distribution: np.ndarray, threshold: float) -> np.ndarray:

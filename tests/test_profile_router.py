@@ -8,17 +8,14 @@ from sklearn.metrics import roc_auc_score
 
 from ecvl_router.labels import competence_labels
 from ecvl_router.routers import ProfileRouter, ScoreTargets, create_router, load_router
-from tests.test_multi_router import MODELS, _targets
+from tests.test_multi_router import MODELS, _targets, fitted_and_held_out
 
 PARAMS = {"penalties": 5, "inner_folds": 3, "ridges": 7}
 
 
 @pytest.fixture(scope="module")
 def fitted():
-    features, targets, _ = _targets(320, seed=0)
-    router = ProfileRouter(random_state=0, **PARAMS).fit(features, targets)
-    test_features, test_targets, test_labels = _targets(200, seed=1)
-    return router, test_features, test_targets, test_labels
+    return fitted_and_held_out(ProfileRouter(random_state=0, **PARAMS))
 
 
 def test_it_learns_the_pairs_competence_from_held_out_queries(fitted):
