@@ -60,6 +60,23 @@ class ScoreTargets:
     def __len__(self) -> int:
         return len(self.scores)
 
+    def pair_settings(self) -> dict[str, Any]:
+        """The pair to decide for: edge, cloud, MES, label rule and k, as keyword arguments of ``competence``."""
+        return {"edge": self.edge, "cloud": self.cloud, "mes": float(self.mes), "rule": self.rule, "k": float(self.k)}
+
+
+def score_levels(router: str, X: QueryFeatures, y: ScoreTargets) -> np.ndarray:
+    """The distinct observed scores of ``y`` (ascending), after checking that ``router`` can learn from ``X`` and ``y``."""
+    if not isinstance(y, ScoreTargets):
+        raise TypeError(f"{router} learns from ScoreTargets (every model's scores), got {type(y).__name__}")
+    check_features(X)
+    if len(y) != len(X):
+        raise ValueError(f"targets hold {len(y)} queries but X has {len(X)}")
+    values = np.unique(y.scores[np.isfinite(y.scores)])
+    if len(values) < 2:
+        raise ValueError("the scores take a single value; there is nothing to learn")
+    return values
+
 
 def competence_from_distributions(
     values: np.ndarray, p_edge: np.ndarray, p_cloud: np.ndarray, *, mes: float, rule: LabelRule = "mes", k: float = 1
@@ -143,16 +160,8 @@ class ECVLMultiRouter(NeuralRouter):
         return self._values
 
     def iter_fit(self, X: QueryFeatures, y: ScoreTargets) -> Iterator[int]:
-        if not isinstance(y, ScoreTargets):
-            raise TypeError(f"{self.name} learns from ScoreTargets (every model's scores), got {type(y).__name__}")
-        check_features(X)
-        if len(y) != len(X):
-            raise ValueError(f"targets hold {len(y)} queries but X has {len(X)}")
-        observed = y.scores[np.isfinite(y.scores)]
-        if len(np.unique(observed)) < 2:
-            raise ValueError("the scores take a single value; there is nothing to learn")
-        self._models, self._values = tuple(y.models), np.unique(observed)
-        self._pair = {"edge": y.edge, "cloud": y.cloud, "mes": float(y.mes), "rule": y.rule, "k": float(y.k)}
+        self._values = score_levels(self.name, X, y)
+        self._models, self._pair = tuple(y.models), y.pair_settings()
         self._encoder = InputEncoder.fit(X, self.branches)
         inputs = [torch.from_numpy(m) for m in self._encoder.transform(X).values()]
         known = torch.from_numpy(np.isfinite(y.scores))

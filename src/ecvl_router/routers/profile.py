@@ -17,7 +17,7 @@ dataset's scale (one stage-two head per score level); other pairs need their own
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -32,7 +32,7 @@ from ecvl_router.labels import LabelRule, competence_labels
 from ecvl_router.routers.base import positive_int
 from ecvl_router.routers.inputs import InputEncoder, check_features
 from ecvl_router.routers.linear import LinearRouter
-from ecvl_router.routers.multi import ScoreTargets
+from ecvl_router.routers.multi import ScoreTargets, score_levels
 from ecvl_router.routers.threads import limited_threads
 
 
@@ -42,9 +42,7 @@ class ProfileModel:
 
     scores: Pipeline
     heads: dict[float, BaseEstimator | float]
-    models: tuple[str, ...]
-    values: np.ndarray
-    pair: dict[str, Any] = field(default_factory=dict)
+    pair: dict[str, Any]
 
     def head_for(self, mes: float) -> BaseEstimator | float:
         """The head of the lowest level ≥ ``mes`` (the labels at ``mes`` equal that level's on this scale)."""
@@ -66,18 +64,11 @@ class ProfileRouter(LinearRouter):
         self.ridges = positive_int("ridges", ridges)
 
     def iter_fit(self, X: QueryFeatures, y: ScoreTargets) -> Iterator[int]:  # type: ignore[override]
-        if not isinstance(y, ScoreTargets):
-            raise TypeError(f"{self.name} learns from ScoreTargets (every model's scores), got {type(y).__name__}")
-        check_features(X)
-        if len(y) != len(X):
-            raise ValueError(f"targets hold {len(y)} queries but X has {len(X)}")
+        values = score_levels(self.name, X, y)
         observed = np.isfinite(y.scores)
         unanswered = [model for model, answered in zip(y.models, observed.any(axis=0)) if not answered]
         if unanswered:
             raise ValueError(f"model {unanswered[0]!r} has no score in the training data")
-        values = np.unique(y.scores[observed])
-        if len(values) < 2:
-            raise ValueError("the scores take a single value; there is nothing to learn")
         self._encoder = InputEncoder.fit(X, self.branches)
         rows = self._encoder.concatenated(X)
         filled = np.where(observed, y.scores, np.nanmean(y.scores, axis=0))
@@ -95,8 +86,7 @@ class ProfileRouter(LinearRouter):
                 labels = competence_labels(y.scores[both, edge], y.scores[both, cloud], mes=float(level), rule=y.rule, k=y.k)
                 constant = len(np.unique(labels)) < 2
                 heads[float(level)] = float(labels[0]) if constant else self._estimator(labels).fit(profile, labels)
-        pair = {"edge": y.edge, "cloud": y.cloud, "mes": float(y.mes), "rule": y.rule, "k": float(y.k)}
-        self._model = ProfileModel(scores=scores, heads=heads, models=tuple(y.models), values=values, pair=pair)
+        self._model = ProfileModel(scores=scores, heads=heads, pair=y.pair_settings())
         yield 0
 
     @property
@@ -111,24 +101,34 @@ class ProfileRouter(LinearRouter):
     def competence(self, X: QueryFeatures, *, edge: str, cloud: str, mes: float, rule: LabelRule = "mes", k: float = 1) -> np.ndarray:
         """P(edge competent) for the fitted pair and label rule at ``mes`` (any MES under the MES rule)."""
         model = self._profile()
-        fitted = model.pair
-        if (edge, cloud, rule) != (fitted["edge"], fitted["cloud"], fitted["rule"]) or (rule != "mes" and (mes, k) != (fitted["mes"], fitted["k"])):
-            raise ValueError(f"{self.name} was fitted for {fitted['edge']} (edge) / {fitted['cloud']} (cloud) under the "
-                             f"{fitted['rule']} rule; asked for {edge} / {cloud} under {rule}: train it for that pair")
-        return self._head_proba(model.head_for(mes), X)
+        self._check_request(model, edge=edge, cloud=cloud, rule=rule, mes=mes, k=k)
+        return self._head_proba(model.head_for(mes), self._predicted_profile(X))
 
     def competence_by_level(self, X: QueryFeatures, *, edge: str, cloud: str) -> dict[float, np.ndarray]:
         """P(edge competent) under the MES rule at every score level above the lowest (none if fitted under another rule)."""
         model = self._profile()
         if model.pair["rule"] != "mes":
             return {}
-        return {level: self.competence(X, edge=edge, cloud=cloud, mes=level) for level in model.heads}
+        self._check_request(model, edge=edge, cloud=cloud, rule="mes", mes=model.pair["mes"], k=model.pair["k"])
+        profile = self._predicted_profile(X)
+        return {level: self._head_proba(head, profile) for level, head in model.heads.items()}
 
-    def _head_proba(self, head: BaseEstimator | float, X: QueryFeatures) -> np.ndarray:
-        if isinstance(head, float):
-            return np.full(len(X), head)
+    def _check_request(self, model: ProfileModel, *, edge: str, cloud: str, rule: LabelRule, mes: float, k: float) -> None:
+        """Raise unless the request is for the fitted pair and rule (and, under a win rule, the fitted MES and k)."""
+        fitted = model.pair
+        if (edge, cloud, rule) != (fitted["edge"], fitted["cloud"], fitted["rule"]) or (rule != "mes" and (mes, k) != (fitted["mes"], fitted["k"])):
+            raise ValueError(f"{self.name} was fitted for {fitted['edge']} (edge) / {fitted['cloud']} (cloud) under the "
+                             f"{fitted['rule']} rule; asked for {edge} / {cloud} under {rule}: train it for that pair")
+
+    def _predicted_profile(self, X: QueryFeatures) -> np.ndarray:
+        """Stage one: every model's predicted score, one row per query."""
         assert self._encoder is not None
-        profile = self._profile().scores.predict(self._encoder.concatenated(check_features(X)))
+        return self._profile().scores.predict(self._encoder.concatenated(check_features(X)))
+
+    @staticmethod
+    def _head_proba(head: BaseEstimator | float, profile: np.ndarray) -> np.ndarray:
+        if isinstance(head, float):
+            return np.full(len(profile), head)
         return head.predict_proba(profile)[:, 1].astype(np.float64)
 
     def _profile(self) -> ProfileModel:
