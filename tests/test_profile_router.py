@@ -34,9 +34,11 @@ def test_an_mes_between_levels_is_the_next_levels_competence(fitted, mes, level)
     np.testing.assert_array_equal(router.competence_by_level(X, edge="edge-model", cloud="cloud-model")[level], at_level)
 
 
-def test_an_mes_above_every_score_makes_the_edge_always_competent(fitted):
-    router, X, _, _ = fitted
-    np.testing.assert_array_equal(router.competence(X, edge="edge-model", cloud="cloud-model", mes=10.5), np.ones(len(X)))
+@pytest.mark.parametrize("mes", [10.5, 1.0, 0.5])  # above every score, or at and below the lowest (1)
+def test_an_mes_outside_the_scores_makes_the_edge_always_competent(fitted, mes):
+    router, X, targets, _ = fitted
+    assert competence_labels(targets.scores[:, 0], targets.scores[:, 1], mes=mes).all()
+    np.testing.assert_array_equal(router.competence(X, edge="edge-model", cloud="cloud-model", mes=mes), np.ones(len(X)))
 
 
 def test_each_mes_has_its_own_head_fitted_to_that_mes_labels(fitted):

@@ -43,11 +43,17 @@ class ProfileModel:
     scores: Pipeline
     heads: dict[float, BaseEstimator | float]
     pair: dict[str, Any]
+    lowest: float
+    """Under the MES rule the lowest training score (every answer reaches an MES at or below it); else -inf."""
 
     def head_for(self, mes: float) -> BaseEstimator | float:
-        """The head of the lowest level ≥ ``mes`` (the labels at ``mes`` equal that level's on this scale)."""
+        """The head of the lowest level ≥ ``mes`` (the labels at ``mes`` equal that level's on this scale).
+
+        An MES at or below the lowest score, or above every score, makes the edge always competent (its
+        answer reaches the MES, or the cloud's never does).
+        """
         levels = [level for level in self.heads if level >= mes]
-        return self.heads[min(levels)] if levels else 1.0  # above every score: the cloud never reaches the MES
+        return self.heads[min(levels)] if levels and mes > self.lowest else 1.0
 
 
 class ProfileRouter(LinearRouter):
@@ -86,7 +92,7 @@ class ProfileRouter(LinearRouter):
                 labels = competence_labels(y.scores[both, edge], y.scores[both, cloud], mes=float(level), rule=y.rule, k=y.k)
                 constant = len(np.unique(labels)) < 2
                 heads[float(level)] = float(labels[0]) if constant else self._estimator(labels).fit(profile, labels)
-        self._model = ProfileModel(scores=scores, heads=heads, pair=y.pair_settings())
+        self._model = ProfileModel(scores=scores, heads=heads, pair=y.pair_settings(), lowest=float(values[0]) if y.rule == "mes" else -np.inf)
         yield 0
 
     @property
