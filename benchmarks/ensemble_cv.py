@@ -28,9 +28,9 @@ from joblib import Parallel, delayed
 from cv_setup import cv_parser, embedded_dataset
 from ecvl_router.bagging import train_bagged
 from ecvl_router.crossval import Fold, fold_strata, repeated_stratified_folds
-from ecvl_router.evaluation import evaluate_decisions, reference_decisions
+from ecvl_router.evaluation import reference_decisions
 from ecvl_router.report.crossval_report import write_crossval_report
-from ecvl_router.router_cv import METRICS, TRIVIAL, CVInputs, CVSettings, PolicySpec, summarise, train_policy
+from ecvl_router.router_cv import TRIVIAL, CVInputs, CVSettings, PolicySpec, fold_row, summarise, train_policy
 from ecvl_router.oof import take_targets
 from ecvl_router.routers import create_router, router_class
 from ecvl_router.routing_task import build_task, score_targets
@@ -57,9 +57,7 @@ def fold_rows(inputs: CVInputs, specs: Sequence[str], scenarios: Sequence[Scenar
 
     def record(policy: str, scenario: Scenario, to_edge: np.ndarray, tau: float = float("nan"), fallback: str | None = None,
                seconds: float = float("nan")) -> None:
-        metrics = evaluate_decisions(to_edge, test_pair, test_labels, scenario)
-        rows.append({"repeat": fold.repeat, "fold": fold.fold, "policy": policy, "scenario": scenario.name, "mes": scenario.mes,
-                     **{key: float(metrics[key]) for key in METRICS}, "tau": tau, "fallback": fallback or "", "seconds": seconds})
+        rows.append({**fold_row(fold, policy, scenario, to_edge, test_pair, test_labels, tau, fallback), "seconds": seconds})
 
     for scenario in scenarios:
         for name in (*TRIVIAL, "oracle"):

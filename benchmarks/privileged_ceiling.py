@@ -31,9 +31,8 @@ from ecvl_router.crossval import Fold, corrected_interval, fold_strata, headroom
 from ecvl_router.data import load_rsd
 from ecvl_router.data.rsd import RSD, PairView
 from ecvl_router.features.features import QueryFeatures
-from ecvl_router.evaluation import evaluate_decisions
 from ecvl_router.oof import per_query_rcs
-from ecvl_router.router_cv import METRICS, TRIVIAL, CVInputs, CVSettings, cross_validate, summarise
+from ecvl_router.router_cv import TRIVIAL, CVInputs, CVSettings, cross_validate, fold_row, summarise
 from ecvl_router.routing_task import build_task
 from ecvl_router.scenarios import SCENARIOS, Scenario
 
@@ -73,11 +72,10 @@ def privileged_rows(groups: np.ndarray, pair: PairView, labels: np.ndarray, scen
     """One row per (fold, scenario) of the privileged policy, in the columns of ``cross_validate``."""
     rows = []
     for fold in folds:
+        test_pair = pair.take(fold.test)
         for scenario in scenarios:
             to_edge = group_decisions(groups, pair, scenario, fold.train, fold.test)
-            metrics = evaluate_decisions(to_edge, pair.take(fold.test), labels[fold.test], scenario)
-            rows.append({"repeat": fold.repeat, "fold": fold.fold, "policy": PRIVILEGED, "scenario": scenario.name, "mes": scenario.mes,
-                         **{key: float(metrics[key]) for key in METRICS}, "tau": float("nan"), "fallback": ""})
+            rows.append(fold_row(fold, PRIVILEGED, scenario, to_edge, test_pair, labels[fold.test]))
     return pd.DataFrame(rows)
 
 

@@ -109,6 +109,16 @@ def cross_validate(
     return pd.DataFrame(rows)
 
 
+def fold_row(
+    fold: Fold, policy: str, scenario: Scenario, to_edge: np.ndarray, test_pair: PairView, test_labels: np.ndarray,
+    tau: float = float("nan"), fallback: str | None = None,
+) -> dict[str, Any]:
+    """The row of ``policy``'s decisions ``to_edge`` on the test part of ``fold``, in the columns ``summarise`` reads."""
+    metrics = evaluate_decisions(to_edge, test_pair, test_labels, scenario)
+    return {"repeat": fold.repeat, "fold": fold.fold, "policy": policy, "scenario": scenario.name, "mes": scenario.mes,
+            **{key: float(metrics[key]) for key in METRICS}, "tau": tau, "fallback": fallback or ""}
+
+
 def fold_rows(
     inputs: CVInputs, policies: Sequence[PolicySpec], scenarios: Sequence[Scenario], fold: Fold, settings: CVSettings
 ) -> list[dict[str, Any]]:
@@ -117,9 +127,7 @@ def fold_rows(
     rows: list[dict[str, Any]] = []
 
     def record(policy: str, scenario: Scenario, to_edge: np.ndarray, tau: float = float("nan"), fallback: str | None = None) -> None:
-        metrics = evaluate_decisions(to_edge, test_pair, test_labels, scenario)
-        rows.append({"repeat": fold.repeat, "fold": fold.fold, "policy": policy, "scenario": scenario.name, "mes": scenario.mes,
-                     **{key: float(metrics[key]) for key in METRICS}, "tau": tau, "fallback": fallback or ""})
+        rows.append(fold_row(fold, policy, scenario, to_edge, test_pair, test_labels, tau, fallback))
 
     for scenario in scenarios:
         for name in (*TRIVIAL, "oracle"):
