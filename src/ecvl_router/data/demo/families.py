@@ -325,6 +325,7 @@ def _price_table(rng: np.random.Generator) -> _Drawn:
         for (_, fraction), cell in zip(columns, cells):
             draw.text((fraction * width, top + (row_h - font_px) / 2), cell, fill="black", font=dr.font(font_px))
 
+    worth = [p * s for p, s in zip(prices, stock)]
     kind = rng.random()
     if kind < 0.45:
         i, j = (int(k) for k in rng.choice(rows, size=2, replace=False))
@@ -334,8 +335,7 @@ def _price_table(rng: np.random.Generator) -> _Drawn:
         reference, near, steps = str(total), str(qi * prices[i]), 3
         wrong = (str(prices[i] + prices[j]), str(total + prices[j]))
         explanation = f"{qi} × {prices[i]} + {qj} × {prices[j]} = {total}."
-    elif kind < 0.75:
-        worth = [p * s for p, s in zip(prices, stock)]
+    elif kind < 0.75 and worth.count(max(worth)) == 1:  # with a tie, "the item" with the largest value is ill-posed
         best = int(np.argmax(worth))
         question = "Which item has the largest total stock value, that is price times number in stock?"
         reference, steps = goods[best], 2 + rows // 3
