@@ -128,8 +128,9 @@ class ProfileRouter(LinearRouter):
 
     def _predicted_profile(self, X: QueryFeatures) -> np.ndarray:
         """Stage one: every model's predicted score, one row per query."""
-        assert self._encoder is not None
-        return self._profile().scores.predict(self._encoder.concatenated(check_features(X)))
+        scores = self._profile().scores
+        assert self._encoder is not None  # _profile checked it
+        return scores.predict(self._encoder.concatenated(check_features(X)))
 
     @staticmethod
     def _head_proba(head: BaseEstimator | float, profile: np.ndarray) -> np.ndarray:
