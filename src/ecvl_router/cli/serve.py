@@ -43,7 +43,7 @@ def serve(
         return
     if config is None:
         fail("give --config gateway.yaml (print an example with --example-config)")
-    from ecvl_router.bundle import BundleError
+    from ecvl_router.learning.bundle import BundleError
     from ecvl_router.config import ConfigError
     from ecvl_router.features.onnx_encoders import OnnxExportError
     from ecvl_router.features.weights import WeightsIntegrityError, WeightsNotFoundError
