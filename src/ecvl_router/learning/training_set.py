@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -54,3 +55,50 @@ class TrainingSet:
             self.pair.take(rows), np.asarray(self.strata)[rows],
             None if self.groups is None else np.asarray(self.groups)[rows],
         )
+
+
+def concat_training_sets(first: TrainingSet, second: TrainingSet) -> TrainingSet:
+    """``first``'s queries followed by ``second``'s (one pair; score targets aligned on ``first``'s models).
+
+    Both must have groups or neither; a model of ``first`` that ``second`` lacks scores NaN there, as a
+    model that did not answer does.
+    """
+    if (first.groups is None) != (second.groups is None):
+        raise ValueError("either both training sets have groups or neither")
+    features = QueryFeatures(**{
+        field.name: np.concatenate([getattr(first.features, field.name), getattr(second.features, field.name)])
+        for field in dataclasses.fields(QueryFeatures)
+    })
+    return TrainingSet(
+        features, _concat_targets(first.targets, second.targets), np.concatenate([first.labels, second.labels]),
+        _concat_pairs(first.pair, second.pair), np.concatenate([first.strata, second.strata]),
+        None if first.groups is None else np.concatenate([first.groups, second.groups]),
+    )
+
+
+def _concat_pairs(first: PairView, second: PairView) -> PairView:
+    if (first.edge, first.cloud) != (second.edge, second.cloud):
+        raise ValueError(f"cannot join the pair {first.edge!r}/{first.cloud!r} with {second.edge!r}/{second.cloud!r}")
+    values: dict[str, object] = {}
+    for field in dataclasses.fields(PairView):
+        a, b = getattr(first, field.name), getattr(second, field.name)
+        if isinstance(a, np.ndarray):
+            values[field.name] = np.concatenate([a, b])
+        elif isinstance(a, int) and field.name.startswith("missing"):
+            values[field.name] = a + b
+        else:
+            values[field.name] = a
+    return PairView(**values)  # type: ignore[arg-type]
+
+
+def _concat_targets(first: Targets, second: Targets) -> Targets:
+    if isinstance(first, ScoreTargets) != isinstance(second, ScoreTargets):
+        raise ValueError("cannot join labels with every model's scores")
+    if not isinstance(first, ScoreTargets):
+        return np.concatenate([np.asarray(first), np.asarray(second)])
+    assert isinstance(second, ScoreTargets)
+    aligned = np.full((len(second), len(first.models)), np.nan)
+    for column, model in enumerate(first.models):
+        if model in second.models:
+            aligned[:, column] = second.scores[:, second.models.index(model)]
+    return dataclasses.replace(first, scores=np.concatenate([first.scores, aligned]))
