@@ -104,3 +104,13 @@ def test_joining_training_sets_aligns_score_columns_on_the_first() -> None:
     with pytest.raises(ValueError, match="both training sets have groups"):
         concat_training_sets(base, TrainingSet(captured.features, captured.targets, captured.labels, captured.pair,
                                                captured.strata, np.array(["g"])))
+
+
+def test_a_trained_bundle_records_the_p_histogram_of_its_test_part(champion) -> None:
+    run, _ = champion
+    manifest = json.loads((run / "manifest.json").read_text())
+    split = json.loads((run / "split.json").read_text())
+    for name in ("quality", "speed"):
+        reference = manifest["p_reference"][name]
+        assert reference["part"] == "test" and reference["n"] == len(split["test"]) == sum(reference["counts"])
+        assert len(reference["bins"]) == len(reference["counts"]) + 1

@@ -29,6 +29,7 @@ def retrain(
     from ecvl_router.learning.bundle import BundleError, save_bundle
     from ecvl_router.learning.champion import decide, guarantee_results, run_contest, summarise_contest
     from ecvl_router.learning.crossval import repeated_stratified_folds
+    from ecvl_router.learning.drift import reference_histograms
     from ecvl_router.learning.retrain import base_training_set, build_contest, capture_training_set, train_challenger
     from ecvl_router.learning.runs import default_cache_dir, open_run
     from ecvl_router.manifest import write_json_atomic
@@ -65,6 +66,7 @@ def retrain(
         "settings": {key: value for key, value in run.manifest["settings"].items()
                      if key not in ("router", "params", "seed", "edge_share", "recipe")},
         "score_scale": run.manifest.get("score_scale"),
+        "p_reference": reference_histograms(challenger, run.features.take(run.task.part("test")), "test"),
     })
     (out / "challenger" / "split.json").write_text((champion / "split.json").read_text(encoding="utf-8"), encoding="utf-8")
     result.rows.to_csv(out / "folds.csv", index=False)

@@ -18,6 +18,7 @@ from ecvl_router.learning.evaluation import REFERENCE_POLICIES, evaluate_decisio
 from ecvl_router.features.features import QueryFeatures
 from ecvl_router.labels import LABEL_RULES
 from ecvl_router.learning.crossval import fold_strata
+from ecvl_router.learning.drift import reference_histograms
 from ecvl_router.learning.oof import INNER_FOLDS
 from ecvl_router.learning.recipes import RECIPES, RecipeSettings, train_with_recipe
 from ecvl_router.learning.training_set import TrainingSet, take_targets
@@ -102,7 +103,10 @@ def train(
     started = time.perf_counter()
     with progress_bar(f"training {router} ({recipe})") as progress:
         trained = _fit(model, recipe, task, features, targets, scenarios, edge_share, progress)
-    save_bundle(trained, out, extra_manifest=run_settings(rsd, task, settings, extractor.identity()), overwrite=True)
+    held_out = "test" if len(task.part("test")) else "val"
+    reference = reference_histograms(trained, features.take(task.part(held_out)), held_out)
+    save_bundle(trained, out, extra_manifest={**run_settings(rsd, task, settings, extractor.identity()), "p_reference": reference},
+                overwrite=True)
     write_split(out, task)
     console.print(f"[green]trained[/] {router} on {len(task.part('train'))} items in {time.perf_counter() - started:.1f} s → {plain(out)}")
     for name, choice in trained.choices.items():
