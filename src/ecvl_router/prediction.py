@@ -104,7 +104,9 @@ def prediction_table(
         "; ".join(str(problem) for problem in (*line.problems, *([failed[line.line]] if line.line in failed else []))) or None
         for line in items.lines
     ]
-    return pd.DataFrame({"item_id": [line.item_id for line in items.lines], **p_columns, **route_columns, "error": errors})
+    text = {"item_id": [line.item_id for line in items.lines], **route_columns, "error": errors}
+    columns = {name: pd.array(values, dtype="string") for name, values in text.items()} | p_columns
+    return pd.DataFrame({name: columns[name] for name in ("item_id", *p_columns, *route_columns, "error")})
 
 
 def _spread(scored: np.ndarray, values: np.ndarray, empty: Any) -> np.ndarray:
