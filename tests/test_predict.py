@@ -12,15 +12,16 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from ecvl_router.bundle import load_bundle
 from ecvl_router.cli import app
 from ecvl_router.data.items import read_items
 from ecvl_router.features.extractor import ExtractorSettings, FeatureExtractor, extract_for_items
 from ecvl_router.features.features import QueryFeatures
-from ecvl_router.prediction import item_features, manifest_path, prediction_table
+from ecvl_router.learning.bundle import load_bundle
+from ecvl_router.learning.prediction import item_features, manifest_path, prediction_table
+from ecvl_router.learning.thresholds import ThresholdChoice
+from ecvl_router.learning.training import ScenarioChoice, TrainedRouter
 from ecvl_router.routers import create_router
 from ecvl_router.scenarios import Scenario
-from ecvl_router.training import ScenarioChoice, ThresholdChoice, TrainedRouter
 from tests.cli_support import invoke
 from tests.serve_support import CLOUD, EDGE, demo_data, write_tiny_encoders  # noqa: F401
 from tests.strict_json import strict_loads

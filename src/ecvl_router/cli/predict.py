@@ -6,14 +6,14 @@ from pathlib import Path
 
 import typer
 
-from ecvl_router.bundle import BundleError, load_bundle
 from ecvl_router.cli.console import console, err_console, fail, plain, progress_bar
 from ecvl_router.cli.options import CacheOption, load_extractor
 from ecvl_router.data.items import read_items
 from ecvl_router.data.problems import RSDValidationError
 from ecvl_router.features.extractor import ExtractorSettings
-from ecvl_router.prediction import item_features, output_format, prediction_table, scenario_settings, write_predictions
-from ecvl_router.runs import default_cache_dir
+from ecvl_router.learning.bundle import BundleError, load_bundle
+from ecvl_router.learning.prediction import item_features, output_format, prediction_table, scenario_settings, write_predictions
+from ecvl_router.learning.runs import default_cache_dir
 
 SHOWN_PROBLEMS = 10
 """Problems listed in the warning summary; the error column of the output has all of them."""

@@ -23,8 +23,8 @@ from ecvl_router.data.problems import Problem
 from ecvl_router.features.extractor import FeatureExtractor, extract_for_items
 from ecvl_router.features.features import QueryFeatures
 from ecvl_router.features.imaging import open_image
+from ecvl_router.learning.training import TrainedRouter
 from ecvl_router.manifest import build_manifest, file_sha256, write_json_atomic
-from ecvl_router.training import TrainedRouter
 
 logger = logging.getLogger(__name__)
 
