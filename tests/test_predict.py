@@ -14,10 +14,18 @@ from typer.testing import CliRunner
 
 from ecvl_router.cli import app
 from ecvl_router.data.items import read_items
-from ecvl_router.features.extractor import ExtractorSettings, FeatureExtractor, extract_for_items
+from ecvl_router.features.extractor import (
+    ExtractorSettings,
+    FeatureExtractor,
+    extract_for_items,
+)
 from ecvl_router.features.features import QueryFeatures
 from ecvl_router.learning.bundle import load_bundle
-from ecvl_router.learning.prediction import item_features, manifest_path, prediction_table
+from ecvl_router.learning.prediction import (
+    item_features,
+    manifest_path,
+    prediction_table,
+)
 from ecvl_router.learning.thresholds import ThresholdChoice
 from ecvl_router.learning.training import ScenarioChoice, TrainedRouter
 from ecvl_router.routers import create_router
@@ -120,11 +128,11 @@ def test_broken_items_are_named_in_the_error_column_and_every_other_item_is_scor
     shutil.copytree(log, broken)
     (broken / "images" / "corrupt.png").write_bytes(b"this is no image")
     first = json.loads((log / "items.jsonl").read_text().splitlines()[0])
+    appended = ["{no json", json.dumps({"item_id": "no-question", "image": None}),
+                json.dumps({"item_id": "gone", "question": "How many?", "image": "images/gone.png"}),
+                json.dumps({"item_id": "corrupt", "question": "How many?", "image": "images/corrupt.png"}), json.dumps(first)]
     with open(broken / "items.jsonl", "a") as handle:
-        for line in ("{no json", json.dumps({"item_id": "no-question", "image": None}),
-                     json.dumps({"item_id": "gone", "question": "How many?", "image": "images/gone.png"}),
-                     json.dumps({"item_id": "corrupt", "question": "How many?", "image": "images/corrupt.png"}), json.dumps(first)):
-            handle.write(line + "\n")
+        handle.writelines(line + "\n" for line in appended)
     result = CliRunner().invoke(app, ["predict", str(workspace / "linear"), "--data", str(broken), "--out", str(tmp_path / "p.csv"),
                                       "--cache-dir", str(workspace / "cache")])
     assert result.exit_code == 0, result.output

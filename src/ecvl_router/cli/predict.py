@@ -12,7 +12,13 @@ from ecvl_router.data.items import read_items
 from ecvl_router.data.problems import RSDValidationError
 from ecvl_router.features.extractor import ExtractorSettings
 from ecvl_router.learning.bundle import BundleError, load_bundle
-from ecvl_router.learning.prediction import item_features, output_format, prediction_table, scenario_settings, write_predictions
+from ecvl_router.learning.prediction import (
+    item_features,
+    output_format,
+    prediction_table,
+    scenario_settings,
+    write_predictions,
+)
 from ecvl_router.learning.runs import default_cache_dir
 
 SHOWN_PROBLEMS = 10

@@ -97,16 +97,26 @@ def prediction_table(
     p_columns: dict[str, np.ndarray] = {}
     route_columns: dict[str, np.ndarray] = {}
     for name in trained.scenario_names:
-        to_edge, p = trained.decide(features, name, mes=mes, edge=edge, cloud=cloud)[:2] if len(features) else (np.zeros(0, bool), np.zeros(0))
+        to_edge, p = _decide(trained, features, name, mes=mes, edge=edge, cloud=cloud)
         p_columns["p" if one_p else f"p_{name}"] = _spread(scored, p, np.nan)
         route_columns[f"route_{name}"] = _spread(scored, np.where(to_edge, "edge", "cloud").astype(object), None)
-    errors = [
-        "; ".join(str(problem) for problem in (*line.problems, *([failed[line.line]] if line.line in failed else []))) or None
-        for line in items.lines
-    ]
+    errors = ["; ".join(str(problem) for problem in _problems(line, failed)) or None for line in items.lines]
     text = {"item_id": [line.item_id for line in items.lines], **route_columns, "error": errors}
     columns = {name: pd.array(values, dtype="string") for name, values in text.items()} | p_columns
     return pd.DataFrame({name: columns[name] for name in ("item_id", *p_columns, *route_columns, "error")})
+
+
+def _decide(trained: TrainedRouter, features: QueryFeatures, name: str, **overrides: Any) -> tuple[np.ndarray, np.ndarray]:
+    """(to_edge, p) of scenario ``name``; empty without features (a router need not predict on none)."""
+    if not len(features):
+        return np.zeros(0, dtype=bool), np.zeros(0)
+    to_edge, p, _ = trained.decide(features, name, **overrides)
+    return to_edge, p
+
+
+def _problems(line: ItemLine, failed: dict[int, Problem]) -> list[Problem]:
+    """What kept ``line`` from being scored: its own problems and the one found while embedding it."""
+    return [*line.problems, failed[line.line]] if line.line in failed else list(line.problems)
 
 
 def _spread(scored: np.ndarray, values: np.ndarray, empty: Any) -> np.ndarray:
