@@ -12,7 +12,6 @@ import asyncio
 import json
 import logging
 import time
-from pathlib import Path
 
 import httpx
 import openai
@@ -44,6 +43,7 @@ def test_explicit_keys_come_first_in_the_configured_order() -> None:
     assert _key({"user": "u-1", "metadata": {"other": "x"}}).source == "user"
     assert _key({}).source == "history"
     assert _key(everything, "h-1", ["user", "header"]).source == "user"
+    assert _key({}, None, ["header", "user"]).source is None  # no history among the keys: nothing names it
     assert _key(everything, "h-1", []).source is None and _key(everything, "h-1", []).after([]) == []
     header, metadata, user = _key({}, "same"), _key({"metadata": {"session_id": "same"}}), _key({"user": "same"})
     assert header.lookup == metadata.lookup != user.lookup  # the header and metadata name the same conversation
@@ -358,4 +358,6 @@ def test_redis_settings_are_checked() -> None:
         StickinessPolicy(url="redis://127.0.0.1:6379/0")
     with pytest.raises(ValueError, match="once"):
         StickinessPolicy(keys=["user", "user"])
+    with pytest.raises(ValueError, match="history must come last"):
+        StickinessPolicy(keys=["history", "header"])
     assert StickinessPolicy().markers is False and StickinessPolicy().store == "memory"  # the defaults touch no answer

@@ -128,6 +128,8 @@ class StickinessPolicy(BaseModel):
     def _distinct(cls, value: list[str]) -> list[str]:
         if len(set(value)) != len(value):
             raise ValueError("each key source may appear once")
+        if "history" in value[:-1]:
+            raise ValueError("history must come last: every request has a history, so no source after it is ever used")
         return value
 
     @field_validator("url")
