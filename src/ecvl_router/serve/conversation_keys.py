@@ -103,7 +103,8 @@ def _history_key(messages: list[dict[str, Any]]) -> ConversationKey:
 
 
 def canonical_message(message: dict[str, Any]) -> bytes:
-    """One message as hashed: role, name, content parts (markers removed, empty texts dropped), tool calls."""
+    """One message as hashed: role, name, content parts (markers removed, empty texts dropped, images by the hash of
+    their URL), tool calls."""
     content = message.get("content")
     parts = [{"type": "text", "text": content}] if isinstance(content, str) else content if isinstance(content, list) else []
     shown: list[Any] = []
@@ -115,9 +116,10 @@ def canonical_message(message: dict[str, Any]) -> bytes:
             text = unmarked(part.get(kind) or "")
             if text:
                 shown.append([kind, text])
-        elif kind == "image_url":
+        elif kind == "image_url":  # by the hash of its URL: a data URI is large, and hashing it is cheaper than quoting it
             image = part.get("image_url")
-            shown.append([kind, image.get("url") if isinstance(image, dict) else image])
+            url = image.get("url") if isinstance(image, dict) else image
+            shown.append([kind, _digest(url.encode()) if isinstance(url, str) else url])
         else:
             shown.append([kind, part])
     refusal = message.get("refusal")
