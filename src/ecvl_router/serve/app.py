@@ -83,7 +83,7 @@ def _add_openai_routes(app: FastAPI, gateway: Gateway) -> None:
             gateway.metrics.requests.labels("unknown", "none", "rejected").inc()
             raise
         reply = await gateway.handle(body, scenario_header=request.headers.get("x-ecvl-scenario"),
-                                     mes_header=request.headers.get("x-ecvl-mes"))
+                                     mes_header=request.headers.get("x-ecvl-mes"), session_header=request.headers.get("x-ecvl-session"))
         headers = reply.outcome.headers()
         if reply.chunks is not None:
             return StreamingResponse(reply.chunks, media_type="text/event-stream", headers={**headers, "Cache-Control": "no-cache"})
