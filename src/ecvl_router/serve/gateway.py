@@ -25,6 +25,7 @@ from ecvl_router.features.extractor import ExtractorSettings
 from ecvl_router.scenarios import Scenario
 from ecvl_router.openai_http.errors import CallError, is_retryable_status
 from ecvl_router.serve.backends import Backend, elapsed_ms
+from ecvl_router.serve.capture import Capture, Sampled, capture_refused
 from ecvl_router.serve.chat import ChatRequest, parse_chat_request
 from ecvl_router.serve.config import SERVED_MODEL, GatewayConfig
 from ecvl_router.serve.conversation import MARKERS, mark, strip_markers
@@ -64,6 +65,7 @@ class Outcome:
     attempts: dict[str, int] = field(default_factory=dict)
     errors: list[dict[str, Any]] = field(default_factory=list)
     backend_ms: float | None = None
+    capture: Sampled | None = None
 
     def ecvl(self) -> dict[str, Any]:
         """The ``ecvl`` object added to the response body and to the first streamed chunk."""
@@ -138,6 +140,8 @@ class Gateway:
         self.metrics = metrics or GatewayMetrics(getattr(router, "stats", None))
         self.fetcher = ImageFetcher(config.images, config.limits)
         self.decision_log = DecisionLog(config.decision_log) if config.decision_log else None
+        self.capture = (Capture.open(config.capture, self.backends, names, router.score_scale, self.metrics.registry)
+                        if config.capture is not None else None)
         self.owns_router = False
 
     @classmethod
@@ -156,13 +160,18 @@ class Gateway:
             await asyncio.to_thread(self.router.close)
         if self.decision_log is not None:
             self.decision_log.close()
+        if self.capture is not None:
+            await self.capture.aclose()
 
     # ------------------------------------------------------------------ requests
-    async def handle(self, body: dict[str, Any], *, scenario_header: str | None = None, mes_header: str | None = None) -> Reply:
+    async def handle(self, body: dict[str, Any], *, scenario_header: str | None = None, mes_header: str | None = None,
+                     capture_header: str | None = None) -> Reply:
         """Answer one chat-completion request body; raises GatewayError (4xx, 5xx) when it cannot.
 
         ``mes_header`` (``X-ECVL-MES``) asks for another MES than the scenario's; only a bundle whose router
-        predicts scores (``ecvl-multi``) serves it.
+        predicts scores (``ecvl-multi``) serves it. ``capture_header`` (``X-ECVL-Capture``) ``off`` keeps the
+        request out of the capture; a sampled request's ``outcome.capture`` is to be finished once the client
+        has its answer.
         """
         started = time.perf_counter()
         scenario_label = "unknown"
@@ -176,11 +185,16 @@ class Gateway:
             )
             scenario_label = request.scenario
             mes = self._requested_mes(mes_header, request.scenario)
-            decision = await self._decide(request, await self._check_images(request), mes)
+            refused = capture_refused(capture_header)
+            routed = await self._check_images(request)
+            decision = await self._decide(request, routed, mes)
         except GatewayError:
             self.metrics.requests.labels(scenario_label, "none", "rejected").inc()
             raise
         outcome = Outcome(uuid.uuid4().hex, decision, request.stream, len(request.images), started)
+        if self.capture is not None:
+            image = routed[0] if routed is not None else None
+            outcome.capture = self.capture.sample(request, image, outcome, self.scenarios[decision.scenario], refused)
         if request.history_route is not None:
             strip_markers(request.messages)
         try:
@@ -258,6 +272,8 @@ class Gateway:
                     message = choice.get("message") if isinstance(choice, dict) else None
                     if isinstance(message, dict) and (isinstance(message.get("content"), str) or message.get("content") is None):
                         message["content"] = mark(message.get("content"), route)
+            if outcome.capture is not None:
+                outcome.capture.document = document
             document["ecvl"] = outcome.ecvl()
             self._finish(outcome, 200)
             return Reply(outcome, body=document)
@@ -283,14 +299,21 @@ class Gateway:
         """The backend's SSE stream, byte for byte, except that the first event gains ``ecvl`` (and the marker)."""
         annotator = _StreamAnnotator(outcome.ecvl(), marker)
         status = 200
+        tap = outcome.capture
+        if tap is not None:
+            tap.stream_began()
         try:
             async for chunk in response.aiter_bytes():
+                if tap is not None:
+                    tap.chunks.append(chunk)
                 if annotator.done:
                     yield chunk
                 else:
                     yield annotator.feed(chunk)
             if not annotator.done and annotator.pending:
                 yield annotator.pending
+            if tap is not None:
+                tap.stream_completed()
         except httpx.HTTPError as exc:
             status = 502
             outcome.errors.append({"route": outcome.route, "kind": "stream_interrupted", "status": None})
