@@ -68,6 +68,7 @@ def dataset_from_capture(capture: Path, out: Path, *, source: str = DEFAULT_SOUR
     items = workspace.add_items(_items(store, captures, source, on_progress), dataset_name=name or workspace.root.name)
     images = {row["request_id"]: row["image_sha256"] is not None for row in captures}
     questions = {row["request_id"]: row["question"] for row in captures}
+    workspace.raw_dir.mkdir(exist_ok=True)
     write_jsonl_atomic(workspace.results_path(None), [_result(row, questions[row["request_id"]], images[row["request_id"]]) for row in answers])
     served = {row["request_id"]: row["model"] for row in answers if row["role"] == "served"}
     _write_ratings(workspace.root / HUMAN_RATINGS_FILE, feedback, served)
@@ -131,7 +132,6 @@ def _write_ratings(path: Path, feedback: list[dict[str, Any]], served: dict[str,
 
 
 def _write_manifest(workspace: CollectionDir, store: CaptureStore, source: str, report: CaptureReport) -> None:
-    workspace.raw_dir.mkdir(parents=True, exist_ok=True)
     manifest = build_manifest("data from-capture", inputs={"capture": str(store.folder.resolve())}, settings={"source": source},
                               counts=asdict(report))
     write_json_atomic(workspace.collect_manifest_path, manifest)
