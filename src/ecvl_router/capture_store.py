@@ -1,12 +1,12 @@
 """The capture store: sampled gateway requests, their answers (served and shadow) and client feedback.
 
-A capture folder holds ``capture.db``, an SQLite database in WAL mode with ``synchronous=FULL``, and
-``images/``, where each image is a file named by the sha256 of its bytes (``images/<2 hex>/<sha256>.<ext>``).
-An image is written once, through a temporary file that is fsynced and renamed into place, before any row
-names it. A committed row survives kill -9 of its writer (and a power loss); a transaction cut short by a
-kill is rolled back by SQLite when the database is next opened, and a temporary image file left behind is
-ignored. Several processes may write the same store: every write is one ``BEGIN IMMEDIATE`` transaction and
-writers wait for each other up to ``BUSY_TIMEOUT_S``; readers never wait for writers.
+A capture folder holds ``capture.db``, an SQLite database of ``ecvl_router.sqlite_db`` (WAL mode,
+``synchronous=FULL``), and ``images/``, where each image is a file named by the sha256 of its bytes
+(``images/<2 hex>/<sha256>.<ext>``), written once, through a temporary file that is fsynced and renamed into
+place, before any row names it. A committed row survives kill -9 of its writer (and a power loss); a
+transaction cut short by a kill is rolled back by SQLite when the database is next opened, and a temporary
+image file left behind is ignored. Several processes may write the same store: every write is one
+transaction that takes the write lock at its start, and writers wait for each other; readers never wait.
 
 Tables: ``captures`` (one row per captured request: the query, the decision, p and tau), ``answers`` (one row
 per (request, route): the answer the client got, ``served``, and the other backend's, ``shadow``),
@@ -17,9 +17,7 @@ per (request, route): the answer the client got, ``served``, and the other backe
 from __future__ import annotations
 
 import hashlib
-import os
 import sqlite3
-import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -27,9 +25,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from ecvl_router.sqlite_db import connect, open_database, transaction, write_file_once
+
 DATABASE_FILE = "capture.db"
 IMAGES_DIR = "images"
-BUSY_TIMEOUT_S = 30.0
 
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
     (
@@ -156,56 +155,18 @@ class CaptureStore:
             if not create:
                 raise CaptureStoreError(f"{self.folder}: not a capture folder (no {DATABASE_FILE}); see docs/serving.md, Capture")
             self.folder.mkdir(parents=True, exist_ok=True)
-        with self.connection() as connection:
-            mode = connection.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-            if str(mode).lower() != "wal":
-                raise CaptureStoreError(f"{self.path}: SQLite refused WAL mode (journal_mode is {mode})")
-        self._migrate()
+        open_database(self.path, MIGRATIONS, CaptureStoreError)
 
-    # ------------------------------------------------------------------ connections
     @contextmanager
     def connection(self) -> Iterator[sqlite3.Connection]:
-        """A new connection (autocommit; rows as ``sqlite3.Row``), closed on exit."""
-        connection = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
-        try:
-            connection.row_factory = sqlite3.Row
-            connection.execute("PRAGMA synchronous = FULL")
-            connection.execute("PRAGMA foreign_keys = ON")
+        """A new connection to the database, closed on exit (the writer thread keeps one)."""
+        with connect(self.path) as connection:
             yield connection
-        finally:
-            connection.close()
-
-    @staticmethod
-    @contextmanager
-    def transaction(connection: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
-        """A write transaction holding the write lock from its start (no lock upgrades between processes)."""
-        connection.execute("BEGIN IMMEDIATE")
-        try:
-            yield connection
-        except BaseException:
-            connection.execute("ROLLBACK")
-            raise
-        connection.execute("COMMIT")
-
-    def _migrate(self) -> None:
-        with self.connection() as connection:
-            if connection.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION:
-                return
-            with self.transaction(connection):
-                version = connection.execute("PRAGMA user_version").fetchone()[0]
-                if version > SCHEMA_VERSION:
-                    raise CaptureStoreError(
-                        f"{self.path}: schema version {version} is newer than this ecvl-router's ({SCHEMA_VERSION}); upgrade ecvl-router"
-                    )
-                for index in range(version, SCHEMA_VERSION):
-                    for statement in MIGRATIONS[index]:
-                        connection.execute(statement)
-                connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     # ------------------------------------------------------------------ the score scale
     def bind_scale(self, low: float, high: float) -> None:
         """Record the scale feedback is given on, or check it against the one recorded (CaptureStoreError if it differs)."""
-        with self.connection() as connection, self.transaction(connection):
+        with self.connection() as connection, transaction(connection):
             for key, value in (("score_min", low), ("score_max", high)):
                 connection.execute("INSERT OR IGNORE INTO meta (key, value) VALUES (?, ?)", (key, repr(float(value))))
             recorded = self._scale(connection)
@@ -238,20 +199,13 @@ class CaptureStore:
         if connection is None:
             with self.connection() as own:
                 return self.write(records, own)
-        with self.transaction(connection):
+        with transaction(connection):
             return [_insert(connection, record) for record in records]
 
     def save_image(self, image: CapturedImage) -> Path:
         """The image's file, written (durably, atomically) unless it is there already."""
         target = self.image_path(image.sha256, image.extension)
-        if not target.exists():
-            target.parent.mkdir(parents=True, exist_ok=True)
-            partial = target.with_name(f".{target.name}.{uuid.uuid4().hex}.partial")
-            with open(partial, "wb") as handle:
-                handle.write(image.data)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(partial, target)
+        write_file_once(target, image.data)
         return target
 
     def image_path(self, sha256: str, extension: str) -> Path:
