@@ -248,7 +248,6 @@ def test_feedback_is_stored_next_to_its_capture(router, sims, items, capture_dir
 
 
 def test_feedback_needs_a_capture_section(router, sims) -> None:
-    with backend_sims(sims) as servers:
-        with gateway_server(router, servers["edge"].url + "/v1", servers["cloud"].url + "/v1") as gateway:
-            response = post_feedback(gateway, {"request_id": "x", "score": 5}, key=None)
+    with backend_sims(sims) as servers, gateway_server(router, servers["edge"].url + "/v1", servers["cloud"].url + "/v1") as gateway:
+        response = post_feedback(gateway, {"request_id": "x", "score": 5}, key=None)
     assert response.status_code == 404 and response.json()["error"]["code"] == "feedback_disabled"

@@ -155,13 +155,13 @@ class Gateway:
         return gateway
 
     async def aclose(self) -> None:
+        if self.capture is not None:  # first: its shadow calls use the backends
+            await self.capture.aclose()
         await asyncio.gather(*(backend.aclose() for backend in self.backends.values()), self.fetcher.aclose())
         if self.owns_router:
             await asyncio.to_thread(self.router.close)
         if self.decision_log is not None:
             self.decision_log.close()
-        if self.capture is not None:
-            await self.capture.aclose()
 
     # ------------------------------------------------------------------ requests
     async def handle(self, body: dict[str, Any], *, scenario_header: str | None = None, mes_header: str | None = None,
