@@ -26,7 +26,7 @@ from pathlib import Path
 import httpx
 import yaml
 
-from gateway_load import CLOUD, EDGE, VARIANTS, Run, closed_loop, free_port, gateway_config, load_average, open_loop, prepare_bundle, queries, start
+from gateway_load import CLOUD, EDGE, VARIANTS, Run, add_load_arguments, closed_loop, free_port, gateway_config, load_average, open_loop, prepare_bundle, queries, start
 
 Load = tuple[str, float]
 
@@ -62,21 +62,10 @@ def wait_for_shadows(url: str, timeout: float = 300) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--requests", type=int, default=2000, help="requests per closed-loop concurrency level")
-    parser.add_argument("--concurrency", default="1,16,64", help="comma-separated closed-loop concurrency levels")
-    parser.add_argument("--rates", default="25,50,100", help="comma-separated open-loop arrival rates (per second)")
-    parser.add_argument("--duration", type=float, default=60, help="seconds of each open-loop run")
+    add_load_arguments(parser)
     parser.add_argument("--rounds", type=int, default=3, help="rounds of every load on both gateways")
     parser.add_argument("--sample", type=float, default=0.05, help="the capturing gateway's capture.sample")
     parser.add_argument("--variant", default="torch+cache", choices=VARIANTS, help="encoder variant of both gateways")
-    parser.add_argument("--onnx", type=Path, help="folder written by `ecvl-router export-encoders` (for the onnx variants)")
-    parser.add_argument("--max-batch", type=int, default=16, help="the gateways' batching.max_batch")
-    parser.add_argument("--max-wait-ms", type=float, default=2.0, help="the gateways' batching.max_wait_ms")
-    parser.add_argument("--scenario", default="quality", help="scenario of the requests")
-    parser.add_argument("--data", type=Path, help="demo benchmark folder (default: generate one)")
-    parser.add_argument("--bundle", type=Path, help="router bundle trained on --data (default: train one)")
-    parser.add_argument("--items", type=int, default=200, help="items of a generated demo benchmark")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the open-loop arrivals")
     args = parser.parse_args()
     loads: list[Load] = [("closed", float(level)) for level in args.concurrency.split(",") if level]
     loads += [("open", float(rate)) for rate in args.rates.split(",") if rate]
