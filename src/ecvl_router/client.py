@@ -89,7 +89,7 @@ class _RouterCore:
     def _new_gateway(self) -> Gateway:
         if self.config is None:
             raise RuntimeError("this client has no backends: create it with edge= and cloud= (or from_config) to chat")
-        return Gateway(self.config, self.router)
+        return Gateway(self.config.model_copy(update={"capture": None}), self.router)  # capture is the HTTP gateway's
 
 
 class AsyncRouterClient(_RouterCore):

@@ -191,6 +191,19 @@ class EmbeddingCachePolicy(BaseModel):
         return int(self.max_mb * 2**20)
 
 
+class CapturePolicy(BaseModel):
+    """Capture of a sampled share of routed requests, with the other backend's answer (shadow), for training data."""
+
+    model_config = STRICT
+
+    dir: Path = Field(description="capture folder (capture.db and images/); several gateway processes may share it")
+    sample: float = Field(0.05, ge=0, le=1, description="share of the eligible routed requests captured")
+    shadow: bool = Field(True, description="also ask the other backend, in the background, after the client has its answer")
+    max_per_hour: int = Field(2000, ge=0, description="captures per gateway process in any hour, at most")
+    shadow_queue: int = Field(256, ge=1, description="shadow calls waiting at most; the queue drops (and counts) more")
+    shadow_concurrency: int = Field(4, ge=1, description="shadow calls in flight at most")
+
+
 class GatewayConfig(BaseModel):
     """Everything ``ecvl-router serve`` needs; relative paths are taken relative to the YAML file."""
 
@@ -213,6 +226,7 @@ class GatewayConfig(BaseModel):
     decision_log: Path | None = Field(None, description="JSON-lines file, one record per routed request")
     batching: BatchingPolicy = Field(default_factory=BatchingPolicy)
     embedding_cache: EmbeddingCachePolicy = Field(default_factory=EmbeddingCachePolicy)
+    capture: CapturePolicy | None = Field(None, description="capture for training data and feedback; null: none")
     study: dict[str, Any] | None = Field(
         None, description="an online study's section, read by ecvl_router.study (docs/study.md); the gateway ignores it"
     )
@@ -239,6 +253,8 @@ class GatewayConfig(BaseModel):
             update["encoders"] = folder / self.encoders
         if self.decision_log is not None:
             update["decision_log"] = folder / self.decision_log
+        if self.capture is not None:
+            update["capture"] = self.capture.model_copy(update={"dir": folder / self.capture.dir})
         return update
 
 

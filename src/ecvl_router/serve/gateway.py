@@ -26,6 +26,7 @@ from ecvl_router.features.extractor import ExtractorSettings
 from ecvl_router.scenarios import Scenario
 from ecvl_router.openai_http.errors import CallError, is_retryable_status
 from ecvl_router.serve.backends import Backend, elapsed_ms
+from ecvl_router.serve.capture import Capture, Sampled, capture_refused
 from ecvl_router.serve.chat import ChatRequest, parse_chat_request
 from ecvl_router.serve.config import SERVED_MODEL, GatewayConfig
 from ecvl_router.serve.conversation import MARKERS, mark, strip_markers
@@ -67,6 +68,7 @@ class Outcome:
     attempts: dict[str, int] = field(default_factory=dict)
     errors: list[dict[str, Any]] = field(default_factory=list)
     backend_ms: float | None = None
+    capture: Sampled | None = None
 
     def ecvl(self) -> dict[str, Any]:
         """The ``ecvl`` object added to the response body and to the first streamed chunk."""
@@ -142,6 +144,8 @@ class Gateway:
         self.fetcher = ImageFetcher(config.images, config.limits)
         self.decision_log = DecisionLog(config.decision_log) if config.decision_log else None
         self.stickiness = Stickiness(config.stickiness, self.metrics)
+        self.capture = (Capture.open(config.capture, self.backends, names, router.score_scale, self.metrics.registry)
+                        if config.capture is not None else None)
         self.owns_router = False
 
     @classmethod
@@ -155,6 +159,8 @@ class Gateway:
         return gateway
 
     async def aclose(self) -> None:
+        if self.capture is not None:  # first: its shadow calls use the backends
+            await self.capture.aclose()
         await asyncio.gather(*(backend.aclose() for backend in self.backends.values()), self.fetcher.aclose(), self.stickiness.aclose())
         if self.owns_router:
             await asyncio.to_thread(self.router.close)
@@ -163,11 +169,13 @@ class Gateway:
 
     # ------------------------------------------------------------------ requests
     async def handle(self, body: dict[str, Any], *, scenario_header: str | None = None, mes_header: str | None = None,
-                     session_header: str | None = None) -> Reply:
+                     session_header: str | None = None, capture_header: str | None = None) -> Reply:
         """Answer one chat-completion request body; raises GatewayError (4xx, 5xx) when it cannot.
 
         ``mes_header`` (``X-ECVL-MES``) asks for another MES than the scenario's; only a bundle whose router
-        predicts scores (``ecvl-multi``) serves it. ``session_header`` (``X-ECVL-Session``) names the conversation.
+        predicts scores (``ecvl-multi``) serves it. ``session_header`` (``X-ECVL-Session``) names the conversation. ``capture_header`` (``X-ECVL-Capture``) ``off``
+        keeps the request out of the capture; a sampled request's ``outcome.capture`` is to be finished once the client
+        has its answer.
         """
         started = time.perf_counter()
         scenario_label = "unknown"
@@ -181,6 +189,7 @@ class Gateway:
             )
             scenario_label = request.scenario
             mes = self._requested_mes(mes_header, request.scenario)
+            refused = capture_refused(capture_header)
             turn = self.stickiness.turn(request, session_header)
             routed_image = await self._check_images(request)
             decision = await self._decide(request, routed_image, mes, await self.stickiness.recall(turn))
@@ -188,6 +197,9 @@ class Gateway:
             self.metrics.requests.labels(scenario_label, "none", "rejected").inc()
             raise
         outcome = Outcome(uuid.uuid4().hex, decision, request.stream, len(request.images), started)
+        if self.capture is not None:
+            image = routed_image[0] if routed_image is not None else None
+            outcome.capture = self.capture.sample(request, image, outcome, self.scenarios[decision.scenario], refused)
         if turn.marked is not None:
             strip_markers(request.messages)
         try:
@@ -267,6 +279,8 @@ class Gateway:
                     if isinstance(message.get("content"), str) or message.get("content") is None:
                         message["content"] = mark(message.get("content"), route)
             await self.stickiness.remember(turn, route, messages)
+            if outcome.capture is not None:
+                outcome.capture.document = document
             document["ecvl"] = outcome.ecvl()
             self._finish(outcome, 200)
             return Reply(outcome, body=document)
@@ -301,8 +315,13 @@ class Gateway:
         annotator = _StreamAnnotator(outcome.ecvl(), marker)
         transcript = AnswerTranscript() if turn.key.needs_answers else None
         status = 200
+        tap = outcome.capture
+        if tap is not None:
+            tap.stream_began()
         try:
             async for chunk in response.aiter_bytes():
+                if tap is not None:
+                    tap.chunks.append(chunk)
                 out = chunk if annotator.done else annotator.feed(chunk)
                 if transcript is not None and transcript.feed(out):
                     await self.stickiness.remember(turn, route, transcript.messages())
@@ -314,6 +333,8 @@ class Gateway:
                 await self.stickiness.remember(turn, route, transcript.messages())
             if rest:
                 yield rest
+            if tap is not None:
+                tap.stream_completed()
         except httpx.HTTPError as exc:
             status = 502
             outcome.errors.append({"route": outcome.route, "kind": "stream_interrupted", "status": None})
