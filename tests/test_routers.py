@@ -165,8 +165,9 @@ def test_state_snapshot_restores_an_earlier_epoch(problem):
         snapshots.append(router.get_state())
         predictions.append(router.predict_proba(X_test))
     router.set_state(snapshots[0])
-    np.testing.assert_array_equal(router.predict_proba(X_test), predictions[0])
-    assert not np.array_equal(predictions[0], predictions[-1])
+    # float32 kernels may reorder sums between calls: equal to rounding, not bitwise
+    np.testing.assert_allclose(router.predict_proba(X_test), predictions[0], rtol=0, atol=1e-6)
+    assert np.abs(predictions[0] - predictions[-1]).max() > 1e-3
 
 
 @pytest.mark.parametrize("name", ["ecvl", "mlp", "mf"])
