@@ -81,6 +81,6 @@ def retrain(
     (out / "report.md").write_text(contest_markdown(summary, guarantees, verdict, context=context), encoding="utf-8")
     write_json_atomic(out / "verdict.json", {"verdict": verdict.word, "reasons": verdict.reasons, "margin": margin,
                                              "challenger": str((out / "challenger").resolve())})
-    console.print(f"[bold]{verdict.word}[/] the challenger ({time.perf_counter() - started:.0f} s) → {plain(out)}")
+    console.print(f"[bold]{verdict.sentence}[/] ({time.perf_counter() - started:.0f} s) → {plain(out)}")
     for reason in verdict.reasons:
         console.print(f"  {plain(reason)}")

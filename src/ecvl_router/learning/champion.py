@@ -80,6 +80,10 @@ class Verdict:
     def word(self) -> str:
         return "promote" if self.promote else "keep"
 
+    @property
+    def sentence(self) -> str:
+        return "promote the challenger" if self.promote else "keep the champion"
+
 
 def run_contest(contest: Contest, scenarios: Sequence[Scenario], folds: Sequence[Fold], *, seed: int = 0,
                 progress: Progress | None = None) -> ContestResult:

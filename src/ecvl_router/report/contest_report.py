@@ -13,7 +13,7 @@ from ecvl_router.report.figures import pyplot, save_figure
 
 def contest_markdown(summary: pd.DataFrame, guarantees: pd.DataFrame, verdict: Verdict, *, context: Sequence[str]) -> str:
     """The verdict first, then per scenario both routers' RCS and the paired difference, then the guarantees."""
-    lines = ["# Champion against challenger", "", f"**Verdict: {verdict.word}.**", "",
+    lines = ["# Champion against challenger", "", f"**Verdict: {verdict.sentence}.**", "",
              *[f"- {reason}" for reason in verdict.reasons], "", "## Setting", "", *[f"- {line}" for line in context], "",
              "## RCS on captured queries neither router trained on (95 % CI over folds)", "",
              "| scenario | champion | challenger | challenger − champion | edge share (champion → challenger) |",
