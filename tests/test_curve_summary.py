@@ -9,7 +9,12 @@ import pandas as pd
 import pytest
 
 from ecvl_router.learning.crossval import corrected_interval
-from ecvl_router.learning.curve_summary import POINTS, RANDOM, curve_entries, summarise_curves
+from ecvl_router.learning.curve_summary import (
+    POINTS,
+    RANDOM,
+    curve_entries,
+    summarise_curves,
+)
 from ecvl_router.learning.curves import cost_quality, oracle_cost_quality
 
 # Five queries as in test_curves: cloud mean 0.8, edge mean 0.4; the oracle's area above random is 0.2.
