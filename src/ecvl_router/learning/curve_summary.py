@@ -58,27 +58,34 @@ def summarise_curves(rows: pd.DataFrame, test_share: float, targets: Sequence[fl
             routers = [p for p in by_policy if p not in REFERENCES]
             best = max(routers, key=lambda p: _mean(by_policy[p][column])) if routers else None
             head = {"scenario": scenario, "mes": first["mes"].iloc[0], "measure": measure}
-            random_row = {**head, "best_router": best, "policy": RANDOM, "folds": len(first), **_interval_columns("curve_share", Interval(0.0, 0.0, 0.0))}
+            random = {**head, "best_router": best, "policy": RANDOM, "folds": len(first),
+                      **_interval_columns("curve_share", Interval(0.0, 0.0, 0.0))}
             for target in targets:
                 key = target_key(target)
-                random_row.update(_interval_columns(key, _interval(first[f"random_{key}_{measure}"], test_share, (0.0, 1.0))))
+                random.update(_interval_columns(key, _interval(first[f"random_{key}_{measure}"], test_share, (0.0, 1.0))))
             for policy, part in by_policy.items():
-                entry = {**head, "best_router": best, "policy": policy, "folds": len(part)}
-                entry.update(_interval_columns("curve_share", _interval(part[column], test_share, (-1.0, 1.0))))
-                for target in targets:
-                    key = target_key(target)
-                    entry.update(_interval_columns(key, _interval(part[f"{key}_{measure}"], test_share, (0.0, 1.0))))
-                    entry[f"{key}_vs_random"] = _ratio(entry[key], random_row[key])
+                entry = _policy_entry(part, measure, targets, test_share, random)
                 if best is not None:
                     gap = part[column].to_numpy() - by_policy[best][column].to_numpy()
                     entry.update(_interval_columns("gap", _interval(gap, test_share)))
-                shares.append(entry)
+                shares.append({**head, "best_router": best, "policy": policy, "folds": len(part), **entry})
                 points += _points(head, policy, np.stack([cell[measure] for cell in part[POINTS]]), test_share)
-            shares.append(random_row)
+            shares.append(random)
             ends = np.stack([cell[measure][[0, -1]] for cell in first[POINTS]])
-            line = ends[:, :1] + (ends[:, 1:] - ends[:, :1]) * GRID[None, :]
-            points += _points(head, RANDOM, line, test_share)
+            points += _points(head, RANDOM, ends[:, :1] + (ends[:, 1:] - ends[:, :1]) * GRID[None, :], test_share)
     return CurveSummary(pd.DataFrame(shares), pd.DataFrame(points))
+
+
+def _policy_entry(
+    part: pd.DataFrame, measure: str, targets: Sequence[float], test_share: float, random: dict[str, Any]
+) -> dict[str, Any]:
+    """One policy's curve share and edge shares over its fold rows ``part``, each edge share also as a ratio to random's."""
+    entry = _interval_columns("curve_share", _interval(part[f"curve_share_{measure}"], test_share, (-1.0, 1.0)))
+    for target in targets:
+        key = target_key(target)
+        entry.update(_interval_columns(key, _interval(part[f"{key}_{measure}"], test_share, (0.0, 1.0))))
+        entry[f"{key}_vs_random"] = _ratio(entry[key], random[key])
+    return entry
 
 
 def _points(head: dict[str, Any], policy: str, curves: np.ndarray, test_share: float) -> list[dict[str, Any]]:
@@ -103,7 +110,7 @@ def _interval(values: Any, test_share: float, bounds: tuple[float, float] | None
     return Interval(interval.mean, max(interval.low, bounds[0]), min(interval.high, bounds[1]))
 
 
-def _interval_columns(key: str, interval: Interval) -> dict[str, float]:
+def _interval_columns(key: str, interval: Interval) -> dict[str, Any]:
     return {key: interval.mean, f"{key}_low": interval.low, f"{key}_high": interval.high}
 
 
