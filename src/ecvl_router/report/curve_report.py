@@ -75,7 +75,7 @@ def cost_quality_figure(points: pd.DataFrame, path: Path, *, title: str) -> Path
     merged = measures_agree(points)
     scenarios = list(dict.fromkeys(points["scenario"]))
     measures = ["score"] if merged else list(dict.fromkeys(points["measure"]))
-    figure, axes = plt.subplots(len(measures), len(scenarios), figsize=(5.4 * len(scenarios), 4.4 * len(measures)),
+    figure, axes = plt.subplots(len(measures), len(scenarios), figsize=(max(5.4 * len(scenarios), 9.0), 4.4 * len(measures)),
                                 constrained_layout=True, squeeze=False)
     for row, measure in enumerate(measures):
         for column, scenario in enumerate(scenarios):
@@ -98,7 +98,7 @@ def cost_quality_figure(points: pd.DataFrame, path: Path, *, title: str) -> Path
             ax.grid(alpha=0.3)
     handles, labels = axes[0, 0].get_legend_handles_labels()
     figure.legend(handles, labels, loc="outside lower center", ncol=min(len(labels), 6), fontsize=8)
-    figure.suptitle(f"{title} — route by p: the highest p go to the edge first")
+    figure.suptitle(f"{title}\nroute by p: the highest p go to the edge first", fontsize=10)
     return save_figure(figure, path)
 
 
