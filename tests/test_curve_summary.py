@@ -16,10 +16,9 @@ from ecvl_router.learning.curve_summary import (
     summarise_curves,
 )
 from ecvl_router.learning.curves import cost_quality, oracle_cost_quality
+from tests.test_curves import CLOUD, EDGE
 
-# Five queries as in test_curves: cloud mean 0.8, edge mean 0.4; the oracle's area above random is 0.2.
-CLOUD = np.array([1.0, 1.0, 1.0, 1.0, 0.0])
-EDGE = np.array([1.0, 0.0, 0.0, 0.0, 1.0])
+# CLOUD mean 0.8, EDGE mean 0.4: the oracle's area above random is 0.2.
 TIED = np.array([0.5, 0.5, 0.2, 0.2, 0.9])  # curve share 0.9
 REVERSED = -(EDGE - CLOUD)  # curve share −1
 
