@@ -35,6 +35,8 @@ def test_train_evaluate_route(workspace):
     assert quality["oracle"]["accuracy"] == 1.0 and 0 <= quality["bayes"]["tau"] <= 1
     table = invoke("evaluate", run, "--cache-dir", workspace / "cache").stdout
     assert "time saved (s)" in table and "tokens saved share" in table and "against all-at-large" in table
+    assert "quality scenario — cost–quality curves" in " ".join(table.split())
+    assert report["curves"]["quality"]["score"]["oracle"]["curve_share"] == 1.0
     assert quality["linear"]["rcs"] == pytest.approx(1.2 * quality["linear"]["apsp"] + 0.1 * quality["linear"]["ca"] - 0.001 * quality["linear"]["ail"])
     image = next((workspace / "data" / "images").iterdir())
     for extra in (("--image", image), ()):

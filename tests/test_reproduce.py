@@ -43,6 +43,7 @@ SECTIONS = (
     "Dataset analysis", "Figure 3", "Figure 4", "Figure 5", "Figure 6", "Figure 7", "**Table 1.**", "Figure 2 (", "Figure 8",
     "**Table 2a.**", "**Table 2b.**", "**Table 3.**", "**Table 4.**", "BARTScore", "Figure 9", "Figure 11", "Figure 12",
     "**Table 8.**", "Cross-validated router comparison", "Figure R (router comparison)",
+    "Cost–quality curves of the comparison", "Figure R2 (cost–quality curves)",
     "Quality guarantee on fresh data", "**Table G.**", "Figure G (quality guarantee)", "Settings, seeds, dataset and wall time", "Wall time", "observations on this dataset", "**Obs 7 — ",
 )
 
@@ -118,7 +119,7 @@ def test_report_has_every_section_and_announces_every_experiment(first_run):
 
 def test_every_figure_is_a_valid_non_blank_png(first_run):
     _, _, files, _ = first_run
-    assert len(files.figures) == 5 + 2 + 1 + 1 + 2 + 1 + 1  # Figs 3–7, Fig 2 per pair, 8, 9, 11–12, router comparison, guarantee
+    assert len(files.figures) == 5 + 2 + 1 + 1 + 2 + 2 + 1  # Figs 3–7, Fig 2 per pair, 8, 9, 11–12, router comparison and its curves, guarantee
     for path in files.figures:
         data = path.read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n", path

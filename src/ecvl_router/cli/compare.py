@@ -18,7 +18,7 @@ def evaluate_routers(
     data: Path = typer.Option(..., "--data", help="Dataset folder (interchange or Parquet)."),
     edge: str = typer.Option(..., "--edge", help="Edge (small) model name as in the dataset."),
     cloud: str = typer.Option(..., "--cloud", help="Cloud (large) model name as in the dataset."),
-    out: Path = typer.Option(..., "--out", help="Report folder: report.md, summary.csv, folds.csv, rcs.png."),
+    out: Path = typer.Option(..., "--out", help="Report folder: report.md, summary.csv, folds.csv, rcs.png; curves.csv, curve_points.csv, cost_quality.png."),
     routers: str | None = typer.Option(None, "--routers", help="Comma-separated ROUTER[:RECIPE], recipe split (default), oof or bag (seed bagging of the split recipe).", show_default="linear,linear:oof,ecvl,ecvl-multi:oof,mlp,gbdt,mf,random"),
     folds: int = typer.Option(5, "--folds", min=2, help="Folds per repetition."),
     repeats: int = typer.Option(3, "--repeats", min=1, help="Repetitions of the k-fold partition."),
@@ -36,8 +36,9 @@ def evaluate_routers(
     encoders: Path | None = EncodersOption,
     cache_dir: Path | None = CacheOption,
 ) -> None:
-    """Compare routers by repeated k-fold cross-validation: RCS with confidence intervals, headroom captured, paired gain over the best trivial policy."""
+    """Compare routers by repeated k-fold cross-validation: RCS with confidence intervals, headroom captured, paired gain over the best trivial policy; cost–quality curves with curve shares and edge shares at 95 % and 90 % of all-at-cloud quality."""
     from ecvl_router.experiments.router_comparison import DEFAULT_POLICIES, compare_routers
+    from ecvl_router.learning.curve_summary import RANDOM
     from ecvl_router.report.crossval_report import write_crossval_report
     from ecvl_router.learning.router_cv import CVSettings, PolicySpec
     from ecvl_router.routers import router_class, router_hyperparameters
@@ -79,10 +80,19 @@ def evaluate_routers(
         **({"bag recipe": f"{members} members, {calibration} calibration, τ out of bag"} if any(p.recipe == "bag" for p in policies) else {}),
         "seed": seed, "wall time": f"{elapsed:.0f} s with {jobs} worker process(es)",
     }
-    report = write_crossval_report(comparison.folds, comparison.summary, out, title=title, settings=described)
+    report = write_crossval_report(comparison.folds, comparison.summary, out, title=title, settings=described,
+                                   curves=comparison.curves)
     console.print(f"[green]report[/] {plain(report)} ({elapsed:.0f} s)")
     for name, block in comparison.summary.groupby("scenario", sort=False):
         top = block[~block["policy"].isin(["oracle", "bayes"])].sort_values("rcs", ascending=False).iloc[0]
         console.print(f"  {plain(name)}: highest mean RCS {top['policy']} {top['rcs']:.4f} [{top['rcs_low']:.4f}, {top['rcs_high']:.4f}], "
                       f"paired gain over {top['best_trivial']} {top['gain']:+.4f} [{top['gain_low']:+.4f}, {top['gain_high']:+.4f}] "
                       "(intervals of the other routers in the report)")
+    shares = comparison.curves.shares
+    for name, block in shares[shares["measure"] == "score"].groupby("scenario", sort=False):
+        leader, by = block["best_router"].iloc[0], block.set_index("policy")
+        if isinstance(leader, str):
+            best, random = by.loc[leader], by.loc[RANDOM]
+            console.print(f"  {plain(name)}: highest curve share {leader} {best['curve_share']:.3f} "
+                          f"[{best['curve_share_low']:.3f}, {best['curve_share_high']:.3f}], edge share at 95 % of all-at-cloud "
+                          f"mean score {best['edge_95']:.3f} (random {random['edge_95']:.3f})")

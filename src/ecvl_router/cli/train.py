@@ -6,6 +6,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import typer
 from rich.table import Table
 
@@ -18,6 +19,8 @@ from ecvl_router.learning.evaluation import REFERENCE_POLICIES, evaluate_decisio
 from ecvl_router.features.features import QueryFeatures
 from ecvl_router.labels import LABEL_RULES
 from ecvl_router.learning.crossval import fold_strata
+from ecvl_router.learning.curve_summary import curve_entries, summarise_curves
+from ecvl_router.learning.curves import TARGETS, CostQuality, cost_quality, oracle_cost_quality, target_key
 from ecvl_router.learning.drift import reference_histograms
 from ecvl_router.learning.oof import INNER_FOLDS
 from ecvl_router.learning.recipes import RECIPES, RecipeSettings, train_with_recipe
@@ -28,6 +31,7 @@ from ecvl_router.learning.routing_task import PARTS, RoutingTask, build_task, sc
 from ecvl_router.learning.runs import RunContext, default_cache_dir, open_run, rsd_features, run_settings, write_split
 from ecvl_router.scenarios import SCENARIOS, Scenario
 from ecvl_router.learning.training import ScenarioChoice, TrainedRouter, search_threshold
+from ecvl_router.report.curve_report import cost_quality_figure, measure_title, measures_agree
 
 SUMMARY_KEYS = ("apsp", "ca", "ail", "rcs", "accuracy", "pgr", "time_saving", "time_saving_share", "token_saving", "token_saving_share")
 PROPORTIONS = ("apsp", "ca", "rcs", "accuracy", "pgr", "time_saving_share", "token_saving_share")
@@ -158,8 +162,10 @@ def evaluate(
     data: Path | None = typer.Option(None, "--data", help="Dataset folder if it moved since training."),
     cache_dir: Path | None = CacheOption,
     as_json: bool = typer.Option(False, "--json", help="Print the metrics as JSON."),
+    figure: Path | None = typer.Option(None, "--figure", dir_okay=False, help="Write the cost–quality curves of the split as PNG."),
 ) -> None:
-    """APSP, CA, AIL, RCS, accuracy, PGR and savings per scenario, next to all-at-large, all-at-small, the oracle and (demo data) bayes."""
+    """APSP, CA, AIL, RCS, accuracy, PGR and savings per scenario, next to all-at-large, all-at-small, the oracle and (demo data) bayes;
+    cost–quality curves: curve share and edge share kept at 95 % and 90 % of all-at-cloud quality, next to random routing's."""
     try:
         with progress_bar("loading run and features") as progress:
             run = open_run(run_dir, data=data, cache_dir=cache_dir or default_cache_dir(), progress=progress)
@@ -168,10 +174,12 @@ def evaluate(
         fail(str(exc))
     features = run.features.take(run.task.part(split))
     bayes = _bayes_policy(run, split, data or Path(run.manifest["inputs"]["data"]))
-    results = {}
+    results, rankings = {}, []
     for name in run.trained.scenario_names:
         scenario = run.trained.choice(name).scenario
-        to_edge, _, tau = run.trained.decide(features, name)
+        to_edge, p, tau = run.trained.decide(features, name)
+        rankings += [_ranking_row(scenario, run.trained.label, cost_quality(p, view.score_edge, view.score_cloud, scenario.mes)),
+                     _ranking_row(scenario, "oracle", oracle_cost_quality(view.score_edge, view.score_cloud, scenario.mes))]
         rows = {run.trained.label: {"tau": tau, **evaluate_decisions(to_edge, view, labels, scenario)}}
         if scenario.guaranteed:
             rows[run.trained.label]["quality_drop"] = quality_drop(to_edge, view, scenario.mes)
@@ -181,10 +189,14 @@ def evaluate(
             p_val, pair_val, p_split = bayes
             bayes_tau = search_threshold(p_val, pair_val, scenario).tau
             rows["bayes"] = {"tau": bayes_tau, **evaluate_decisions(p_split >= bayes_tau, view, labels, scenario)}
+            rankings.append(_ranking_row(scenario, "bayes", cost_quality(p_split, view.score_edge, view.score_cloud, scenario.mes)))
         results[name] = rows
+    curves = summarise_curves(pd.DataFrame(rankings), test_share=0.0)
+    if figure is not None:
+        cost_quality_figure(curves.points, figure, title=f"{run.trained.label}: {split} split, {len(view)} queries")
     promises = {name: run.trained.choice(name).scenario.promise() for name in results if run.trained.choice(name).scenario.guaranteed}
     if as_json:
-        print_json({"split": split, "n": len(view), "scenarios": results, "promises": promises})
+        print_json({"split": split, "n": len(view), "scenarios": results, "promises": promises, "curves": _curves_json(curves.shares)})
         return
     for name, rows in results.items():
         table = Table(title=f"{plain(name)} scenario — {split} split, {len(view)} queries",
@@ -201,6 +213,42 @@ def evaluate(
             drop, bound = rows[run.trained.label]["quality_drop"], run.trained.choice(name).scenario.max_quality_drop
             console.print(f"  promise: {promises[name]}\n  realised quality drop on the {split} split: {drop:.4f} "
                           f"({'within' if drop <= bound else 'above'} {bound:g})")
+        console.print(_curve_table(curves.shares[curves.shares["scenario"] == name], name, merged=measures_agree(curves.points)))
+    if figure is not None:
+        console.print(f"[green]cost–quality curves[/] {plain(figure)}")
+
+
+def _ranking_row(scenario: Scenario, policy: str, curve: CostQuality) -> dict[str, object]:
+    """A row of ``summarise_curves`` for one ranking on the evaluated split (one fold)."""
+    return {"repeat": 0, "fold": 0, "scenario": scenario.name, "mes": scenario.mes, "policy": policy, **curve_entries(curve)}
+
+
+def _curves_json(shares: pd.DataFrame) -> dict[str, dict[str, dict[str, dict[str, float]]]]:
+    """{scenario: {measure: {policy: {curve_share, edge_95, edge_90}}}}."""
+    keys = ("curve_share", *(target_key(t) for t in TARGETS))
+    nested: dict[str, dict[str, dict[str, dict[str, float]]]] = {}
+    for row in shares.to_dict("records"):
+        nested.setdefault(row["scenario"], {}).setdefault(row["measure"], {})[row["policy"]] = {k: row[k] for k in keys}
+    return nested
+
+
+def _curve_table(shares: pd.DataFrame, scenario: str, *, merged: bool) -> Table:
+    """Curve share and edge share kept at each target, per policy and quality measure (``merged``: the mean score only,
+    standing for APSP too)."""
+    table = Table(title=f"{plain(scenario)} scenario — cost–quality curves",
+                  caption="edge share kept: the largest share of queries at the edge at which quality stays ≥ the target share of all-at-cloud quality")
+    table.add_column("policy")
+    measures = ["score"] if merged else list(dict.fromkeys(shares["measure"]))
+    for measure in measures:
+        title = measure_title(measure, shares["mes"].iloc[0], merged=merged)
+        table.add_column(f"curve share ({title})", justify="right")
+        for target in TARGETS:
+            table.add_column(f"edge share ≥ {100 * target:.0f} % ({title})", justify="right")
+    for policy in dict.fromkeys(shares["policy"]):
+        by_measure = shares[shares["policy"] == policy].set_index("measure")
+        cells = [f"{by_measure.loc[m, key]:.3f}" for m in measures for key in ("curve_share", *(target_key(t) for t in TARGETS))]
+        table.add_row(policy, *cells)
+    return table
 
 
 def _bayes_policy(run: RunContext, split: str, root: Path) -> tuple[np.ndarray, PairView, np.ndarray] | None:

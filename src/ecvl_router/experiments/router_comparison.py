@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from ecvl_router.learning.crossval import fold_strata, repeated_stratified_folds
+from ecvl_router.learning.curve_summary import POINTS, CurveSummary, summarise_curves
 from ecvl_router.data.demo.truth import bayes_probabilities, load_truth
 from ecvl_router.data.rsd import RSD
 from ecvl_router.features.features import QueryFeatures
@@ -23,12 +24,13 @@ DEFAULT_POLICIES = ("linear", "linear:oof", "ecvl", "ecvl-multi:oof", "mlp", "gb
 
 @dataclass(frozen=True)
 class Comparison:
-    """Per-fold rows, their summary, and what was compared."""
+    """Per-fold rows, their summary, the cost–quality curves, and what was compared."""
 
     folds: pd.DataFrame
     summary: pd.DataFrame
     n_queries: int
     has_bayes: bool
+    curves: CurveSummary
 
 
 def compare_routers(
@@ -68,4 +70,7 @@ def compare_routers(
     )
     folds = repeated_stratified_folds(strata, n_folds=n_folds, n_repeats=n_repeats, seed=settings.seed)
     rows = cross_validate(inputs, policies, scenarios, folds, settings, progress, jobs=jobs)
-    return Comparison(rows, summarise(rows, test_share=1 / (n_folds - 1)), len(task.pair), bayes is not None)
+    test_share = 1 / (n_folds - 1)
+    curves = summarise_curves(rows, test_share)
+    rows = rows.drop(columns=POINTS)
+    return Comparison(rows, summarise(rows, test_share), len(task.pair), bayes is not None, curves)

@@ -5,7 +5,8 @@ epoch and τ on a stratified 25 % validation part of the training fold), ``oof``
 ``bag`` (``ecvl_router.learning.bagging``: split-recipe members over seeds and validation parts, τ out of bag) —
 and is scored on the test fold it never saw, next to all-at-large, all-at-small, the oracle and, on
 simulated data, the ``bayes`` policy (the simulation's true P(edge competent | visible), τ searched on
-the training fold). ``summarise`` turns the per-fold rows into means, confidence intervals, the share of
+the training fold). Every policy that ranks queries (the oracle, bayes, every learned router) also records the
+cost–quality curve of its p on the test fold (``ecvl_router.learning.curves``). ``summarise`` turns the per-fold rows into means, confidence intervals, the share of
 the headroom captured and the paired difference against the best trivial policy.
 """
 
@@ -21,6 +22,8 @@ from joblib import Parallel, delayed
 
 from ecvl_router.learning.bagging import MEMBERS
 from ecvl_router.learning.crossval import Fold, corrected_interval, headroom_share
+from ecvl_router.learning.curve_summary import curve_entries
+from ecvl_router.learning.curves import CostQuality, cost_quality, oracle_cost_quality
 from ecvl_router.data.rsd import PairView
 from ecvl_router.learning.evaluation import evaluate_decisions, reference_decisions
 from ecvl_router.features.features import QueryFeatures
@@ -124,36 +127,45 @@ def cross_validate(
 
 def fold_row(
     fold: Fold, policy: str, scenario: Scenario, to_edge: np.ndarray, test_pair: PairView, test_labels: np.ndarray,
-    tau: float = float("nan"), fallback: str | None = None,
+    tau: float = float("nan"), fallback: str | None = None, curve: CostQuality | None = None,
 ) -> dict[str, Any]:
-    """The row of ``policy``'s decisions ``to_edge`` on the test part of ``fold``, in the columns ``summarise`` reads."""
+    """The row of ``policy``'s decisions ``to_edge`` on the test part of ``fold``, in the columns ``summarise`` reads,
+    with the cost–quality ``curve`` of its ranking if it has one (the columns ``summarise_curves`` reads)."""
     metrics = evaluate_decisions(to_edge, test_pair, test_labels, scenario)
     return {"repeat": fold.repeat, "fold": fold.fold, "policy": policy, "scenario": scenario.name, "mes": scenario.mes,
-            **{key: float(metrics[key]) for key in METRICS}, "tau": tau, "fallback": fallback or ""}
+            **{key: float(metrics[key]) for key in METRICS}, "tau": tau, "fallback": fallback or "",
+            **(curve_entries(curve) if curve is not None else {})}
 
 
 def fold_rows(
     inputs: CVInputs, policies: Sequence[PolicySpec], scenarios: Sequence[Scenario], fold: Fold, settings: CVSettings
 ) -> list[dict[str, Any]]:
-    """The rows of one fold: reference policies, then every policy trained on the fold's training part."""
+    """The rows of one fold: reference policies, then every policy trained on the fold's training part; the oracle,
+    bayes and every trained policy with the cost–quality curve of their ranking on the test part."""
     test_pair, test_labels = inputs.pair.take(fold.test), inputs.labels[fold.test]
     rows: list[dict[str, Any]] = []
 
-    def record(policy: str, scenario: Scenario, to_edge: np.ndarray, tau: float = float("nan"), fallback: str | None = None) -> None:
-        rows.append(fold_row(fold, policy, scenario, to_edge, test_pair, test_labels, tau, fallback))
+    def record(policy: str, scenario: Scenario, to_edge: np.ndarray, tau: float = float("nan"), fallback: str | None = None,
+               curve: CostQuality | None = None) -> None:
+        rows.append(fold_row(fold, policy, scenario, to_edge, test_pair, test_labels, tau, fallback, curve))
+
+    def ranked(p: np.ndarray, scenario: Scenario) -> CostQuality:
+        return cost_quality(p, test_pair.score_edge, test_pair.score_cloud, scenario.mes)
 
     for scenario in scenarios:
-        for name in (*TRIVIAL, "oracle"):
+        for name in TRIVIAL:
             record(name, scenario, reference_decisions(name, test_labels))
+        record("oracle", scenario, reference_decisions("oracle", test_labels),
+               curve=oracle_cost_quality(test_pair.score_edge, test_pair.score_cloud, scenario.mes))
         if inputs.bayes is not None:
             tau = search_threshold(inputs.bayes[fold.train], inputs.pair.take(fold.train), scenario).tau
-            record("bayes", scenario, inputs.bayes[fold.test] >= tau, tau)
+            record("bayes", scenario, inputs.bayes[fold.test] >= tau, tau, curve=ranked(inputs.bayes[fold.test], scenario))
     X_test = inputs.features.take(fold.test)
     for spec in policies:
         trained = train_policy(spec, inputs, fold.train, scenarios, settings)
         for scenario in scenarios:
-            to_edge, _, tau = trained.decide(X_test, scenario.name)
-            record(spec.label, scenario, to_edge, tau, trained.choice(scenario.name).fallback)
+            to_edge, p, tau = trained.decide(X_test, scenario.name)
+            record(spec.label, scenario, to_edge, tau, trained.choice(scenario.name).fallback, ranked(p, scenario))
     return rows
 
 

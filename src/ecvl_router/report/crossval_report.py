@@ -1,4 +1,5 @@
-"""The cross-validated router comparison as Markdown, CSV and one figure (RCS with 95 % CI bars per policy)."""
+"""The cross-validated router comparison as Markdown, CSV and figures (RCS with 95 % CI bars per policy; the
+cost–quality curves of ``curve_report``)."""
 
 from __future__ import annotations
 
@@ -9,18 +10,15 @@ from typing import Any
 
 import pandas as pd
 
+from ecvl_router.learning.curve_summary import CurveSummary
+from ecvl_router.report.curve_report import write_curves
 from ecvl_router.report.figures import pyplot, save_figure
-from ecvl_router.report.tables import markdown_grid
+from ecvl_router.report.tables import interval_cell, markdown_grid
 
 FOLD_ROWS_FILE = "folds.csv"
 SUMMARY_FILE = "summary.csv"
 FIGURE_FILE = "rcs.png"
 REPORT_FILE = "report.md"
-
-
-def interval_cell(row: pd.Series, key: str, digits: int) -> str:
-    """``mean [low, high]`` of one metric."""
-    return f"{row[key]:.{digits}f} [{row[f'{key}_low']:.{digits}f}, {row[f'{key}_high']:.{digits}f}]"
 
 
 def _share(value: Any) -> str:
@@ -75,9 +73,11 @@ def rcs_figure(summary: pd.DataFrame, path: Path, *, title: str) -> Path:
 
 
 def write_crossval_report(
-    folds: pd.DataFrame, summary: pd.DataFrame, out: Path, *, title: str, settings: dict[str, Any], notes: Sequence[str] = ()
+    folds: pd.DataFrame, summary: pd.DataFrame, out: Path, *, title: str, settings: dict[str, Any], notes: Sequence[str] = (),
+    curves: CurveSummary | None = None,
 ) -> Path:
-    """Write ``folds.csv``, ``summary.csv``, ``rcs.png`` and ``report.md`` into ``out``; returns the report's path."""
+    """Write ``folds.csv``, ``summary.csv``, ``rcs.png`` and ``report.md`` into ``out``, and with ``curves`` also
+    ``curves.csv``, ``curve_points.csv`` and ``cost_quality.png``; returns the report's path."""
     out.mkdir(parents=True, exist_ok=True)
     folds.to_csv(out / FOLD_ROWS_FILE, index=False)
     summary.to_csv(out / SUMMARY_FILE, index=False)
@@ -91,6 +91,8 @@ def write_crossval_report(
         "that excludes zero. Headroom: (RCS − best trivial) / (reference − best trivial).\n\n"
         f"{note_lines}\n{summary_markdown(summary)}\n![RCS per policy]({FIGURE_FILE})\n"
     )
+    if curves is not None and len(curves.shares):
+        text += f"\n## Cost–quality curves\n\n{write_curves(curves, out, title=title)}"
     path = out / REPORT_FILE
     path.write_text(text, encoding="utf-8")
     return path

@@ -22,6 +22,7 @@ from ecvl_router.manifest import build_manifest, write_manifest
 from ecvl_router.report import dataset_figures, experiment_figures
 from ecvl_router.report.figures import threshold_sensitivity_figure
 from ecvl_router.report.crossval_report import rcs_figure, summary_markdown
+from ecvl_router.report.curve_report import CURVES_INTRO, cost_quality_figure, curve_markdown, measures_agree
 from ecvl_router.report.html import render_html
 from ecvl_router.report.main_report import FIXED_POLICIES
 from ecvl_router.report.tables import grouped_table, markdown_grid, scenario_table, write_csv
@@ -359,6 +360,17 @@ def _comparison_section(doc: _Document, results: ReproduceResults) -> None:
     doc.csv(comparison.folds.to_dict("records"), "comparison_folds.csv")
     path = rcs_figure(comparison.summary, doc.folder / "comparison_rcs.png", title=f"{settings.main_pair.label}: RCS per router")
     doc.figure(path, "Figure R (router comparison)", "RCS per router with 95 % confidence intervals; the dashed line is the better trivial policy.")
+    if len(comparison.curves.shares):
+        curves = comparison.curves
+        doc.heading("Cost–quality curves of the comparison", level=3)
+        doc.text(CURVES_INTRO)
+        doc.parts.append(curve_markdown(curves.shares, "####", merged=measures_agree(curves.points)))
+        doc.csv(curves.shares.to_dict("records"), "comparison_curves.csv")
+        doc.csv(curves.points.to_dict("records"), "comparison_curve_points.csv")
+        path = cost_quality_figure(curves.points, doc.folder / "comparison_cost_quality.png",
+                                   title=f"{settings.main_pair.label}: cost–quality curves")
+        doc.figure(path, "Figure R2 (cost–quality curves)", "Quality against edge share when routing by p, mean over folds with "
+                   "95 % bands, beside the oracle (black) and random routing (dashed); dotted: 95 % and 90 % of all-at-cloud quality.")
 
 
 def _guarantee_section(doc: _Document, results: ReproduceResults) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +43,16 @@ def scenario_table(
             cells += [_cell(part[m], DIGITS[m]) for m in METRIC_COLUMNS]
         body.append(cells)
     return header, body
+
+
+def interval_cell(row: pd.Series | Mapping[str, Any], key: str, digits: int) -> str:
+    """``mean [low, high]`` of one metric; the mean alone without bounds, ``–`` without a mean."""
+    mean, low, high = row[key], row[f"{key}_low"], row[f"{key}_high"]
+    if pd.isna(mean):
+        return "–"
+    if pd.isna(low) or pd.isna(high):
+        return f"{mean:.{digits}f}"
+    return f"{mean:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"
 
 
 def markdown_grid(header: Sequence[str], body: Sequence[Sequence[str]]) -> str:
