@@ -59,6 +59,11 @@ class PairView:
         """Whether the queries carry groups."""
         return self.groups is not None
 
+    @property
+    def n_groups(self) -> int:
+        """Number of distinct groups among the queries (0 without groups)."""
+        return 0 if self.groups is None else len(set(self.groups))
+
     def take(self, index: np.ndarray) -> PairView:
         """The view restricted to rows ``index`` (exclusion counts are kept)."""
         arrays = {
