@@ -8,6 +8,8 @@ import pytest
 from typer.testing import CliRunner
 
 from ecvl_router.cli import app
+from ecvl_router.collect.benchmarks import BenchmarkError, load_benchmark
+from ecvl_router.collect.workspace import CollectionDir
 from ecvl_router.data import check_dataset, load_rsd, write_interchange, write_parquet
 from ecvl_router.data.summary import summarize
 from tests.strict_json import strict_loads
@@ -104,3 +106,13 @@ def test_info_counts_groups_and_items_per_group(tiny_rsd):
 def test_summary_of_two_groups(tiny_rsd):
     summary = summarize(load_rsd(_grouped(tiny_rsd, ("g1", "g2", "g1"))))
     assert summary["groups"] == 2 and summary["items_per_group"] == {"g1": 2, "g2": 1} and summary["items_without_group"] == 0
+
+
+def test_collecting_a_folder_keeps_its_groups(tiny_rsd, tmp_path):
+    _grouped(tiny_rsd)
+    workspace = CollectionDir(tmp_path / "out")
+    records = workspace.add_items(load_benchmark(str(tiny_rsd)), dataset_name="mine")
+    assert [r.get("group") for r in records] == ["g1", "g1", None] and "group" not in records[2]
+    _grouped(tiny_rsd, ("g1", "g2", None))
+    with pytest.raises(BenchmarkError, match="'q2' differs .*group"):
+        workspace.add_items(load_benchmark(str(tiny_rsd)), dataset_name="mine")

@@ -4,14 +4,18 @@ folds, validation parts and the guarantee check's calibration/test parts; withou
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import numpy as np
 import pytest
 
+from ecvl_router.data import load_rsd
+from ecvl_router.data.demo import DEMO_PAIRS, generate_demo
 from ecvl_router.data.splits import holdout_split, shuffled_split, stratified_split, strata_of
 from ecvl_router.learning import guarantee_check
 from ecvl_router.learning.crossval import fold_strata, inner_folds, repeated_stratified_folds, validation_split
 from ecvl_router.learning.guarantee_check import check_guarantee, out_of_fold_probabilities
+from ecvl_router.learning.routing_task import build_task
 from ecvl_router.learning.router_cv import CVInputs, CVSettings, PolicySpec, cross_validate
 from ecvl_router.routers import create_router
 from ecvl_router.routers.linear import LinearRouter
@@ -20,6 +24,7 @@ from ecvl_router.scenarios import SCENARIOS
 from tests.routing_synthetic import SMALL_PARAMS, synthetic_problem
 
 SEEDS = range(6)
+CLOUD, EDGE = DEMO_PAIRS[0]
 
 
 def grouped_data(seed: int, n_groups: int = 90) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -216,3 +221,16 @@ def test_guarantee_check_fits_and_calibrates_on_other_groups_than_it_tests(leaks
     assert len(rows) == 4 * 10 and len(splits) == 10
     for calibration, test in splits:
         assert_groups_apart(pair.groups, calibration, test)
+
+
+def test_routing_task_splits_by_group_and_records_it(tmp_path):
+    root = tmp_path / "demo"
+    generate_demo(root, n_items=120, seed=1)
+    plain = build_task(load_rsd(root), EDGE, CLOUD, mes=6, seed=2)
+    assert "split_groups" not in plain.describe() and plain.pair.groups is None
+    items = [json.loads(line) for line in (root / "items.jsonl").read_text().splitlines()]
+    (root / "items.jsonl").write_text("".join(json.dumps({**item, "group": f"g{i // 6}"}) + "\n" for i, item in enumerate(items)))
+    task = build_task(load_rsd(root), EDGE, CLOUD, mes=6, seed=2)
+    assert task.describe()["split_groups"] == 20 and task.labels.tolist() == plain.labels.tolist()
+    assert_groups_apart(task.pair.groups, task.split.train, task.split.val, task.split.test)
+    assert sum(task.split.sizes()) == len(task.pair) == 120
