@@ -16,6 +16,7 @@ from ecvl_router.learning import guarantee_check
 from ecvl_router.learning.crossval import fold_strata, inner_folds, repeated_stratified_folds, validation_split
 from ecvl_router.learning.guarantee_check import check_guarantee, out_of_fold_probabilities
 from ecvl_router.learning.routing_task import build_task
+from ecvl_router.learning.training_set import TrainingSet, concat_training_sets
 from ecvl_router.learning.router_cv import CVInputs, CVSettings, PolicySpec, cross_validate
 from ecvl_router.routers import create_router
 from ecvl_router.routers.linear import LinearRouter
@@ -234,3 +235,13 @@ def test_routing_task_splits_by_group_and_records_it(tmp_path):
     assert task.describe()["split_groups"] == 20 and task.labels.tolist() == plain.labels.tolist()
     assert_groups_apart(task.pair.groups, task.split.train, task.split.val, task.split.test)
     assert sum(task.split.sizes()) == len(task.pair) == 120
+
+
+def test_joining_a_grouped_with_an_ungrouped_training_set_keeps_every_query_in_a_group():
+    features, labels, pair = _grouped_problem(8, seed=1)
+    grouped = TrainingSet(features, labels, labels, pair, np.array(["s"] * 8, dtype=object))
+    other_features, other_labels, other_pair = synthetic_problem(3, seed=2)
+    plain = TrainingSet(other_features, other_labels, other_labels, other_pair, np.array(["s"] * 3, dtype=object))
+    joined = concat_training_sets(grouped, plain)
+    assert joined.pair.groups.tolist() == ["g0"] * 4 + ["g1"] * 4 + other_pair.item_ids.tolist()
+    assert concat_training_sets(plain, plain).pair.groups is None
