@@ -73,8 +73,9 @@ def evaluate_routers(
         fail(str(exc).strip('"'))
     elapsed = time.perf_counter() - started
     title = f"{rsd.info.name}: {edge} (edge) / {cloud} (cloud)"
+    grouping = f", grouped: each of {comparison.n_groups} groups in one test fold" if comparison.n_groups else ""
     described = {
-        "queries": comparison.n_queries, "folds": f"{folds} × {repeats} repeats", "MES": scenarios[0].mes,
+        "queries": comparison.n_queries, "folds": f"{folds} × {repeats} repeats{grouping}", "MES": scenarios[0].mes,
         "label rule": label_rule, "routers": ", ".join(p.label for p in policies),
         "oof recipe": f"{inner_folds} inner folds, {calibration} calibration, fallback at {settings.fallback_z} SE",
         **({"bag recipe": f"{members} members, {calibration} calibration, τ out of bag"} if any(p.recipe == "bag" for p in policies) else {}),
@@ -82,7 +83,7 @@ def evaluate_routers(
     }
     report = write_crossval_report(comparison.folds, comparison.summary, out, title=title, settings=described,
                                    curves=comparison.curves)
-    console.print(f"[green]report[/] {plain(report)} ({elapsed:.0f} s)")
+    console.print(f"[green]report[/] {plain(report)} ({elapsed:.0f} s{grouping})")
     for name, block in comparison.summary.groupby("scenario", sort=False):
         top = block[~block["policy"].isin(["oracle", "bayes"])].sort_values("rcs", ascending=False).iloc[0]
         console.print(f"  {plain(name)}: highest mean RCS {top['policy']} {top['rcs']:.4f} [{top['rcs_low']:.4f}, {top['rcs_high']:.4f}], "

@@ -3,6 +3,7 @@ gateway traffic into one."""
 
 from __future__ import annotations
 
+import statistics
 import time
 from pathlib import Path
 
@@ -86,6 +87,12 @@ def print_summary(summary: dict) -> None:
         f"{summary['latency_mean']:.2f} s, median {summary['latency_p50']:.2f} s, P75 {summary['latency_p75']:.2f} s, "
         f"P90 {summary['latency_p90']:.2f} s, P99 {summary['latency_p99']:.2f} s"
     )
+    if summary["groups"]:
+        sizes = list(summary["items_per_group"].values())
+        console.print(
+            f"{summary['groups']} groups (every split keeps a group on one side): items per group min {min(sizes)}, "
+            f"median {statistics.median(sizes):g}, max {max(sizes)}; {summary['items_without_group']} items without a group"
+        )
     counts = summary["items_per_source"]
     for title, key in (("model", "per_model"), ("source", "per_source")):
         table = Table(title=f"per {title}")
@@ -104,7 +111,7 @@ def info(
     path: Path = typer.Argument(..., help="Dataset folder (interchange or Parquet)."),
     as_json: bool = typer.Option(False, "--json", help="Print the statistics as JSON."),
 ) -> None:
-    """Counts per source and model, score and latency statistics (mean, median, P75/P90/P99), per-model and per-source means."""
+    """Counts per source, group and model, score and latency statistics (mean, median, P75/P90/P99), per-model and per-source means."""
     from ecvl_router.data.summary import summarize
 
     summary = summarize(load_or_fail(path))

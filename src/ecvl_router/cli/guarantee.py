@@ -68,10 +68,11 @@ def check_guarantee(
     pair, summary = check.pair, check.summary
     elapsed = time.perf_counter() - started
     out.mkdir(parents=True, exist_ok=True)
+    grouping = f"; grouped: each of {pair.n_groups} groups in one fold and on one side of every split" if pair.grouped else ""
     context = [
         f"{rsd.info.name}: {edge} (edge) / {cloud} (cloud), MES {mes:g}, {len(pair)} queries",
         f"probabilities: {router} out of fold ({folds} folds); {repetitions} random splits, "
-        f"{calibration_share:.0%} calibration / {1 - calibration_share:.0%} test",
+        f"{calibration_share:.0%} calibration / {1 - calibration_share:.0%} test{grouping}",
         f"all-at-large APSP {float((pair.score_cloud >= mes).mean()):.4f}, all-at-small APSP {float((pair.score_edge >= mes).mean()):.4f}",
         f"plain policies: plug-in (calibration drop <= bound, no margin), matched (the guaranteed mean edge share), "
         f"rcs ({reference_scenario.name}'s RCS-maximising tau)",
@@ -82,16 +83,17 @@ def check_guarantee(
         guarantee_markdown(summary, title="Quality guarantee on fresh data", context=context) + "\n"
         + "![edge share against max_quality_drop](guarantee.png)\n", encoding="utf-8")
     summary.to_csv(out / "guarantee.csv", index=False)
-    pd.DataFrame({"item_id": pair.item_ids, "source": pair.sources, "p": check.p, "score_edge": pair.score_edge,
-                  "score_cloud": pair.score_cloud}).to_csv(out / "probabilities.csv", index=False)
+    pd.DataFrame({"item_id": pair.item_ids, "source": pair.sources, **({"group": pair.groups} if pair.grouped else {}),
+                  "p": check.p, "score_edge": pair.score_edge, "score_cloud": pair.score_cloud}).to_csv(out / "probabilities.csv", index=False)
     check.rows.to_csv(out / "repetitions.csv", index=False)
     guarantee_figure(summary, out / "guarantee.png")
     write_manifest(out, build_manifest(
         "check-guarantee", inputs={"data": str(rsd.root.resolve()), "data_manifest": rsd.manifest},
         settings={"edge": edge, "cloud": cloud, "mes": mes, "max_quality_drop": max_quality_drop, "confidence": confidence,
                   "repetitions": repetitions, "calibration_share": calibration_share, "router": router, "folds": folds,
-                  "reference": reference_scenario.model_dump(), "seed": seed}))
-    console.print(f"[green]report[/] {out / 'guarantee.md'} ({elapsed:.0f} s)")
+                  "reference": reference_scenario.model_dump(), "seed": seed,
+                  **({"split_groups": pair.n_groups} if pair.grouped else {})}))
+    console.print(f"[green]report[/] {out / 'guarantee.md'} ({elapsed:.0f} s{grouping})")
     for _, row in summary[summary["policy"] == "guaranteed"].iterrows():
         flag = "[green]ok[/]" if row["within_bound"] else "[red]above bound[/]"
         console.print(f"  drop ≤ {row['max_quality_drop']:g} at {row['confidence']:g}: edge share {row['edge_share']:.3f}, "

@@ -99,6 +99,9 @@ def train(
         fail(str(exc).strip('"'))
     if task.pair.n_excluded:
         console.print(f"[yellow]note[/] {task.pair.n_excluded} items lack a response from {plain(repr(edge))} or {plain(repr(cloud))} and are left out")
+    if task.pair.grouped:
+        console.print(f"split grouped: each of {task.pair.n_groups} groups lies in one part "
+                      f"(train/val/test {'/'.join(map(str, task.split.sizes()))} items)")
     settings = extractor_settings(encoders)
     extractor = load_extractor(settings)
     with progress_bar("embedding items") as progress:
@@ -135,7 +138,8 @@ def _fit(
     """Train with the paper's recipe (train part, validation part) or out of fold over train + validation."""
     rows = np.sort(np.concatenate([task.part("train"), task.part("val")]))
     strata = fold_strata(task.pair.sources[rows], task.labels[rows], INNER_FOLDS)
-    data = TrainingSet(features.take(rows), take_targets(targets, rows), task.labels[rows], task.pair.take(rows), strata)
+    pair = task.pair.take(rows)
+    data = TrainingSet(features.take(rows), take_targets(targets, rows), task.labels[rows], pair, strata, pair.groups)
     settings = RecipeSettings(
         validation=np.searchsorted(rows, task.part("val")), edge_share=edge_share,
         fallback_z=None if scenarios[0].guaranteed else 1.0,  # risk control already falls back to all-cloud

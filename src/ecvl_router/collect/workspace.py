@@ -135,7 +135,7 @@ class CollectionDir:
             previous = existing.get(item.item_id)
             target = self.root / record["image"] if record["image"] else None
             stored = target.read_bytes() if target is not None and target.is_file() else None
-            changed = [name for name in (*_ITEM_FIELDS, "image") if previous and previous[name] != record[name]]
+            changed = [name for name in (*_ITEM_FIELDS, "image", schema.GROUP_FIELD) if previous and previous.get(name) != record.get(name)]
             if previous and stored is not None and stored != image:
                 changed.append("image content")
             if changed:
@@ -168,5 +168,6 @@ class CollectionDir:
             "question": item.question,
             "image": relative,
             "reference": item.reference,
+            **({schema.GROUP_FIELD: item.group} if item.group is not None else {}),
         }
         return record, data

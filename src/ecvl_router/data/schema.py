@@ -34,12 +34,17 @@ DATASET_FIELDS = (
     FieldSpec("description", "string"),
 )
 
+GROUP_FIELD = "group"
+"""The optional item field naming the item's group: items that belong together, such as variants of one
+question, share a group, and every split keeps a group on one side (see docs/data-format.md)."""
+
 ITEM_FIELDS = (
     FieldSpec("item_id", "string"),
     FieldSpec("source", "string"),
     FieldSpec("question", "string"),
     FieldSpec("image", "string", nullable=True),
     FieldSpec("reference", "string", nullable=True),
+    FieldSpec(GROUP_FIELD, "string", required=False),
 )
 
 RESPONSE_FIELDS = (
@@ -60,6 +65,11 @@ _ARROW_TYPES = {"string": pa.string(), "number": pa.float64(), "integer": pa.int
 def arrow_schema(fields: tuple[FieldSpec, ...]) -> pa.Schema:
     """The Parquet schema of a record type (every field present, nullable where it may be absent)."""
     return pa.schema([pa.field(f.name, _ARROW_TYPES[f.kind], nullable=f.nullable or not f.required) for f in fields])
+
+
+def stored_item_fields(*, grouped: bool) -> tuple[FieldSpec, ...]:
+    """The item columns a Parquet file stores: ``group`` only when some item has one (ungrouped data as before)."""
+    return ITEM_FIELDS if grouped else tuple(f for f in ITEM_FIELDS if f.name != GROUP_FIELD)
 
 
 def column_names(fields: tuple[FieldSpec, ...]) -> list[str]:

@@ -165,7 +165,7 @@ def write_parquet(rsd: RSD, out: Path, *, force: bool = False) -> Path:
     staging = _prepare_output(out, force)
     write_json_atomic(staging / schema.DATASET_FILE, rsd.info.as_dict())
     for frame, fields, name in (
-        (rsd.items, schema.ITEM_FIELDS, schema.ITEMS_PARQUET),
+        (rsd.items, schema.stored_item_fields(grouped=rsd.has_groups), schema.ITEMS_PARQUET),
         (rsd.responses, schema.RESPONSE_FIELDS, schema.RESPONSES_PARQUET),
     ):
         table = pa.Table.from_pandas(frame[schema.column_names(fields)], schema=schema.arrow_schema(fields), preserve_index=False)
@@ -175,7 +175,8 @@ def write_parquet(rsd: RSD, out: Path, *, force: bool = False) -> Path:
         "data import",
         inputs={"source": str(rsd.root.resolve()), "source_format": rsd.storage, "source_manifest": rsd.manifest},
         settings={},
-        counts={"items": len(rsd.items), "responses": len(rsd.responses), "models": rsd.models, "sources": rsd.sources},
+        counts={"items": len(rsd.items), "responses": len(rsd.responses), "models": rsd.models, "sources": rsd.sources,
+                **({"groups": rsd.n_groups} if rsd.has_groups else {})},
         sha256={name: file_sha256(staging / name) for name in (schema.ITEMS_PARQUET, schema.RESPONSES_PARQUET)},
     )
     write_manifest(staging, manifest)

@@ -13,7 +13,10 @@ LATENCY_PERCENTILES = (50, 75, 90, 99)
 
 
 def summarize(rsd: RSD) -> dict[str, Any]:
-    """Counts per source and model, score mean/median, latency mean and percentiles, per-model and per-source means."""
+    """Counts per source, group and model, score mean/median, latency mean and percentiles, per-model and per-source means.
+
+    ``items_without_group`` counts the items of a grouped dataset that name no group (0 without groups).
+    """
     responses = rsd.responses.merge(rsd.items[["item_id", "source"]], on="item_id", how="left")
     latency = responses["latency_s"].to_numpy(dtype=np.float64)
     percentiles = np.percentile(latency, LATENCY_PERCENTILES) if len(latency) else [np.nan] * len(LATENCY_PERCENTILES)
@@ -24,6 +27,9 @@ def summarize(rsd: RSD) -> dict[str, Any]:
         "responses": len(responses),
         "text_only_items": int(rsd.items["image"].isna().sum()),
         "items_per_source": rsd.items["source"].value_counts(sort=False).to_dict(),
+        "groups": rsd.n_groups,
+        "items_per_group": rsd.items["group"].value_counts(sort=False).to_dict(),
+        "items_without_group": int(rsd.items["group"].isna().sum()) if rsd.has_groups else 0,
         "responses_per_model": responses["model"].value_counts(sort=False).to_dict(),
         "score_mean": float(responses["score"].mean()),
         "score_median": float(responses["score"].median()),

@@ -10,9 +10,11 @@ from typing import Any
 from PIL import Image, UnidentifiedImageError
 
 from ecvl_router.data.problems import Problem
-from ecvl_router.data.schema import FieldSpec
+from ecvl_router.data.schema import GROUP_FIELD, FieldSpec
 
 Record = dict[str, Any]
+NON_EMPTY_ITEM_FIELDS = ("item_id", "source", "question", GROUP_FIELD)
+"""Item fields that, when present as strings, must hold more than white space."""
 
 
 def _kind_error(value: Any, spec: FieldSpec) -> str | None:
@@ -114,7 +116,7 @@ def check_items(records: list[tuple[int, Any]], fields: tuple[FieldSpec, ...], r
         problems += found
         if not isinstance(record, dict):
             continue
-        problems += check_non_empty(record, ("item_id", "source", "question"), file, line)
+        problems += check_non_empty(record, NON_EMPTY_ITEM_FIELDS, file, line)
         item_id = record.get("item_id")
         if isinstance(item_id, str):
             if item_id in seen:

@@ -186,6 +186,9 @@ def reproduce_settings(
     else:
         holdout, why = default_holdout(rsd)
         notes.append(f"Held-out sources of Table 8 ({', '.join(holdout)}): {why}.")
+    if rsd.has_groups:
+        notes.append(f"Grouped splits: the items name {rsd.n_groups} groups; every split, fold and calibration part "
+                     "keeps each group on one side.")
     points = mes_grid(rsd.responses["score"], low, high)
     unit = paper_unit(low, high)
     n_epochs = epochs or (QUICK_EPOCHS if quick else None)

@@ -1,4 +1,4 @@
-"""Cross-validated comparison of routers on one pair of a dataset (``ecvl-router evaluate-routers``)."""
+"""Cross-validated comparison of routers on one pair of a dataset (``ecvl-router evaluate-routers``), grouped when the data has groups."""
 
 from __future__ import annotations
 
@@ -24,13 +24,14 @@ DEFAULT_POLICIES = ("linear", "linear:oof", "ecvl", "ecvl-multi:oof", "mlp", "gb
 
 @dataclass(frozen=True)
 class Comparison:
-    """Per-fold rows, their summary, the cost–quality curves, and what was compared."""
+    """Per-fold rows, their summary, the cost–quality curves, and what was compared (``n_groups``: groups kept whole by the folds, 0 if none)."""
 
     folds: pd.DataFrame
     summary: pd.DataFrame
     n_queries: int
     has_bayes: bool
     curves: CurveSummary
+    n_groups: int = 0
 
 
 def compare_routers(
@@ -51,7 +52,8 @@ def compare_routers(
 ) -> Comparison:
     """Repeated stratified k-fold comparison of ``policies`` (plus trivial, oracle and, on demo data, bayes) on one pair.
 
-    ``features`` must cover the pair's items; the scenarios must share one MES.
+    ``features`` must cover the pair's items; the scenarios must share one MES. With groups in the data,
+    every fold (and every split inside a fold) keeps each group on one side.
     """
     mes_values = {s.mes for s in scenarios}
     if len(mes_values) != 1:
@@ -67,10 +69,11 @@ def compare_routers(
         strata=strata,
         targets=score_targets(rsd, task) if any(router_class(p.router).learns_scores for p in policies) else None,
         bayes=bayes,
+        groups=task.pair.groups,
     )
-    folds = repeated_stratified_folds(strata, n_folds=n_folds, n_repeats=n_repeats, seed=settings.seed)
+    folds = repeated_stratified_folds(strata, n_folds=n_folds, n_repeats=n_repeats, seed=settings.seed, groups=task.pair.groups)
     rows = cross_validate(inputs, policies, scenarios, folds, settings, progress, jobs=jobs)
     test_share = 1 / (n_folds - 1)
     curves = summarise_curves(rows, test_share)
     rows = rows.drop(columns=POINTS)
-    return Comparison(rows, summarise(rows, test_share), len(task.pair), bayes is not None, curves)
+    return Comparison(rows, summarise(rows, test_share), len(task.pair), bayes is not None, curves, task.pair.n_groups)

@@ -16,7 +16,7 @@ import numpy as np
 from scipy import stats
 from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold, StratifiedShuffleSplit
 
-from ecvl_router.data.splits import strata_of
+from ecvl_router.data.splits import group_codes, pooled_strata, strata_of
 
 
 @dataclass(frozen=True)
@@ -57,22 +57,6 @@ def repeated_stratified_folds(
     return folds
 
 
-def pooled_strata(strata: np.ndarray, n_parts: int) -> np.ndarray:
-    """Strata with fewer than ``n_parts`` members pooled into one; a pool still too small joins the largest stratum.
-
-    Every resulting stratum has at least ``n_parts`` members whenever there are at least ``n_parts`` queries.
-    """
-    strata = np.asarray(strata, dtype=object)
-    values, counts = np.unique(strata, return_counts=True)
-    rare = np.isin(strata, values[counts < n_parts])
-    if not rare.any():
-        return strata
-    pooled = np.where(rare, "(rare)", strata)
-    if rare.sum() < n_parts:
-        pooled = np.where(rare, values[np.argmax(counts)], strata)
-    return pooled
-
-
 def validation_split(
     strata: np.ndarray, seed: int, share: float = 0.25, groups: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -87,7 +71,7 @@ def validation_split(
     else:
         parts = max(2, round(1 / share))
         grouped = StratifiedGroupKFold(n_splits=parts, shuffle=True, random_state=seed)
-        fit, val = next(grouped.split(np.zeros(len(strata)), pooled_strata(strata, parts), _group_codes(groups, parts)))
+        fit, val = next(grouped.split(np.zeros(len(strata)), pooled_strata(strata, parts), group_codes(groups, parts)))
     return np.sort(fit), np.sort(val)
 
 
@@ -100,15 +84,7 @@ def inner_folds(
     if groups is None:
         return list(StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed).split(np.zeros(len(strata)), pooled))
     grouped = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
-    return list(grouped.split(np.zeros(len(strata)), pooled, _group_codes(groups, folds)))
-
-
-def _group_codes(groups: np.ndarray, parts: int) -> np.ndarray:
-    """Integer codes of ``groups``; ValueError when there are fewer groups than ``parts``."""
-    names, codes = np.unique(np.asarray(groups, dtype=object).astype(str), return_inverse=True)
-    if len(names) < parts:
-        raise ValueError(f"{len(names)} groups are too few for {parts} parts that keep each group on one side")
-    return codes
+    return list(grouped.split(np.zeros(len(strata)), pooled, group_codes(groups, folds)))
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,8 @@
 """Checking the quality guarantee on fresh data: repeated calibration/test splits of out-of-fold predictions.
 
 A router is fitted out of fold once (every query's probability comes from a router that did not see
-it); each repetition then splits the queries at random into a calibration and a test part, chooses tau
+it); each repetition then splits the queries at random into a calibration and a test part (whole groups
+when the data has groups), chooses tau
 on the calibration part and measures the realised quality drop and edge share on the test part. Next
 to the guaranteed tau it runs three thresholds without a promise: ``plug-in`` (the most edge-friendly
 tau whose calibration drop is at most max_quality_drop), ``matched`` (the tau that sends the guaranteed
@@ -19,10 +20,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ecvl_router.learning.crossval import fold_strata
 from ecvl_router.data.rsd import RSD, PairView
+from ecvl_router.data.splits import shuffled_split
 from ecvl_router.features.features import QueryFeatures
-from ecvl_router.learning.crossval import inner_folds
+from ecvl_router.learning.crossval import fold_strata, inner_folds
 from ecvl_router.learning.training_set import Targets, take_targets
 from ecvl_router.learning.risk_control import GUARANTEE_GRID, guaranteed_threshold, quality_drop
 from ecvl_router.routers import create_router, router_class
@@ -45,16 +46,17 @@ def out_of_fold_probabilities(
     *,
     folds: int = 5,
     seed: int = 0,
+    groups: np.ndarray | None = None,
     progress: Progress | None = None,
 ) -> np.ndarray:
     """P(edge competent) of every query from a router (``make_router(seed)``) trained on the other folds.
 
     ``targets`` is what the router learns from (the 0/1 ``labels``, or every model's scores); the folds are
-    stratified on ``sources`` and ``labels``.
+    stratified on ``sources`` and ``labels`` and keep each of ``groups`` (if given) in one fold.
     """
     labels = np.asarray(labels)
     p = np.zeros(len(X))
-    for index, (fit_rows, held_rows) in enumerate(inner_folds(fold_strata(sources, labels, folds), folds, seed)):
+    for index, (fit_rows, held_rows) in enumerate(inner_folds(fold_strata(sources, labels, folds), folds, seed, groups)):
         router = make_router(seed + index).fit(X.take(fit_rows), take_targets(targets, fit_rows))
         p[held_rows] = router.predict_proba(X.take(held_rows))
         if progress is not None:
@@ -93,13 +95,14 @@ def run_guarantee_check(
 ) -> GuaranteeCheck:
     """Fit ``router`` out of fold on the (edge, cloud) pair of ``rsd`` once, then ``check_guarantee`` on its probabilities.
 
-    ``features`` must cover the pair's items. A router that learns every model's scores gets them.
+    ``features`` must cover the pair's items. A router that learns every model's scores gets them. With
+    groups in the data, the folds and the calibration/test splits keep each group on one side.
     """
     task = build_task(rsd, edge, cloud, mes=mes, seed=seed)
     targets = score_targets(rsd, task) if router_class(router).learns_scores else task.labels
     p = out_of_fold_probabilities(
         lambda s: create_router(router, random_state=s, **(router_params or {})), features.select(task.pair.item_ids),
-        targets, task.labels, task.pair.sources, folds=folds, seed=seed, progress=fit_progress,
+        targets, task.labels, task.pair.sources, folds=folds, seed=seed, groups=task.pair.groups, progress=fit_progress,
     )
     rows = check_guarantee(p, task.pair, mes=mes, max_drops=max_drops, confidences=confidences, reference=reference,
                            repetitions=repetitions, calibration_share=calibration_share, seed=seed, progress=check_progress)
@@ -121,16 +124,16 @@ def check_guarantee(
 ) -> pd.DataFrame:
     """One row per repetition, max_quality_drop, confidence and policy: tau, test edge share, test drop, violated.
 
-    ``reference`` supplies the RCS weights of the ``rcs`` policy (its MES is replaced by ``mes``).
+    ``reference`` supplies the RCS weights of the ``rcs`` policy (its MES is replaced by ``mes``). Each
+    repetition's split keeps each of ``pair.groups`` (if any) on one side.
     """
     if not 0 < calibration_share < 1:
         raise ValueError(f"calibration_share must lie in (0, 1), got {calibration_share!r}")
     rng = np.random.default_rng(seed)
-    n_cal = int(round(calibration_share * len(pair)))
     reference = reference.with_mes(mes)
-    splits = [rng.permutation(len(pair)) for _ in range(repetitions)]
-    calibration = [(p[order[:n_cal]], pair.take(order[:n_cal])) for order in splits]
-    tests = [(p[order[n_cal:]], pair.take(order[n_cal:])) for order in splits]
+    splits = [shuffled_split(rng, len(pair), calibration_share, pair.groups) for _ in range(repetitions)]
+    calibration = [(p[cal], pair.take(cal)) for cal, _ in splits]
+    tests = [(p[test], pair.take(test)) for _, test in splits]
     rcs_taus = [search_threshold(p_cal, pair_cal, reference).tau for p_cal, pair_cal in calibration]
     settings = [(delta, confidence) for delta in max_drops for confidence in confidences]
     rows: list[dict[str, object]] = []

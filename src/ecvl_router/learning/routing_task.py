@@ -54,6 +54,7 @@ class RoutingTask:
             "excluded_items": self.pair.n_excluded,
             "edge_competent_share": float(self.labels.mean()) if len(self.labels) else float("nan"),
             "split_sizes": dict(zip(PARTS, self.split.sizes())),
+            **({"split_groups": self.pair.n_groups} if self.pair.grouped else {}),
         }
 
 
@@ -68,7 +69,8 @@ def build_task(
     seed: int = 0,
     holdout_sources: Sequence[str] = (),
 ) -> RoutingTask:
-    """Label the (edge, cloud) pair and split it: stratified 6:2:2 on (source, label), or held-out sources as test."""
+    """Label the (edge, cloud) pair and split it: stratified 6:2:2 on (source, label), or held-out sources as test;
+    each of the items' groups (if the dataset has them) lies in one part."""
     if not rsd.info.score_min <= mes <= rsd.info.score_max:
         raise ValueError(f"MES {mes:g} is outside the dataset's score scale [{rsd.info.score_min:g}, {rsd.info.score_max:g}]")
     pair = rsd.pair(edge=edge, cloud=cloud)
@@ -76,9 +78,9 @@ def build_task(
         raise ValueError(f"only {len(pair)} items have responses from both {edge!r} and {cloud!r}; need at least 10")
     labels = competence_labels(pair.score_edge, pair.score_cloud, mes=mes, rule=rule, k=k)
     if holdout_sources:
-        split = holdout_split(pair.sources, labels, list(holdout_sources), seed=seed)
+        split = holdout_split(pair.sources, labels, list(holdout_sources), seed=seed, groups=pair.groups)
     else:
-        split = stratified_split(strata_of(pair.sources, labels), seed=seed)
+        split = stratified_split(strata_of(pair.sources, labels), seed=seed, groups=pair.groups)
     return RoutingTask(pair, labels, split, float(mes), rule, float(k), seed, tuple(holdout_sources))
 
 

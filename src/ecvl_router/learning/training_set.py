@@ -79,9 +79,11 @@ def concat_training_sets(first: TrainingSet, second: TrainingSet) -> TrainingSet
 def _concat_pairs(first: PairView, second: PairView) -> PairView:
     if (first.edge, first.cloud) != (second.edge, second.cloud):
         raise ValueError(f"cannot join the pair {first.edge!r}/{first.cloud!r} with {second.edge!r}/{second.cloud!r}")
-    values: dict[str, object] = {}
+    values: dict[str, object] = {"groups": _concat_groups(first, second)}
     for field in dataclasses.fields(PairView):
         a, b = getattr(first, field.name), getattr(second, field.name)
+        if field.name == "groups":
+            continue
         if isinstance(a, np.ndarray):
             values[field.name] = np.concatenate([a, b])
         elif isinstance(a, int) and field.name.startswith("missing"):
@@ -89,6 +91,13 @@ def _concat_pairs(first: PairView, second: PairView) -> PairView:
         else:
             values[field.name] = a
     return PairView(**values)  # type: ignore[arg-type]
+
+
+def _concat_groups(first: PairView, second: PairView) -> np.ndarray | None:
+    """Both views' groups; where only one has groups, each query of the other is a group of its own (its item id)."""
+    if first.groups is None and second.groups is None:
+        return None
+    return np.concatenate([view.item_ids if view.groups is None else view.groups for view in (first, second)])
 
 
 def _concat_targets(first: Targets, second: Targets) -> Targets:

@@ -36,4 +36,5 @@ def load_folder_items(root: Path, *, limit: int | None = None) -> Iterator[Bench
             question=record["question"],
             reference=record["reference"],
             image=root.joinpath(*PurePosixPath(image).parts) if image is not None else None,
+            group=record.get(schema.GROUP_FIELD),
         )

@@ -17,13 +17,15 @@ class BenchmarkError(ValueError):
 
 @dataclass(frozen=True)
 class BenchmarkItem:
-    """One image-text query: the image as a file or as encoded bytes, or None for a text-only query."""
+    """One image-text query: the image as a file or as encoded bytes, or None for a text-only query; ``group``
+    (optional) names the items it belongs with (``items.group``)."""
 
     item_id: str
     source: str
     question: str
     reference: str | None
     image: Path | bytes | None
+    group: str | None = None
 
 
 class ColumnMap(BaseModel):
