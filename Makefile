@@ -34,7 +34,8 @@ clean:
 	rm -rf $(VENV) $(DEMO_OUT)
 
 # The container image (Dockerfile, docs/deploy.md): built by docker where its daemon answers, else by podman,
-# else by buildah. IMAGE_BUILD_FLAGS passes more options to the build (e.g. --build-arg PIP_INDEX_URL=...).
+# else by buildah (in Docker's image format: OCI's has no HEALTHCHECK). IMAGE_BUILD_FLAGS passes more options
+# to the build (e.g. --build-arg PIP_INDEX_URL=...).
 IMAGE ?= ecvl-router:0.1.0
 PYTHON_IMAGE ?= python:3.11-slim-bookworm
 TORCH_INDEX_URL ?= https://download.pytorch.org/whl/cpu
@@ -47,7 +48,7 @@ DEBIAN_PYTHON_IMAGE ?= localhost/ecvl-router-python:3.11-bookworm
 
 image:
 	@test -n "$(CONTAINER_TOOL)" || { echo "make image needs docker (with a running daemon), podman or buildah"; exit 1; }
-	$(CONTAINER_TOOL) build $(IMAGE_BUILD_FLAGS) --build-arg PYTHON_IMAGE=$(PYTHON_IMAGE) --build-arg TORCH_SPEC=$(TORCH_SPEC) \
+	$(CONTAINER_TOOL) build $(if $(filter docker,$(CONTAINER_TOOL)),,--format docker) $(IMAGE_BUILD_FLAGS) --build-arg PYTHON_IMAGE=$(PYTHON_IMAGE) --build-arg TORCH_SPEC=$(TORCH_SPEC) \
 		--build-arg TORCH_INDEX_URL=$(TORCH_INDEX_URL) --build-arg MOBILENET_WEIGHTS_SPEC=$(MOBILENET_WEIGHTS_SPEC) -t $(IMAGE) .
 
 image-base:
