@@ -36,10 +36,13 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{- printf "redis://%s-redis:%v/0" (include "ecvl-router.fullname" .) .Values.redis.port -}}
 {{- end -}}
 
-{{/* The environment variables the configuration names (fields ending in _env), one a line. */}}
+{{/* The environment variables a configuration map names (its fields ending in _env, at any depth), one a line. */}}
 {{- define "ecvl-router.keyVariables" -}}
-{{- with .Values.config.api_keys_env }}{{ . }}{{ "\n" }}{{ end -}}
-{{- range $role := list "edge" "cloud" -}}
-{{- with (get (get $.Values.config $role | default dict) "api_key_env") }}{{ . }}{{ "\n" }}{{ end -}}
+{{- range $key, $value := . -}}
+{{- if and (hasSuffix "_env" $key) $value -}}
+{{ $value }}{{ "\n" }}
+{{- else if kindIs "map" $value -}}
+{{ include "ecvl-router.keyVariables" $value }}
+{{- end -}}
 {{- end -}}
 {{- end -}}
