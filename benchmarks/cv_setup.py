@@ -10,7 +10,7 @@ from ecvl_router.data import load_rsd
 from ecvl_router.data.rsd import RSD
 from ecvl_router.features.extractor import ExtractorSettings, FeatureExtractor
 from ecvl_router.features.features import QueryFeatures
-from ecvl_router.runs import default_cache_dir, rsd_features
+from ecvl_router.learning.runs import default_cache_dir, rsd_features
 from ecvl_router.scenarios import SCENARIOS, Scenario
 
 

@@ -9,7 +9,7 @@ report (``report.md``, ``summary.csv``, ``folds.csv``, ``rcs.png``), but each fi
 - ``NAME:oof`` is trained once with the fallback at 1 SE; the row ``NAME:oof-nofb`` routes with the
   same ensemble and the τ the search chose before the fallback replaced it (kept in the choice's RCS
   curve), i.e. exactly what ``--fallback-z -1`` gives, without a second fit.
-- ``NAME:bag`` (``ecvl_router.bagging``) trains ``--members`` routers with the paper's split recipe on
+- ``NAME:bag`` (``ecvl_router.learning.bagging``) trains ``--members`` routers with the paper's split recipe on
   different seeds and validation parts; its first member is the paper's ``NAME`` router of
   ``evaluate-routers`` (same seed, same validation part), recorded as the row ``NAME``.
 """
@@ -26,16 +26,15 @@ import pandas as pd
 from joblib import Parallel, delayed
 
 from cv_setup import cv_parser, embedded_dataset
-from ecvl_router.bagging import train_bagged
-from ecvl_router.crossval import Fold, fold_strata, repeated_stratified_folds
-from ecvl_router.evaluation import reference_decisions
+from ecvl_router.learning.bagging import train_bagged
+from ecvl_router.learning.crossval import Fold, fold_strata, repeated_stratified_folds
+from ecvl_router.learning.evaluation import reference_decisions
 from ecvl_router.report.crossval_report import write_crossval_report
-from ecvl_router.router_cv import TRIVIAL, CVInputs, CVSettings, PolicySpec, fold_row, summarise, train_policy
-from ecvl_router.oof import take_targets
+from ecvl_router.learning.router_cv import TRIVIAL, CVInputs, CVSettings, PolicySpec, fold_row, summarise, train_policy
 from ecvl_router.routers import create_router, router_class
-from ecvl_router.routing_task import build_task, score_targets
+from ecvl_router.learning.routing_task import build_task, score_targets
 from ecvl_router.scenarios import Scenario
-from ecvl_router.training import ScenarioChoice
+from ecvl_router.learning.training import ScenarioChoice
 
 _RCS_TIE = 1e-12
 
@@ -77,9 +76,8 @@ def fold_rows(inputs: CVInputs, specs: Sequence[str], scenarios: Sequence[Scenar
                 record(f"{router}:oof-nofb", scenario, p >= tau, tau, None, seconds)
         elif recipe == "bag":
             part = fold.train
-            bag = train_bagged(lambda seed: create_router(router, random_state=seed), inputs.features.take(part),
-                               take_targets(inputs.targets if router_class(router).learns_scores else inputs.labels, part),
-                               inputs.labels[part], inputs.pair.take(part), scenarios, strata=inputs.strata[part],
+            data = inputs.training_set(router_class(router).learns_scores).take(part)
+            bag = train_bagged(lambda seed: create_router(router, random_state=seed), data, scenarios,
                                members=members, seed=settings.seed, calibration=settings.calibration)  # type: ignore[arg-type]
             seconds = time.perf_counter() - started
             for scenario in scenarios:

@@ -13,7 +13,7 @@ import time
 
 from cv_setup import cv_parser, embedded_dataset
 from ecvl_router.experiments.router_comparison import DEFAULT_POLICIES, compare_routers
-from ecvl_router.router_cv import CVSettings, PolicySpec
+from ecvl_router.learning.router_cv import CVSettings, PolicySpec
 
 
 def main() -> None:

@@ -20,13 +20,13 @@ import numpy as np
 import torch
 
 from ecvl_router.data import load_rsd
-from ecvl_router.evaluation import evaluate_decisions
+from ecvl_router.learning.evaluation import evaluate_decisions
 from ecvl_router.features.extractor import ExtractorSettings, FeatureExtractor
 from ecvl_router.routers import create_router
-from ecvl_router.routing_task import build_task
-from ecvl_router.runs import default_cache_dir, rsd_features
+from ecvl_router.learning.routing_task import build_task
+from ecvl_router.learning.runs import default_cache_dir, rsd_features
 from ecvl_router.scenarios import SCENARIOS
-from ecvl_router.training import train_router
+from ecvl_router.learning.training import train_router
 
 READINGS = {"peak 1e-3 (implemented)": 25.0, "start 1e-3": 1.0}
 """OneCycle's div_factor per reading: initial rate = 1e-3 / div_factor."""

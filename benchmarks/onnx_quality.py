@@ -14,9 +14,9 @@ import argparse
 import os
 from pathlib import Path
 
-from ecvl_router.evaluation import evaluate_decisions
+from ecvl_router.learning.evaluation import evaluate_decisions
 from ecvl_router.features.extractor import ExtractorSettings, FeatureExtractor
-from ecvl_router.runs import open_run
+from ecvl_router.learning.runs import open_run
 
 KEYS = ("rcs", "apsp", "ca", "ail")
 

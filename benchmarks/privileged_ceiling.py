@@ -27,13 +27,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ecvl_router.crossval import Fold, corrected_interval, fold_strata, headroom_share, repeated_stratified_folds
+from ecvl_router.learning.crossval import Fold, corrected_interval, fold_strata, headroom_share, repeated_stratified_folds
 from ecvl_router.data import load_rsd
 from ecvl_router.data.rsd import RSD, PairView
 from ecvl_router.features.features import QueryFeatures
-from ecvl_router.oof import per_query_rcs
-from ecvl_router.router_cv import TRIVIAL, CVInputs, CVSettings, cross_validate, fold_row, summarise
-from ecvl_router.routing_task import build_task
+from ecvl_router.learning.oof import per_query_rcs
+from ecvl_router.learning.router_cv import TRIVIAL, CVInputs, CVSettings, cross_validate, fold_row, summarise
+from ecvl_router.learning.routing_task import build_task
 from ecvl_router.scenarios import SCENARIOS, Scenario
 
 PRIVILEGED = "privileged"

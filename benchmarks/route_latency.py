@@ -28,7 +28,7 @@ from ecvl_router.experiments.router_latency import WARMUP_QUERIES, time_componen
 from ecvl_router.features.extractor import ExtractorSettings, FeatureExtractor
 from ecvl_router.features.features import QueryFeatures
 from ecvl_router.routers import create_router
-from ecvl_router.training import TrainedRouter, train_router
+from ecvl_router.learning.training import TrainedRouter, train_router
 
 QUESTION = (
     "In the chart on the left, which of the four coloured bars shows the largest value for the year 2019, "

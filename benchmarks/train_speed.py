@@ -29,7 +29,7 @@ from ecvl_router.labels import competence_labels
 from ecvl_router.routers import create_router
 from ecvl_router.routers.threads import limited_threads
 from ecvl_router.scenarios import SCENARIOS
-from ecvl_router.training import search_threshold, train_router
+from ecvl_router.learning.training import search_threshold, train_router
 
 
 def synthetic_split(n: int, seed: int) -> tuple[QueryFeatures, np.ndarray, PairView]:
@@ -59,8 +59,8 @@ def real_split(data: Path, edge: str, cloud: str, cache: Path | None, seed: int)
     """Train and validation parts of a dataset's pair, with the default extractor's features."""
     from ecvl_router.data import load_rsd
     from ecvl_router.features.extractor import ExtractorSettings, FeatureExtractor
-    from ecvl_router.routing_task import build_task
-    from ecvl_router.runs import default_cache_dir, rsd_features
+    from ecvl_router.learning.routing_task import build_task
+    from ecvl_router.learning.runs import default_cache_dir, rsd_features
 
     rsd = load_rsd(data)
     task = build_task(rsd, edge, cloud, mes=6.0, rule="mes", k=1, seed=seed)

@@ -6,10 +6,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ecvl_router import bagging, training
-from ecvl_router.bagging import train_bagged
-from ecvl_router.crossval import fold_strata, repeated_stratified_folds, validation_split
-from ecvl_router.router_cv import CVInputs, CVSettings, PolicySpec, cross_validate, train_policy
+from ecvl_router.learning import bagging, training
+from ecvl_router.learning.bagging import train_bagged
+from ecvl_router.learning.training_set import TrainingSet
+from ecvl_router.learning.crossval import fold_strata, repeated_stratified_folds, validation_split
+from ecvl_router.learning.router_cv import CVInputs, CVSettings, PolicySpec, cross_validate, train_policy
 from ecvl_router.routers import EnsembleRouter, create_router
 from ecvl_router.routers.ensemble import Calibration
 from ecvl_router.scenarios import SCENARIOS
@@ -26,7 +27,7 @@ def mlp(seed: int):
 def _bag(n: int = 160, members: int = 3, calibration: str = "isotonic"):
     features, labels, pair = synthetic_problem(n, seed=3)
     strata = fold_strata(pair.sources, labels, 2)
-    bag = train_bagged(mlp, features, labels, labels, pair, SCENARIO_LIST, strata=strata, members=members, seed=5,
+    bag = train_bagged(mlp, TrainingSet(features, labels, labels, pair, strata), SCENARIO_LIST, members=members, seed=5,
                        calibration=calibration)  # type: ignore[arg-type]
     return bag, features, labels, pair, strata
 
@@ -117,4 +118,4 @@ def test_policy_spec_accepts_the_bag_recipe_and_a_bag_needs_members():
     assert PolicySpec.parse("ecvl:bag") == PolicySpec("ecvl", "bag")
     features, labels, pair = synthetic_problem(40, seed=1)
     with pytest.raises(ValueError, match="at least one member"):
-        train_bagged(mlp, features, labels, labels, pair, SCENARIO_LIST, strata=fold_strata(pair.sources, labels, 2), members=0)
+        train_bagged(mlp, TrainingSet(features, labels, labels, pair, fold_strata(pair.sources, labels, 2)), SCENARIO_LIST, members=0)

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from ecvl_router.bundle import BundleError, load_bundle, save_bundle
+from ecvl_router.learning.bundle import BundleError, load_bundle, save_bundle
 from ecvl_router.routers import ROUTER_NAMES, create_router
 from ecvl_router.scenarios import SCENARIOS, Scenario
-from ecvl_router.training import train_router
+from ecvl_router.learning.training import train_router
 from tests.routing_synthetic import SMALL_PARAMS, synthetic_problem
 
 SCENARIO_LIST = [*SCENARIOS.values(), Scenario(name="edge-lover", alpha=0.2, beta=1.0, gamma=0.0)]

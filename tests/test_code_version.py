@@ -9,20 +9,22 @@ import ecvl_router
 from ecvl_router.code_version import training_code_version, training_source_files
 
 PACKAGE = Path(ecvl_router.__file__).resolve().parent
+LEARNING = ("learning/training.py", "learning/training_set.py", "learning/thresholds.py", "learning/routing_task.py")
 
 
 def _copy(tmp_path: Path) -> Path:
     copy = tmp_path / "ecvl_router"
     shutil.copytree(PACKAGE / "routers", copy / "routers", ignore=shutil.ignore_patterns("__pycache__"))
-    for name in ("training.py", "routing_task.py", "metrics.py"):
+    (copy / "learning").mkdir()
+    for name in (*LEARNING, "metrics.py"):
         shutil.copy(PACKAGE / name, copy / name)
     return copy
 
 
 def test_the_version_covers_the_routers_training_and_the_routing_task() -> None:
     names = {path.relative_to(PACKAGE).as_posix() for path in training_source_files()}
-    assert {"training.py", "routing_task.py", "routers/__init__.py", "routers/ecvl.py"} <= names
-    assert all(name.startswith("routers/") or name in ("training.py", "routing_task.py") for name in names)
+    assert {*LEARNING, "routers/__init__.py", "routers/ecvl.py"} <= names
+    assert all(name.startswith("routers/") or name in LEARNING for name in names)
     version = training_code_version()
     assert len(version) == 16 and int(version, 16) >= 0 and training_code_version() == version
 
@@ -31,7 +33,7 @@ def test_a_change_to_any_hashed_file_changes_the_version(tmp_path: Path) -> None
     copy = _copy(tmp_path)
     original = training_code_version(copy)
     assert original == training_code_version(PACKAGE)
-    for name in ("routers/ecvl.py", "training.py", "routing_task.py"):
+    for name in ("routers/ecvl.py", *LEARNING):
         changed = _copy(tmp_path / name.replace("/", "-"))
         (changed / name).write_text((changed / name).read_text() + "\n# a fix\n")
         assert training_code_version(changed) != original, name
@@ -52,7 +54,7 @@ def test_a_new_training_code_version_retrains_a_cached_router(tmp_path: Path, mo
 
     from ecvl_router.data.splits import Split
     from ecvl_router.experiments import trained_cache
-    from ecvl_router.routing_task import RoutingTask
+    from ecvl_router.learning.routing_task import RoutingTask
     from ecvl_router.scenarios import SCENARIOS
     from tests.routing_synthetic import synthetic_problem
 

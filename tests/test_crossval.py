@@ -10,15 +10,15 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from ecvl_router import oof, router_cv, training
-from ecvl_router.crossval import (
+from ecvl_router.learning import oof, router_cv, training
+from ecvl_router.learning.crossval import (
     corrected_interval,
     fold_strata,
     headroom_share,
     pooled_strata,
     repeated_stratified_folds,
 )
-from ecvl_router.router_cv import CVInputs, CVSettings, PolicySpec, cross_validate, summarise
+from ecvl_router.learning.router_cv import CVInputs, CVSettings, PolicySpec, cross_validate, summarise
 from ecvl_router.routers.multi import ScoreTargets
 from ecvl_router.scenarios import SCENARIOS
 

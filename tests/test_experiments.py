@@ -6,11 +6,11 @@ import pytest
 from ecvl_router import SCENARIOS
 from ecvl_router.data import load_rsd
 from ecvl_router.data.demo import DEMO_PAIRS, generate_demo
-from ecvl_router.evaluation import evaluate_decisions, reference_decisions
+from ecvl_router.learning.evaluation import evaluate_decisions, reference_decisions
 from ecvl_router.experiments.main_table import ModelPair, run_pair
 from ecvl_router.features.features import QueryFeatures
 from ecvl_router.report.main_report import headline, write_main_report
-from ecvl_router.routing_task import build_task
+from ecvl_router.learning.routing_task import build_task
 
 SCENARIO_LIST = list(SCENARIOS.values())
 

@@ -8,7 +8,7 @@ from typer.testing import CliRunner
 
 from ecvl_router.cli import app
 from ecvl_router.data.demo import DEMO_PAIRS, generate_demo
-from ecvl_router.risk_control import GUARANTEE_GRID
+from ecvl_router.learning.risk_control import GUARANTEE_GRID
 
 from tests.cli_support import invoke
 

@@ -54,9 +54,29 @@ def _imports_of(package: str) -> set[str]:
         ("openai_http", ("ecvl_router.serve", "ecvl_router.collect", "ecvl_router.study")),
         ("prompts", ("ecvl_router.serve", "ecvl_router.collect", "ecvl_router.study")),
         ("config", ("ecvl_router.serve", "ecvl_router.collect", "ecvl_router.study")),
+        ("capture_store", ("ecvl_router.serve", "ecvl_router.collect", "ecvl_router.study")),
+        ("sqlite_db", ("ecvl_router.serve", "ecvl_router.collect", "ecvl_router.study", "ecvl_router.capture_store")),
     ],
 )
 def test_dependencies_run_one_way(package: str, forbidden: tuple[str, ...]) -> None:
     """study -> serve -> shared pieces, and collect -> shared pieces; the gateway knows nothing of the study."""
     wrong = sorted(module for module in _imports_of(package) if module.startswith(forbidden))
     assert wrong == []
+
+
+def test_the_learning_layer_has_no_import_circles() -> None:
+    """Every module of ``learning/`` imports only modules of it that do not import it back, directly or not."""
+    from pathlib import Path
+
+    import ecvl_router.learning
+
+    folder = Path(ecvl_router.learning.__file__).parent
+    names = sorted(path.stem for path in folder.glob("*.py") if path.stem != "__init__")
+    graph = {name: {module.rsplit(".", 1)[1] for module in _imports_of(f"learning.{name}")
+                    if module.startswith("ecvl_router.learning.")} for name in names}
+
+    def reaches(start: str, target: str, seen: set[str]) -> bool:
+        return any(step == target or (step not in seen and reaches(step, target, seen | {step})) for step in graph[start])
+
+    circular = [name for name in names if reaches(name, name, {name})]
+    assert len(names) >= 10 and circular == []

@@ -7,6 +7,7 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from ecvl_router.labels import competence_labels
+from ecvl_router.learning.training_set import TrainingSet
 from ecvl_router.routers import ECVLMultiRouter, ScoreTargets, competence_from_distributions, create_router, load_router
 from ecvl_router.routers.ensemble import Calibration, EnsembleRouter
 
@@ -226,10 +227,10 @@ def test_ensemble_averages_its_members_and_survives_save_and_load(fitted, tmp_pa
 
 def _trained_multi(tmp_path, recipe: str):
     """An ecvl-multi TrainedRouter for the three preset scenarios (split or oof recipe), saved and reloaded."""
-    from ecvl_router.bundle import load_bundle, save_bundle
-    from ecvl_router.oof import train_out_of_fold
+    from ecvl_router.learning.bundle import load_bundle, save_bundle
+    from ecvl_router.learning.oof import train_out_of_fold
     from ecvl_router.scenarios import SCENARIOS
-    from ecvl_router.training import train_router
+    from ecvl_router.learning.training import train_router
 
     features, targets, labels = _targets(300, seed=3)
     _, _, pair = synthetic_problem(300, seed=3)
@@ -241,8 +242,8 @@ def _trained_multi(tmp_path, recipe: str):
                                ScoreTargets(targets.scores[fit], MODELS, "edge-model", "cloud-model", 6.0),
                                features.take(val), pair.take(val), scenarios)
     else:
-        trained = train_out_of_fold(lambda seed: ECVLMultiRouter(random_state=seed, **PARAMS), features, targets, labels,
-                                    pair, scenarios, strata=labels.astype(str), folds=3, fallback_z=None)
+        trained = train_out_of_fold(lambda seed: ECVLMultiRouter(random_state=seed, **PARAMS),
+                                    TrainingSet(features, targets, labels, pair, labels.astype(str)), scenarios, folds=3, fallback_z=None)
     save_bundle(trained, tmp_path / recipe)
     return load_bundle(tmp_path / recipe), features
 
@@ -269,7 +270,7 @@ def test_a_bundle_serves_any_mes_and_any_pair_of_its_models(tmp_path, recipe):
 
 def test_a_pair_router_refuses_another_mes(tmp_path):
     from ecvl_router.scenarios import SCENARIOS
-    from ecvl_router.training import train_router
+    from ecvl_router.learning.training import train_router
 
     features, labels, pair = synthetic_problem(120, seed=2)
     trained = train_router(create_router("gbdt", max_iter=5), features.take(np.arange(80)), labels[:80],

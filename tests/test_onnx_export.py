@@ -12,7 +12,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from ecvl_router.bundle import BundleError
+from ecvl_router.learning.bundle import BundleError
 from ecvl_router.cli import app
 from ecvl_router.config import ConfigError
 from ecvl_router.data import load_rsd

@@ -5,15 +5,17 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ecvl_router.bundle import load_bundle, save_bundle
-from ecvl_router.crossval import fold_strata
+from ecvl_router.learning.bundle import load_bundle, save_bundle
+from ecvl_router.learning.crossval import fold_strata
 from ecvl_router.data.rsd import PairView
-from ecvl_router.evaluation import evaluate_decisions
+from ecvl_router.learning.evaluation import evaluate_decisions
 from ecvl_router.labels import competence_labels
-from ecvl_router.oof import fallback_choice, inner_folds, trivial_tau, per_query_rcs, take_targets, train_out_of_fold
+from ecvl_router.learning.crossval import inner_folds
+from ecvl_router.learning.oof import fallback_choice, per_query_rcs, train_out_of_fold, trivial_tau
+from ecvl_router.learning.training_set import TrainingSet, take_targets
 from ecvl_router.routers import EnsembleRouter, ScoreTargets, create_router
 from ecvl_router.scenarios import SCENARIOS, Scenario
-from ecvl_router.training import ALL_CLOUD_TAU
+from ecvl_router.learning.thresholds import ALL_CLOUD_TAU
 
 from tests.routing_synthetic import SMALL_PARAMS, synthetic_problem
 
@@ -34,7 +36,7 @@ def _noise_problem(n: int, seed: int, *, edge_share: float):
 
 
 def _train(features, labels, pair, *, fallback_z, seed=0, folds=3, calibration="isotonic"):
-    return train_out_of_fold(gbdt, features, labels, labels, pair, SCENARIO_LIST, strata=fold_strata(pair.sources, labels, folds),
+    return train_out_of_fold(gbdt, TrainingSet(features, labels, labels, pair, fold_strata(pair.sources, labels, folds)), SCENARIO_LIST,
                              folds=folds, seed=seed, calibration=calibration, fallback_z=fallback_z)
 
 
@@ -139,7 +141,7 @@ def test_multi_model_router_out_of_fold():
     def multi(seed: int):
         return create_router("ecvl-multi", random_state=seed, d_model=8, epochs=3, batch_size=32)
 
-    trained = train_out_of_fold(multi, features, targets, labels, pair, SCENARIO_LIST[:1], strata=fold_strata(pair.sources, labels, 2),
+    trained = train_out_of_fold(multi, TrainingSet(features, targets, labels, pair, fold_strata(pair.sources, labels, 2)), SCENARIO_LIST[:1],
                                 folds=2, seed=0, fallback_z=None)
     assert [m.name for m in trained.router.members] == ["ecvl-multi", "ecvl-multi"]
     p = trained.predict_proba(features, "quality")

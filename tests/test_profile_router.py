@@ -102,9 +102,9 @@ def test_errors(fitted):
 
 
 def test_a_bundle_serves_another_mes_of_its_pair_and_refuses_another_pair(tmp_path):
-    from ecvl_router.bundle import load_bundle, save_bundle
+    from ecvl_router.learning.bundle import load_bundle, save_bundle
     from ecvl_router.scenarios import SCENARIOS
-    from ecvl_router.training import train_router
+    from ecvl_router.learning.training import train_router
     from tests.routing_synthetic import synthetic_problem
 
     features, targets, _ = _targets(300, seed=3)

@@ -28,10 +28,10 @@ from ecvl_router.experiments.observations import check_observations
 from ecvl_router.experiments.reproduce import GUARANTEE_CONFIDENCES, GUARANTEE_DROPS, TABLES, reproduce_settings, run_reproduce
 from ecvl_router.experiments.scale import from_paper_scale, mes_grid, paper_unit
 from ecvl_router.features.extractor import FeatureExtractor
-from ecvl_router.guarantee_check import POLICIES
+from ecvl_router.learning.guarantee_check import POLICIES
 from ecvl_router.features.features import QueryFeatures
 from ecvl_router.report.reproduce_report import write_reproduce_report
-from ecvl_router.runs import rsd_features
+from ecvl_router.learning.runs import rsd_features
 
 TINY_ROUTERS = {
     "ecvl": {"d_model": 16, "ffn": 32, "heads": 2, "epochs": 2},

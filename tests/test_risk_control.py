@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 from scipy.stats import beta as beta_dist
 
-from ecvl_router.bundle import load_bundle, save_bundle
+from ecvl_router.learning.bundle import load_bundle, save_bundle
 from ecvl_router.data.rsd import PairView
-from ecvl_router.guarantee_check import check_guarantee, out_of_fold_probabilities, summarise
-from ecvl_router.risk_control import (
+from ecvl_router.learning.guarantee_check import check_guarantee, out_of_fold_probabilities, summarise
+from ecvl_router.learning.risk_control import (
     GUARANTEE_GRID,
     certified,
     drop_counts,
@@ -23,7 +23,8 @@ from ecvl_router.risk_control import (
 )
 from ecvl_router.routers import create_router
 from ecvl_router.scenarios import SCENARIOS, Scenario, ScenarioError, load_scenarios
-from ecvl_router.training import ALL_CLOUD_TAU, THRESHOLD_GRID, search_threshold, train_router
+from ecvl_router.learning.training import search_threshold, train_router
+from ecvl_router.learning.thresholds import ALL_CLOUD_TAU, THRESHOLD_GRID
 from tests.routing_synthetic import synthetic_problem
 
 GUARANTEED = Scenario(name="careful", mes=1, max_quality_drop=0.05, confidence=0.9)

@@ -43,6 +43,7 @@ def test_two_workers_serve_correct_answers_and_their_own_metrics(tiny_bundle: Pa
     config.write_text(yaml.safe_dump({
         "bundle": str(tiny_bundle), "encoders": str(exported / "encoders.yaml"), "port": 0,
         "edge": {"base_url": backends["edge"].url + "/v1"}, "cloud": {"base_url": backends["cloud"].url + "/v1"},
+        "stickiness": {"markers": True},  # stateless stickiness: any worker serves any turn
     }))
     port_file, worker_file = tmp_path / "port", tmp_path / "worker-ports"
     process = Process(["serve", "--config", str(config), "--workers", "2", "--port-file", str(port_file),

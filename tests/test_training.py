@@ -5,15 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ecvl_router.evaluation import evaluate_decisions
+from ecvl_router.learning.evaluation import evaluate_decisions
 from ecvl_router.routers import create_router
 from ecvl_router.scenarios import SCENARIOS, Scenario
-from ecvl_router.training import (
-    THRESHOLD_GRID,
-    search_threshold,
-    threshold_for_edge_share,
-    train_router,
-)
+from ecvl_router.learning.training import search_threshold, train_router
+from ecvl_router.learning.thresholds import THRESHOLD_GRID, threshold_for_edge_share
 from tests.routing_synthetic import SMALL_PARAMS, synthetic_problem
 
 PRESETS = list(SCENARIOS.values())

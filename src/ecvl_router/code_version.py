@@ -11,7 +11,7 @@ from functools import cache
 from pathlib import Path
 
 _PACKAGE = Path(__file__).resolve().parent
-TRAINING_SOURCES = ("routers/*.py", "training.py", "routing_task.py")
+TRAINING_SOURCES = ("routers/*.py", "learning/training.py", "learning/training_set.py", "learning/thresholds.py", "learning/routing_task.py")
 """The files hashed, relative to the package folder."""
 
 

@@ -2,7 +2,7 @@
 
 RCS = alpha * APSP + beta * CA - gamma * AIL (paper, Eq. 7). The presets are the paper's RCS1/2/3 (section 3.2).
 A guaranteed scenario (``max_quality_drop`` set) instead promises a bounded quality drop with a given
-confidence; its threshold comes from ``ecvl_router.risk_control`` (docs/guarantees.md).
+confidence; its threshold comes from ``ecvl_router.learning.risk_control`` (docs/guarantees.md).
 """
 
 from __future__ import annotations

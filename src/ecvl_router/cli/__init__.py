@@ -17,6 +17,9 @@ class _RootGroup(LazyGroup):
         "evaluate-routers": ("ecvl_router.cli.compare", "evaluate_routers"),
         "check-guarantee": ("ecvl_router.cli.guarantee", "check_guarantee"),
         "export-encoders": ("ecvl_router.cli.export", "export_encoders"),
+        "retrain": ("ecvl_router.cli.retrain", "retrain"),
+        "drift": ("ecvl_router.cli.drift", "drift"),
+        "predict": ("ecvl_router.cli.predict", "predict"),
     }
 
 

@@ -39,9 +39,9 @@ def evaluate_routers(
     """Compare routers by repeated k-fold cross-validation: RCS with confidence intervals, headroom captured, paired gain over the best trivial policy."""
     from ecvl_router.experiments.router_comparison import DEFAULT_POLICIES, compare_routers
     from ecvl_router.report.crossval_report import write_crossval_report
-    from ecvl_router.router_cv import CVSettings, PolicySpec
+    from ecvl_router.learning.router_cv import CVSettings, PolicySpec
     from ecvl_router.routers import router_class, router_hyperparameters
-    from ecvl_router.runs import default_cache_dir, rsd_features
+    from ecvl_router.learning.runs import default_cache_dir, rsd_features
 
     rsd = load_or_fail(data)
     scenarios = scenarios_on_one_mes(scenario, mes, rsd)

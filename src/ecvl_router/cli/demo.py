@@ -37,7 +37,7 @@ def demo(
     from ecvl_router.experiments.main_table import MAIN_ROUTERS, ModelPair, run_pair
     from ecvl_router.features.extractor import ExtractorSettings
     from ecvl_router.report.main_report import headline, write_main_report
-    from ecvl_router.runs import rsd_features
+    from ecvl_router.learning.runs import rsd_features
     from ecvl_router.scenarios import SCENARIOS
 
     started = time.perf_counter()

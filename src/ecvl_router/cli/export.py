@@ -25,11 +25,11 @@ def export_encoders(
     force: bool = typer.Option(False, "--force", help="Replace an existing folder."),
 ) -> None:
     """Export the encoders to ONNX Runtime (optionally int8) and verify embeddings and decisions against torch."""
-    from ecvl_router.bundle import BundleError, load_bundle
+    from ecvl_router.learning.bundle import BundleError, load_bundle
     from ecvl_router.features.extractor import ExtractorSettings, FeatureExtractor
     from ecvl_router.features.onnx_encoders import OnnxImageEncoder, OnnxTextEncoder
     from ecvl_router.features.onnx_export import embedding_agreement, export_encoders as write_export, mark_verified
-    from ecvl_router.runs import SPLIT_FILE
+    from ecvl_router.learning.runs import SPLIT_FILE
 
     if out.exists() and not force:
         fail(f"{out} exists; use --force to replace it")

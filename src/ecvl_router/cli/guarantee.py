@@ -33,10 +33,10 @@ def check_guarantee(
     """Fit a router out of fold once, then repeat calibration/test splits: realised drop, violation rate and edge share."""
     import pandas as pd
 
-    from ecvl_router.guarantee_check import guarantee_figure, guarantee_markdown, run_guarantee_check
+    from ecvl_router.learning.guarantee_check import guarantee_figure, guarantee_markdown, run_guarantee_check
     from ecvl_router.manifest import build_manifest, write_manifest
     from ecvl_router.routers import create_router
-    from ecvl_router.runs import default_cache_dir, rsd_features
+    from ecvl_router.learning.runs import default_cache_dir, rsd_features
     from ecvl_router.scenarios import Scenario
 
     rsd = load_or_fail(data)

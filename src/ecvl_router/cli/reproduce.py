@@ -27,7 +27,7 @@ def _split(text: str | None) -> list[str]:
 def _cache_for(data: Path, cache_dir: Path | None) -> Path:
     """``--cache-dir``; else the ``cache`` folder beside an ``ecvl-router demo`` output's ``data``; else the default."""
     from ecvl_router.data.demo import is_demo_output
-    from ecvl_router.runs import default_cache_dir
+    from ecvl_router.learning.runs import default_cache_dir
 
     if cache_dir is not None:
         return cache_dir
@@ -74,7 +74,7 @@ def reproduce(
     from ecvl_router.experiments.main_table import ModelPair
     from ecvl_router.experiments.reproduce import reproduce_settings, run_reproduce
     from ecvl_router.report.reproduce_report import write_reproduce_report
-    from ecvl_router.runs import default_cache_dir, rsd_features
+    from ecvl_router.learning.runs import default_cache_dir, rsd_features
 
     started = time.perf_counter()
     if data is None:

@@ -9,21 +9,25 @@ import numpy as np
 import typer
 from rich.table import Table
 
-from ecvl_router.bundle import BundleError, save_bundle
+from ecvl_router.learning.bundle import BundleError, save_bundle
 from ecvl_router.cli.console import ProgressCallback, console, fail, plain, print_json, progress_bar
 from ecvl_router.cli.data import load_or_fail
 from ecvl_router.cli.options import CacheOption, EncodersOption, extractor_settings, load_extractor, scenarios_on_one_mes
 from ecvl_router.data.rsd import PairView
-from ecvl_router.evaluation import REFERENCE_POLICIES, evaluate_decisions, reference_decisions
+from ecvl_router.learning.evaluation import REFERENCE_POLICIES, evaluate_decisions, reference_decisions
 from ecvl_router.features.features import QueryFeatures
 from ecvl_router.labels import LABEL_RULES
-from ecvl_router.oof import INNER_FOLDS, RECIPES, take_targets, train_out_of_fold
-from ecvl_router.risk_control import certified, quality_drop
+from ecvl_router.learning.crossval import fold_strata
+from ecvl_router.learning.drift import reference_histograms
+from ecvl_router.learning.oof import INNER_FOLDS
+from ecvl_router.learning.recipes import RECIPES, RecipeSettings, train_with_recipe
+from ecvl_router.learning.training_set import TrainingSet, take_targets
+from ecvl_router.learning.risk_control import certified, quality_drop
 from ecvl_router.routers import TRAINABLE_ROUTER_NAMES, Router, ScoreTargets, create_router, router_class, router_hyperparameters
-from ecvl_router.routing_task import PARTS, RoutingTask, build_task, score_targets
-from ecvl_router.runs import RunContext, default_cache_dir, open_run, rsd_features, run_settings, write_split
+from ecvl_router.learning.routing_task import PARTS, RoutingTask, build_task, score_targets
+from ecvl_router.learning.runs import RunContext, default_cache_dir, open_run, rsd_features, run_settings, write_split
 from ecvl_router.scenarios import SCENARIOS, Scenario
-from ecvl_router.training import ScenarioChoice, TrainedRouter, search_threshold, train_router
+from ecvl_router.learning.training import ScenarioChoice, TrainedRouter, search_threshold
 
 SUMMARY_KEYS = ("apsp", "ca", "ail", "rcs", "accuracy", "pgr", "time_saving", "time_saving_share", "token_saving", "token_saving_share")
 PROPORTIONS = ("apsp", "ca", "rcs", "accuracy", "pgr", "time_saving_share", "token_saving_share")
@@ -59,7 +63,7 @@ def train(
     label_rule: str = typer.Option("mes", "--label-rule", help=f"Competence labels: {', '.join(LABEL_RULES)}."),
     k: float = typer.Option(1, "--k", help="Margin of win-soft(k)."),
     router: str = typer.Option("linear", "--router", help=f"Router: {', '.join(TRAINABLE_ROUTER_NAMES)} (ecvl: the paper's)."),
-    recipe: str = typer.Option("split", "--recipe", help="split: best epoch and τ on the validation split (the paper's); oof: out-of-fold ensemble over train+validation with calibrated τ and a fallback to the better trivial policy."),
+    recipe: str = typer.Option("split", "--recipe", help="split: best epoch and τ on the validation split (the paper's); oof: out-of-fold ensemble over train+validation with calibrated τ and a fallback to the better trivial policy; bag: seed bagging of the split recipe, τ on out-of-bag predictions."),
     seed: int = typer.Option(0, "--seed", help="Seed of the split and the router."),
     epochs: int | None = typer.Option(None, "--epochs", min=1, help="Training epochs of neural routers.", show_default="50"),
     edge_share: float | None = typer.Option(None, "--edge-share", min=0, max=1, help="Calibrate τ so this share of validation queries goes to the edge instead of maximising RCS."),
@@ -75,8 +79,8 @@ def train(
         fail(f"{out} exists; use --force to replace it")
     if recipe not in RECIPES:
         fail(f"unknown recipe {recipe!r}; use {' or '.join(RECIPES)}")
-    if recipe == "oof" and edge_share is not None:
-        fail("--edge-share calibrates τ on the validation split of the split recipe; it does not apply to --recipe oof")
+    if recipe != "split" and edge_share is not None:
+        fail(f"--edge-share calibrates τ on the validation split of the split recipe; it does not apply to --recipe {recipe}")
     if recipe == "oof" and len({s.guaranteed for s in scenarios}) > 1:
         fail("under --recipe oof, train guaranteed scenarios (max_quality_drop) in a run of their own: "
              "the fallback to a trivial policy that RCS scenarios get would void their promise")
@@ -99,7 +103,10 @@ def train(
     started = time.perf_counter()
     with progress_bar(f"training {router} ({recipe})") as progress:
         trained = _fit(model, recipe, task, features, targets, scenarios, edge_share, progress)
-    save_bundle(trained, out, extra_manifest=run_settings(rsd, task, settings, extractor.identity()), overwrite=True)
+    held_out = "test" if len(task.part("test")) else "val"
+    reference = reference_histograms(trained, features.take(task.part(held_out)), held_out)
+    save_bundle(trained, out, extra_manifest={**run_settings(rsd, task, settings, extractor.identity()), "p_reference": reference},
+                overwrite=True)
     write_split(out, task)
     console.print(f"[green]trained[/] {router} on {len(task.part('train'))} items in {time.perf_counter() - started:.1f} s → {plain(out)}")
     for name, choice in trained.choices.items():
@@ -122,20 +129,16 @@ def _fit(
     progress: ProgressCallback,
 ) -> TrainedRouter:
     """Train with the paper's recipe (train part, validation part) or out of fold over train + validation."""
-    from ecvl_router.crossval import fold_strata
-
-    train_rows, val_rows = task.part("train"), task.part("val")
-    if recipe == "split":
-        return train_router(model, features.take(train_rows), take_targets(targets, train_rows), features.take(val_rows),
-                            task.pair.take(val_rows), scenarios, edge_share=edge_share, progress=progress)
-    rows = np.sort(np.concatenate([train_rows, val_rows]))
-    params = model.get_params()
-    return train_out_of_fold(
-        lambda seed: type(model)(**{**params, "random_state": seed}), features.take(rows), take_targets(targets, rows),
-        task.labels[rows], task.pair.take(rows), scenarios, strata=fold_strata(task.pair.sources[rows], task.labels[rows], INNER_FOLDS),
-        seed=model.random_state, progress=progress,
+    rows = np.sort(np.concatenate([task.part("train"), task.part("val")]))
+    strata = fold_strata(task.pair.sources[rows], task.labels[rows], INNER_FOLDS)
+    data = TrainingSet(features.take(rows), take_targets(targets, rows), task.labels[rows], task.pair.take(rows), strata)
+    settings = RecipeSettings(
+        validation=np.searchsorted(rows, task.part("val")), edge_share=edge_share,
         fallback_z=None if scenarios[0].guaranteed else 1.0,  # risk control already falls back to all-cloud
     )
+    params = model.get_params()
+    return train_with_recipe(recipe, lambda seed: type(model)(**{**params, "random_state": seed}), data, scenarios,
+                             seed=model.random_state, settings=settings, progress=progress)
 
 
 def _guarantee_line(choice: ScenarioChoice) -> str:
@@ -224,7 +227,7 @@ def route(
     as_json: bool = typer.Option(False, "--json", help="Print the decision as JSON."),
 ) -> None:
     """Route one query: edge or cloud, P(edge competent), τ, and how long the decision took."""
-    from ecvl_router.bundle import load_bundle
+    from ecvl_router.learning.bundle import load_bundle
     from ecvl_router.features.extractor import ExtractorSettings
 
     try:

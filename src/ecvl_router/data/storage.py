@@ -79,7 +79,8 @@ def _read_info(root: Path) -> tuple[dict[str, Any] | None, list[Problem]]:
     return (info if not problems else None), problems
 
 
-def _read_table(path: Path, storage: str, fields: tuple[schema.FieldSpec, ...]) -> tuple[list[tuple[int, Any]], list[Problem]]:
+def read_table(path: Path, storage: str, fields: tuple[schema.FieldSpec, ...]) -> tuple[list[tuple[int, Any]], list[Problem]]:
+    """(line or row number, record) of a JSONL or Parquet table (``storage``), and the problems of reading it."""
     if not path.is_file():
         return [], [Problem(path.name, 0, None, "file not found")]
     return _read_parquet(path, fields) if storage == "parquet" else read_jsonl(path)
@@ -92,8 +93,8 @@ def check_dataset(root: Path, *, decode_images: bool = True) -> tuple[RSD | None
     info, problems = _read_info(root)
     items_file = schema.ITEMS_PARQUET if storage == "parquet" else schema.ITEMS_JSONL
     responses_file = schema.RESPONSES_PARQUET if storage == "parquet" else schema.RESPONSES_JSONL
-    items, item_problems = _read_table(root / items_file, storage, schema.ITEM_FIELDS)
-    responses, response_problems = _read_table(root / responses_file, storage, schema.RESPONSE_FIELDS)
+    items, item_problems = read_table(root / items_file, storage, schema.ITEM_FIELDS)
+    responses, response_problems = read_table(root / responses_file, storage, schema.RESPONSE_FIELDS)
     problems += item_problems + response_problems
     problems += check_items(items, schema.ITEM_FIELDS, root, items_file, decode_images=decode_images)
     item_ids = {r["item_id"] for _, r in items if isinstance(r, dict) and isinstance(r.get("item_id"), str)}

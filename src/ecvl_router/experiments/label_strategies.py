@@ -17,7 +17,7 @@ import numpy as np
 from ecvl_router.experiments.context import ExperimentContext
 from ecvl_router.experiments.main_table import ModelPair
 from ecvl_router.labels import LabelRule, competence_labels
-from ecvl_router.routing_task import build_task
+from ecvl_router.learning.routing_task import build_task
 
 
 @dataclasses.dataclass(frozen=True)

@@ -11,13 +11,13 @@ from typing import Any
 import numpy as np
 
 from ecvl_router.data.rsd import RSD
-from ecvl_router.evaluation import evaluate_decisions, reference_decisions
+from ecvl_router.learning.evaluation import evaluate_decisions, reference_decisions
 from ecvl_router.experiments.trained_cache import train_or_load
 from ecvl_router.features.features import QueryFeatures
 from ecvl_router.labels import LabelRule
-from ecvl_router.routing_task import RoutingTask, build_task
+from ecvl_router.learning.routing_task import RoutingTask, build_task
 from ecvl_router.scenarios import Scenario
-from ecvl_router.training import TrainedRouter
+from ecvl_router.learning.training import TrainedRouter
 
 logger = logging.getLogger(__name__)
 

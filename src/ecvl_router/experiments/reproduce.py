@@ -32,8 +32,8 @@ from ecvl_router.experiments.scale import from_paper_scale, mes_grid, paper_unit
 from ecvl_router.experiments.validation_alignment import AlignmentCurve, alignment_curves
 from ecvl_router.features.extractor import FeatureExtractor
 from ecvl_router.features.features import QueryFeatures
-from ecvl_router.guarantee_check import GuaranteeCheck, run_guarantee_check
-from ecvl_router.router_cv import CVSettings, PolicySpec
+from ecvl_router.learning.guarantee_check import GuaranteeCheck, run_guarantee_check
+from ecvl_router.learning.router_cv import CVSettings, PolicySpec
 from ecvl_router.scenarios import DEFAULT_MES, SCENARIOS, Scenario
 
 logger = logging.getLogger(__name__)

@@ -7,14 +7,14 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from ecvl_router.crossval import fold_strata, repeated_stratified_folds
+from ecvl_router.learning.crossval import fold_strata, repeated_stratified_folds
 from ecvl_router.data.demo.truth import bayes_probabilities, load_truth
 from ecvl_router.data.rsd import RSD
 from ecvl_router.features.features import QueryFeatures
 from ecvl_router.labels import LabelRule
 from ecvl_router.routers import router_class
-from ecvl_router.router_cv import CVInputs, CVSettings, PolicySpec, cross_validate, summarise
-from ecvl_router.routing_task import build_task, score_targets
+from ecvl_router.learning.router_cv import CVInputs, CVSettings, PolicySpec, cross_validate, summarise
+from ecvl_router.learning.routing_task import build_task, score_targets
 from ecvl_router.scenarios import Scenario
 
 DEFAULT_POLICIES = ("linear", "linear:oof", "ecvl", "ecvl-multi:oof", "mlp", "gbdt", "mf", "random")

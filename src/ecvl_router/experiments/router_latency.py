@@ -20,7 +20,7 @@ from ecvl_router.data.rsd import RSD
 from ecvl_router.features.extractor import FeatureExtractor
 from ecvl_router.features.imaging import open_image
 from ecvl_router.features.statistics import query_statistics
-from ecvl_router.training import TrainedRouter
+from ecvl_router.learning.training import TrainedRouter
 
 COMPONENTS = ("text encoder", "image encoder", "statistics", "fusion (router network)", "routing decision, end to end")
 WARMUP_QUERIES = 3

@@ -10,14 +10,14 @@ from typing import Any
 
 import numpy as np
 
-from ecvl_router.bundle import BundleError, load_bundle, save_bundle
+from ecvl_router.learning.bundle import BundleError, load_bundle, save_bundle
 from ecvl_router.features.features import QueryFeatures
 from ecvl_router.routers import create_router
-from ecvl_router.routing_task import RoutingTask
+from ecvl_router.learning.routing_task import RoutingTask
 from ecvl_router.code_version import training_code_version
-from ecvl_router.runs import settings_key
+from ecvl_router.learning.runs import settings_key
 from ecvl_router.scenarios import Scenario
-from ecvl_router.training import TrainedRouter, train_router
+from ecvl_router.learning.training import TrainedRouter, train_router
 
 logger = logging.getLogger(__name__)
 

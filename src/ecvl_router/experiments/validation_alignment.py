@@ -12,12 +12,12 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats
 
-from ecvl_router.evaluation import evaluate_decisions
+from ecvl_router.learning.evaluation import evaluate_decisions
 from ecvl_router.experiments.main_table import PairResult
 from ecvl_router.features.features import QueryFeatures
 from ecvl_router.metrics import decisions_at
 from ecvl_router.scenarios import Scenario
-from ecvl_router.training import THRESHOLD_GRID
+from ecvl_router.learning.thresholds import THRESHOLD_GRID
 
 
 @dataclass(frozen=True)

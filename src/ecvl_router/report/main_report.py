@@ -13,7 +13,7 @@ from ecvl_router.experiments.main_table import ORACLE, PairResult
 from ecvl_router.report.figures import threshold_sensitivity_figure
 from ecvl_router.report.tables import scenario_table_markdown, write_csv
 from ecvl_router.scenarios import Scenario
-from ecvl_router.training import THRESHOLD_GRID
+from ecvl_router.learning.thresholds import THRESHOLD_GRID
 
 FIXED_POLICIES = ("random", "all-large", "all-small", ORACLE)
 

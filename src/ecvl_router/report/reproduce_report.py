@@ -17,7 +17,7 @@ from ecvl_router.experiments.mes_sweep import SWEEP_ROUTERS, advantages, risk_ma
 from ecvl_router.experiments.model_pairs import pair_profiles
 from ecvl_router.experiments.observations import check_observations
 from ecvl_router.experiments.reproduce import NEURAL_ROUTERS, ReproduceResults
-from ecvl_router.guarantee_check import guarantee_figure
+from ecvl_router.learning.guarantee_check import guarantee_figure
 from ecvl_router.manifest import build_manifest, write_manifest
 from ecvl_router.report import dataset_figures, experiment_figures
 from ecvl_router.report.figures import threshold_sensitivity_figure
@@ -26,7 +26,7 @@ from ecvl_router.report.html import render_html
 from ecvl_router.report.main_report import FIXED_POLICIES
 from ecvl_router.report.tables import grouped_table, markdown_grid, scenario_table, write_csv
 from ecvl_router.routers import router_class, router_hyperparameters
-from ecvl_router.training import THRESHOLD_GRID
+from ecvl_router.learning.thresholds import THRESHOLD_GRID
 
 PAPER_EPOCHS = 50
 PAPER_TREES = 100

@@ -2,8 +2,8 @@
 
 Routers follow scikit-learn's conventions: the constructor stores (and checks) hyperparameters,
 ``fit`` returns the router, ``predict_proba`` gives probabilities, ``random_state`` seeds everything.
-Threshold search, evaluation and persistence of trained bundles are shared code (``ecvl_router.training``,
-``ecvl_router.bundle``); a router only knows how to learn, predict and snapshot its own parameters.
+Threshold search, evaluation and persistence of trained bundles are shared code (``ecvl_router.learning.training``,
+``ecvl_router.learning.bundle``); a router only knows how to learn, predict and snapshot its own parameters.
 """
 
 from __future__ import annotations

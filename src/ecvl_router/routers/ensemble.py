@@ -1,6 +1,6 @@
 """An ensemble of fitted routers of one kind, averaged, with an optional probability calibration.
 
-Built by out-of-fold training (``ecvl_router.oof``): the members are the routers trained on the inner
+Built by out-of-fold training (``ecvl_router.learning.oof``): the members are the routers trained on the inner
 folds, and the calibration map is fitted on their out-of-fold predictions. It is never trained directly.
 """
 

@@ -19,7 +19,8 @@ _BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128)
 
 
 class GatewayMetrics:
-    """Requests by scenario, route and outcome; decision and backend latency; fallbacks; the edge share; and,
+    """Requests by scenario, route and outcome; decision and backend latency; fallbacks; conversation lookups and
+    route-store outages; the edge share; and,
     given the router's ``stats``, decision batch sizes and the embedding cache's hits, misses and hit rate."""
 
     content_type = CONTENT_TYPE_LATEST
@@ -52,6 +53,18 @@ class GatewayMetrics:
             "ecvl_router_fallbacks",
             "Requests answered by the other backend after the chosen one failed",
             ["from_route", "to_route", "reason"],
+            registry=self.registry,
+        )
+        self.conversation_lookups = Counter(
+            "ecvl_router_conversation_lookups",
+            "Lookups of a conversation's kept route, by key (header, metadata, user, history, marker) and result",
+            ["key", "result"],
+            registry=self.registry,
+        )
+        self.route_store_unavailable = Counter(
+            "ecvl_router_route_store_unavailable",
+            "Route-store operations (lookup, store) that failed or were skipped while it was down: turns routed without stickiness",
+            ["operation"],
             registry=self.registry,
         )
         self.edge_share = Gauge(

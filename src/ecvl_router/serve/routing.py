@@ -20,7 +20,7 @@ from ecvl_router.scenarios import Scenario
 from ecvl_router.serve.batching import MicroBatcher
 from ecvl_router.serve.config import BatchingPolicy, EmbeddingCachePolicy
 from ecvl_router.serve.conversation import Route
-from ecvl_router.training import TrainedRouter
+from ecvl_router.learning.training import TrainedRouter
 
 logger = logging.getLogger(__name__)
 
@@ -115,7 +115,7 @@ class QueryRouter:
         ``encoders`` replaces them, e.g. by their verified ONNX export; encoders that are neither the bundle's
         nor verified stand-ins for them are a BundleError (a router is never fed another encoder's embeddings).
         """
-        from ecvl_router.bundle import BundleError, load_bundle
+        from ecvl_router.learning.bundle import BundleError, load_bundle
 
         trained = load_bundle(Path(bundle))
         try:

@@ -15,7 +15,7 @@ from concurrent.futures import Future
 from dataclasses import replace
 from pathlib import Path
 
-from ecvl_router.bundle import BundleError, load_bundle
+from ecvl_router.learning.bundle import BundleError, load_bundle
 from ecvl_router.config import ConfigError
 from ecvl_router.features.extractor import ExtractorSettings, FeatureExtractor
 from ecvl_router.routers import FixedPolicy

@@ -11,14 +11,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ecvl_router.bundle import load_bundle
+from ecvl_router.learning.bundle import load_bundle
 from ecvl_router.data import load_rsd
 from ecvl_router.data.rsd import RSD
 from ecvl_router.features.extractor import ExtractorSettings, FeatureExtractor, extract_for_items
 from ecvl_router.features.features import QueryFeatures
 from ecvl_router.manifest import write_json_atomic
-from ecvl_router.routing_task import PARTS, RoutingTask, build_task
-from ecvl_router.training import TrainedRouter
+from ecvl_router.learning.routing_task import PARTS, RoutingTask, build_task
+from ecvl_router.learning.training import TrainedRouter
 
 logger = logging.getLogger(__name__)
 

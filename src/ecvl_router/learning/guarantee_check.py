@@ -19,16 +19,18 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ecvl_router.crossval import fold_strata
+from ecvl_router.learning.crossval import fold_strata
 from ecvl_router.data.rsd import RSD, PairView
 from ecvl_router.features.features import QueryFeatures
-from ecvl_router.oof import Targets, inner_folds, take_targets
-from ecvl_router.risk_control import GUARANTEE_GRID, guaranteed_threshold, quality_drop
+from ecvl_router.learning.crossval import inner_folds
+from ecvl_router.learning.training_set import Targets, take_targets
+from ecvl_router.learning.risk_control import GUARANTEE_GRID, guaranteed_threshold, quality_drop
 from ecvl_router.routers import create_router, router_class
 from ecvl_router.routers.base import Router
-from ecvl_router.routing_task import build_task, score_targets
+from ecvl_router.learning.routing_task import build_task, score_targets
 from ecvl_router.scenarios import Scenario
-from ecvl_router.training import ALL_CLOUD_TAU, search_threshold, threshold_for_edge_share
+from ecvl_router.learning.training import search_threshold
+from ecvl_router.learning.thresholds import ALL_CLOUD_TAU, threshold_for_edge_share
 
 POLICIES = ("guaranteed", "plug-in", "matched", "rcs")
 Progress = Callable[[int, int], None]

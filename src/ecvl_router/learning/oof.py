@@ -21,32 +21,19 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
-from sklearn.model_selection import StratifiedKFold
 
-from ecvl_router.crossval import pooled_strata
+from ecvl_router.learning.crossval import inner_folds
 from ecvl_router.data.rsd import PairView
-from ecvl_router.features.features import QueryFeatures
 from ecvl_router.routers.base import Router
 from ecvl_router.routers.ensemble import Calibration, CalibrationKind, EnsembleRouter
-from ecvl_router.routers.multi import ScoreTargets
 from ecvl_router.scenarios import Scenario
-from ecvl_router.training import (
-    ALL_CLOUD_TAU,
-    EpochResult,
-    ScenarioChoice,
-    ThresholdChoice,
-    TrainedRouter,
-    choice_at,
-    mes_thresholds,
-    search_threshold,
-)
+from ecvl_router.learning.training_set import TrainingSet, take_targets
+from ecvl_router.learning.training import EpochResult, ScenarioChoice, TrainedRouter, mes_thresholds, search_threshold
+from ecvl_router.learning.thresholds import ALL_CLOUD_TAU, ThresholdChoice, choice_at
 
-RECIPES: tuple[str, ...] = ("split", "oof")
-"""How a learned router is trained: the paper's single validation split, or out of fold (this module)."""
 INNER_FOLDS = 5
 """Inner folds of the out-of-fold recipe."""
 
-Targets = np.ndarray | ScoreTargets
 Progress = Callable[[int, int], None]
 
 
@@ -91,28 +78,11 @@ def cross_fitted_decisions(
     return to_edge
 
 
-def inner_folds(strata: np.ndarray, folds: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Stratified (train, held-out) index pairs; strata too small for ``folds`` parts are pooled."""
-    splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
-    return list(splitter.split(np.zeros(len(strata)), pooled_strata(strata, folds)))
-
-
-def take_targets(y: Targets, rows: np.ndarray) -> Targets:
-    """The targets of queries ``rows``: labels, or every model's scores."""
-    if isinstance(y, ScoreTargets):
-        return ScoreTargets(y.scores[rows], y.models, y.edge, y.cloud, y.mes, y.rule, y.k)
-    return np.asarray(y)[rows]
-
-
 def train_out_of_fold(
     make_router: Callable[[int], Router],
-    X: QueryFeatures,
-    y: Targets,
-    labels: np.ndarray,
-    pair: PairView,
+    data: TrainingSet,
     scenarios: Sequence[Scenario],
     *,
-    strata: np.ndarray,
     folds: int = INNER_FOLDS,
     seed: int = 0,
     calibration: CalibrationKind = "isotonic",
@@ -121,13 +91,12 @@ def train_out_of_fold(
 ) -> TrainedRouter:
     """Train ``folds`` routers (``make_router(seed)``) out of fold and return their calibrated ensemble with τ per scenario.
 
-    ``y`` is what the routers learn from (labels, or ScoreTargets for the multi-model router); ``labels``
-    the pair's 0/1 competence labels (for calibration); ``pair`` the training queries' pair view.
+    The inner folds are stratified by ``data.strata`` and keep each of ``data.groups`` on one side.
     """
+    X, y, labels, pair = data.features, data.targets, np.asarray(data.labels), data.pair
     p_oof = np.zeros(len(X))
     members: list[Router] = []
-    labels = np.asarray(labels)
-    parts = inner_folds(strata, folds, seed)
+    parts = inner_folds(data.strata, folds, seed, data.groups)
     by_level: dict[float, np.ndarray] = {}
     for index, (fit_rows, held_rows) in enumerate(parts):
         member = make_router(seed + index).fit(X.take(fit_rows), take_targets(y, fit_rows))

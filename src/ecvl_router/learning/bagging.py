@@ -13,7 +13,7 @@ router the split recipe trains with ``seed``. Per scenario:
 3. the router decides with the calibrated mean of all members (``EnsembleRouter``), each at its best
    epoch for the scenario.
 
-There is no fallback to a trivial policy (unlike ``ecvl_router.oof``).
+There is no fallback to a trivial policy (unlike ``ecvl_router.learning.oof``).
 """
 
 from __future__ import annotations
@@ -25,14 +25,12 @@ from typing import Any
 
 import numpy as np
 
-from ecvl_router.crossval import validation_split
-from ecvl_router.data.rsd import PairView
-from ecvl_router.features.features import QueryFeatures
-from ecvl_router.oof import Targets, take_targets
+from ecvl_router.learning.crossval import validation_split
 from ecvl_router.routers.base import Router
 from ecvl_router.routers.ensemble import Calibration, CalibrationKind, EnsembleRouter
 from ecvl_router.scenarios import Scenario
-from ecvl_router.training import EpochResult, ScenarioChoice, TrainedRouter, search_threshold, train_router
+from ecvl_router.learning.training_set import TrainingSet
+from ecvl_router.learning.training import EpochResult, ScenarioChoice, TrainedRouter, search_threshold, train_router
 
 MEMBERS = 5
 """Members of a bag."""
@@ -58,13 +56,9 @@ class Bag:
 
 def train_bagged(
     make_router: Callable[[int], Router],
-    X: QueryFeatures,
-    y: Targets,
-    labels: np.ndarray,
-    pair: PairView,
+    data: TrainingSet,
     scenarios: Sequence[Scenario],
     *,
-    strata: np.ndarray,
     members: int = MEMBERS,
     seed: int = 0,
     share: float = VALIDATION_SHARE,
@@ -72,18 +66,17 @@ def train_bagged(
 ) -> Bag:
     """Train ``members`` routers (``make_router(seed + k)``) with the split recipe and bag them (module docstring).
 
-    ``y`` is what the routers learn from (labels, or ScoreTargets for the multi-model router); ``labels``
-    the pair's 0/1 competence labels (for calibration); ``pair`` the training queries' pair view;
-    ``strata`` stratify each member's validation part.
+    Each member's validation part is stratified by ``data.strata`` and keeps each of ``data.groups`` on one side.
     """
     if members < 1:
         raise ValueError(f"a bag needs at least one member, got {members}")
-    labels = np.asarray(labels)
+    X, labels, pair = data.features, np.asarray(data.labels), data.pair
     trained_members: list[TrainedRouter] = []
     validation: list[np.ndarray] = []
     for index in range(members):
-        fit_rows, val_rows = validation_split(strata, seed + index, share)
-        trained_members.append(train_router(make_router(seed + index), X.take(fit_rows), take_targets(y, fit_rows),
+        fit_rows, val_rows = validation_split(data.strata, seed + index, share, data.groups)
+        fit = data.take(fit_rows)
+        trained_members.append(train_router(make_router(seed + index), fit.features, fit.targets,
                                             X.take(val_rows), pair.take(val_rows), scenarios))
         validation.append(val_rows)
     states: dict[int, Any] = {}

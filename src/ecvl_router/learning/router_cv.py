@@ -1,8 +1,8 @@
 """Cross-validated comparison of routing policies on one (edge, cloud) pair.
 
 Every learned router is trained inside each training fold with its recipe — ``split`` (the paper's: best
-epoch and τ on a stratified 25 % validation part of the training fold), ``oof`` (``ecvl_router.oof``) or
-``bag`` (``ecvl_router.bagging``: split-recipe members over seeds and validation parts, τ out of bag) —
+epoch and τ on a stratified 25 % validation part of the training fold), ``oof`` (``ecvl_router.learning.oof``) or
+``bag`` (``ecvl_router.learning.bagging``: split-recipe members over seeds and validation parts, τ out of bag) —
 and is scored on the test fold it never saw, next to all-at-large, all-at-small, the oracle and, on
 simulated data, the ``bayes`` policy (the simulation's true P(edge competent | visible), τ searched on
 the training fold). ``summarise`` turns the per-fold rows into means, confidence intervals, the share of
@@ -19,19 +19,20 @@ import numpy as np
 import pandas as pd
 from joblib import Parallel, delayed
 
-from ecvl_router.bagging import MEMBERS, train_bagged
-from ecvl_router.crossval import Fold, corrected_interval, headroom_share, validation_split
+from ecvl_router.learning.bagging import MEMBERS
+from ecvl_router.learning.crossval import Fold, corrected_interval, headroom_share
 from ecvl_router.data.rsd import PairView
-from ecvl_router.evaluation import evaluate_decisions, reference_decisions
+from ecvl_router.learning.evaluation import evaluate_decisions, reference_decisions
 from ecvl_router.features.features import QueryFeatures
-from ecvl_router.oof import INNER_FOLDS, RECIPES, take_targets, train_out_of_fold
+from ecvl_router.learning.oof import INNER_FOLDS
+from ecvl_router.learning.recipes import RECIPES, RecipeSettings, train_with_recipe
+from ecvl_router.learning.training_set import TrainingSet
 from ecvl_router.routers import create_router, router_class
 from ecvl_router.routers.multi import ScoreTargets
 from ecvl_router.scenarios import Scenario
-from ecvl_router.training import TrainedRouter, search_threshold, train_router
+from ecvl_router.learning.training import TrainedRouter, search_threshold
 
-CV_RECIPES: tuple[str, ...] = (*RECIPES, "bag")
-"""Recipes of a cross-validated policy: those of ``train`` and seed bagging (``ecvl_router.bagging``)."""
+"""Recipes of a cross-validated policy: those of ``train`` and seed bagging (``ecvl_router.learning.bagging``)."""
 TRIVIAL = ("all-large", "all-small")
 METRICS = ("apsp", "ca", "ail", "rcs")
 SHARES = ("apsp", "ca")
@@ -56,8 +57,8 @@ class PolicySpec:
         router, _, recipe = text.strip().partition(":")
         router_class(router)
         recipe = recipe or "split"
-        if recipe not in CV_RECIPES:
-            raise ValueError(f"unknown recipe {recipe!r} in {text!r}; recipes are {', '.join(CV_RECIPES)}")
+        if recipe not in RECIPES:
+            raise ValueError(f"unknown recipe {recipe!r} in {text!r}; recipes are {', '.join(RECIPES)}")
         return cls(router, recipe)
 
 
@@ -73,10 +74,16 @@ class CVSettings:
     members: int = MEMBERS
     """Members of the bag recipe."""
 
+    def recipe_settings(self) -> RecipeSettings:
+        """The recipes' settings these stand for."""
+        return RecipeSettings(folds=self.inner_folds, calibration=self.calibration,  # type: ignore[arg-type]
+                              fallback_z=self.fallback_z, members=self.members)
+
 
 @dataclass(frozen=True)
 class CVInputs:
-    """One pair's queries: pair view, labels, features, strata; every model's scores and the bayes probabilities if known."""
+    """One pair's queries: pair view, labels, features, strata; every model's scores, the bayes probabilities and
+    the queries' groups (each kept on one side of every split) if known."""
 
     pair: PairView
     labels: np.ndarray
@@ -84,6 +91,12 @@ class CVInputs:
     strata: np.ndarray
     targets: ScoreTargets | None = None
     bayes: np.ndarray | None = None
+    groups: np.ndarray | None = None
+
+    def training_set(self, learns_scores: bool) -> TrainingSet:
+        """All queries as a training set whose targets are every model's scores or the labels."""
+        targets = self.targets if learns_scores and self.targets is not None else self.labels
+        return TrainingSet(self.features, targets, self.labels, self.pair, self.strata, self.groups)
 
 
 def cross_validate(
@@ -156,26 +169,8 @@ def train_policy(
     learns_scores = router_class(spec.router).learns_scores
     if learns_scores and inputs.targets is None:
         raise ValueError(f"router {spec.router!r} needs every model's scores")
-
-    def targets(part: np.ndarray):
-        return take_targets(inputs.targets if learns_scores else inputs.labels, part)
-
-    if spec.recipe == "oof":
-        return train_out_of_fold(
-            make, inputs.features.take(rows), targets(rows), inputs.labels[rows], inputs.pair.take(rows), scenarios,
-            strata=inputs.strata[rows], folds=settings.inner_folds, seed=settings.seed,
-            calibration=settings.calibration, fallback_z=settings.fallback_z,  # type: ignore[arg-type]
-        )
-    if spec.recipe == "bag":
-        return train_bagged(
-            make, inputs.features.take(rows), targets(rows), inputs.labels[rows], inputs.pair.take(rows), scenarios,
-            strata=inputs.strata[rows], members=settings.members, seed=settings.seed,
-            calibration=settings.calibration,  # type: ignore[arg-type]
-        ).trained
-    fit_rows, val_rows = validation_split(inputs.strata[rows], settings.seed)
-    fit, val = rows[fit_rows], rows[val_rows]
-    return train_router(make(settings.seed), inputs.features.take(fit), targets(fit), inputs.features.take(val),
-                        inputs.pair.take(val), scenarios)
+    data = inputs.training_set(learns_scores).take(rows)
+    return train_with_recipe(spec.recipe, make, data, scenarios, seed=settings.seed, settings=settings.recipe_settings())
 
 
 def summarise(rows: pd.DataFrame, test_share: float) -> pd.DataFrame:

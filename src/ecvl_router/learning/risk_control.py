@@ -21,10 +21,10 @@ from scipy.optimize import brentq
 from scipy.special import bdtr, bdtrc, expit
 
 from ecvl_router.data.rsd import PairView
-from ecvl_router.evaluation import evaluate_decisions
+from ecvl_router.learning.evaluation import evaluate_decisions
 from ecvl_router.metrics import decisions_at
 from ecvl_router.scenarios import Scenario
-from ecvl_router.training import ALL_CLOUD_TAU, ThresholdChoice, check_probabilities, choice_at
+from ecvl_router.learning.thresholds import ALL_CLOUD_TAU, ThresholdChoice, check_probabilities, choice_at
 
 GUARANTEE_GRID: np.ndarray = np.unique(np.concatenate([np.round(np.arange(101) * 0.01, 2), expit(np.linspace(-9.2, 9.2, 921))]))
 """The tau grid of a guaranteed scenario: 0, 0.01, ..., 1 (it contains THRESHOLD_GRID) and 921 points evenly

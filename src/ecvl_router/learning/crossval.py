@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy import stats
-from sklearn.model_selection import StratifiedKFold, StratifiedShuffleSplit
+from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold, StratifiedShuffleSplit
 
 from ecvl_router.data.splits import strata_of
 
@@ -37,8 +37,11 @@ def fold_strata(sources: Sequence[str] | np.ndarray, labels: np.ndarray, n_folds
     return np.where(np.isin(strata, values[counts < n_folds]), label_only, strata)
 
 
-def repeated_stratified_folds(strata: np.ndarray, *, n_folds: int = 5, n_repeats: int = 3, seed: int = 0) -> list[Fold]:
-    """``n_repeats`` stratified ``n_folds``-fold partitions, each repetition shuffled with its own seed."""
+def repeated_stratified_folds(
+    strata: np.ndarray, *, n_folds: int = 5, n_repeats: int = 3, seed: int = 0, groups: np.ndarray | None = None
+) -> list[Fold]:
+    """``n_repeats`` stratified ``n_folds``-fold partitions, each repetition shuffled with its own seed;
+    with ``groups``, each group lies in one test fold (stratified group k-fold)."""
     if n_folds < 2:
         raise ValueError(f"cross-validation needs at least 2 folds, got {n_folds}")
     if n_repeats < 1:
@@ -49,8 +52,7 @@ def repeated_stratified_folds(strata: np.ndarray, *, n_folds: int = 5, n_repeats
         raise ValueError(f"{len(strata)} queries are too few for {n_folds} folds")
     folds = []
     for repeat in range(n_repeats):
-        splitter = StratifiedKFold(n_splits=n_folds, shuffle=True, random_state=seed + repeat)
-        for index, (train, test) in enumerate(splitter.split(np.zeros(len(strata)), pooled_strata(strata, n_folds))):
+        for index, (train, test) in enumerate(inner_folds(strata, n_folds, seed + repeat, groups)):
             folds.append(Fold(repeat, index, train, test))
     return folds
 
@@ -71,11 +73,42 @@ def pooled_strata(strata: np.ndarray, n_parts: int) -> np.ndarray:
     return pooled
 
 
-def validation_split(strata: np.ndarray, seed: int, share: float = 0.25) -> tuple[np.ndarray, np.ndarray]:
-    """A stratified (fit, validation) split of a training set's rows, ``share`` for validation (the paper's recipe)."""
-    splitter = StratifiedShuffleSplit(n_splits=1, test_size=share, random_state=seed)
-    fit, val = next(splitter.split(np.zeros(len(strata)), pooled_strata(strata, 2)))
+def validation_split(
+    strata: np.ndarray, seed: int, share: float = 0.25, groups: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """A stratified (fit, validation) split of a training set's rows, ``share`` for validation (the paper's recipe).
+
+    With ``groups``, each group lies on one side: the validation part is one fold of a stratified group
+    k-fold with k = round(1 / share), so its share is ``share`` up to the size of the groups.
+    """
+    if groups is None:
+        splitter = StratifiedShuffleSplit(n_splits=1, test_size=share, random_state=seed)
+        fit, val = next(splitter.split(np.zeros(len(strata)), pooled_strata(strata, 2)))
+    else:
+        parts = max(2, round(1 / share))
+        grouped = StratifiedGroupKFold(n_splits=parts, shuffle=True, random_state=seed)
+        fit, val = next(grouped.split(np.zeros(len(strata)), pooled_strata(strata, parts), _group_codes(groups, parts)))
     return np.sort(fit), np.sort(val)
+
+
+def inner_folds(
+    strata: np.ndarray, folds: int, seed: int, groups: np.ndarray | None = None
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Stratified (train, held-out) index pairs, each of ``groups`` (if given) on one side; strata too small
+    for ``folds`` parts are pooled."""
+    pooled = pooled_strata(strata, folds)
+    if groups is None:
+        return list(StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed).split(np.zeros(len(strata)), pooled))
+    grouped = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
+    return list(grouped.split(np.zeros(len(strata)), pooled, _group_codes(groups, folds)))
+
+
+def _group_codes(groups: np.ndarray, parts: int) -> np.ndarray:
+    """Integer codes of ``groups``; ValueError when there are fewer groups than ``parts``."""
+    names, codes = np.unique(np.asarray(groups, dtype=object).astype(str), return_inverse=True)
+    if len(names) < parts:
+        raise ValueError(f"{len(names)} groups are too few for {parts} parts that keep each group on one side")
+    return codes
 
 
 @dataclass(frozen=True)

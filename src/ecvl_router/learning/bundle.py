@@ -31,7 +31,8 @@ import numpy as np
 from ecvl_router.manifest import build_manifest, read_manifest, write_manifest
 from ecvl_router.routers import load_router
 from ecvl_router.scenarios import Scenario
-from ecvl_router.training import EpochResult, ScenarioChoice, ThresholdChoice, TrainedRouter
+from ecvl_router.learning.training import EpochResult, ScenarioChoice, TrainedRouter
+from ecvl_router.learning.thresholds import ThresholdChoice
 
 BUNDLE_FORMAT = 1
 STATES_DIR = "states"

@@ -84,7 +84,12 @@ def build_task(
 
 def score_targets(rsd: RSD, task: RoutingTask) -> ScoreTargets:
     """Every model's score on the task's queries (NaN where a model did not answer), for multi-model routers."""
+    return pair_score_targets(rsd, task.pair, mes=task.mes, rule=task.rule, k=task.k)
+
+
+def pair_score_targets(rsd: RSD, pair: PairView, *, mes: float, rule: LabelRule = "mes", k: float = 1) -> ScoreTargets:
+    """Every model's score on the queries of ``pair`` (NaN where a model did not answer), deciding for that pair."""
     table = rsd.responses.pivot_table(index="item_id", columns="model", values="score", aggfunc="first")
     models = tuple(rsd.models)
-    scores = table.reindex(index=task.pair.item_ids, columns=list(models)).to_numpy(dtype=np.float64)
-    return ScoreTargets(scores, models, task.pair.edge, task.pair.cloud, task.mes, task.rule, task.k)
+    scores = table.reindex(index=pair.item_ids, columns=list(models)).to_numpy(dtype=np.float64)
+    return ScoreTargets(scores, models, pair.edge, pair.cloud, mes, rule, k)
