@@ -32,7 +32,8 @@ FROM ${PYTHON_IMAGE}
 ARG UID=10001
 RUN groupadd --gid "$UID" ecvl \
  && useradd --uid "$UID" --gid ecvl --home-dir /var/lib/ecvl-router --no-create-home --shell /usr/sbin/nologin ecvl \
- && mkdir -p /etc/ecvl-router /var/lib/ecvl-router/bundle /var/lib/ecvl-router/data /var/lib/ecvl-router/log /var/cache/ecvl-router \
+ && mkdir -p /etc/ecvl-router /var/lib/ecvl-router/bundle /var/lib/ecvl-router/data /var/lib/ecvl-router/log \
+    /var/lib/ecvl-router/capture /var/cache/ecvl-router \
  && chown -R ecvl:ecvl /var/lib/ecvl-router /var/cache/ecvl-router
 COPY --from=build /opt/ecvl-router /opt/ecvl-router
 COPY deploy/gateway.yaml /etc/ecvl-router/gateway.yaml

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, get_args
 from urllib.parse import urlsplit
 
 import typer
@@ -163,11 +163,12 @@ def env_fields(model: type, prefix: str = "") -> Iterator[str]:
     from pydantic import BaseModel
 
     for name, field in model.model_fields.items():  # type: ignore[attr-defined]
-        annotation = field.annotation
         if name.endswith("_env"):
             yield prefix + name
-        elif isinstance(annotation, type) and issubclass(annotation, BaseModel):
-            yield from env_fields(annotation, f"{prefix}{name}.")
+            continue
+        for annotation in (field.annotation, *get_args(field.annotation)):  # a section, or an optional one
+            if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+                yield from env_fields(annotation, f"{prefix}{name}.")
 
 
 def named_variables(config: Any) -> set[str]:
@@ -178,7 +179,7 @@ def named_variables(config: Any) -> set[str]:
     for dotted in env_fields(GatewayConfig):
         value: Any = config
         for part in dotted.split("."):
-            value = getattr(value, part)
+            value = getattr(value, part, None)
         if value:
             found.add(value)
     return found

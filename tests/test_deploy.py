@@ -276,11 +276,11 @@ def test_compose_runs_redis_for_state_shared_by_replicas(compose: dict[str, Any]
     assert compose["services"]["gateway"]["depends_on"]["redis"]["condition"] == "service_healthy"
 
 
-@pytest.mark.skipif("stickiness" not in GatewayConfig.model_fields, reason="the gateway's configuration has no stickiness store yet")
 def test_compose_gateway_keeps_conversations_in_its_redis(compose: dict[str, Any]) -> None:
-    stickiness = image_gateway_config().stickiness  # type: ignore[attr-defined]
-    url = urlsplit(stickiness.url)
-    assert stickiness.store == "redis" and url.hostname == "redis" and url.port == 6379
+    stickiness = image_gateway_config().stickiness
+    url = urlsplit(stickiness.url or "")
+    assert stickiness.store == "redis" and url.hostname in compose["services"] and url.port == 6379
+    assert compose["services"][url.hostname]["image"].startswith("redis:")
 
 
 # --- the dashboard ---------------------------------------------------------------------------------------
@@ -307,7 +307,7 @@ def test_dashboard_queries_name_exported_metrics_and_their_labels() -> None:
 def test_dashboard_shows_decisions_edge_share_latency_split_and_fallbacks() -> None:
     queries = "\n".join(dashboard_queries())
     for needed in ("ecvl_router_decision_seconds_count", 'ecvl_router_requests_total{route="edge"}', "ecvl_router_decision_seconds_bucket",
-                   "ecvl_router_backend_seconds_bucket", "ecvl_router_fallbacks_total"):
+                   "ecvl_router_backend_seconds_bucket", "ecvl_router_fallbacks_total", "ecvl_router_conversation_lookups_total"):
         assert needed in queries, needed
 
 
@@ -470,20 +470,28 @@ def test_chart_workers_reach_the_command_line() -> None:
     assert parse_cli(container["args"]).params["workers"] == 3
 
 
-def test_chart_redis_is_optional_and_its_url_names_its_service() -> None:
-    documents = render({"redis": {"enabled": True}})
+def test_chart_redis_is_optional_and_keeps_the_conversations_of_all_replicas() -> None:
+    documents = render({"redis": {"enabled": True}, "config": {"stickiness": {"ttl_s": 600}}})
     services = {service["metadata"]["name"]: service for service in kinds(documents)["Service"]}
-    (configmap,) = kinds(documents)["ConfigMap"]
-    url = urlsplit(yaml.safe_load(configmap["data"]["gateway.yaml"])["stickiness"]["url"])
+    stickiness = configured(documents).stickiness
+    assert (stickiness.store, stickiness.ttl_s) == ("redis", 600)
+    url = urlsplit(stickiness.url or "")
     assert url.scheme == "redis" and url.port == services[url.hostname]["spec"]["ports"][0]["port"]
     redis = [d for d in kinds(documents)["Deployment"] if d is not gateway_deployment(documents)]
     assert len(redis) == 1 and services[url.hostname]["spec"]["selector"].items() <= redis[0]["spec"]["template"]["metadata"]["labels"].items()
-    assert "stickiness" not in yaml.safe_load(kinds(render())["ConfigMap"][0]["data"]["gateway.yaml"])
+    assert configured(render()).stickiness.store == "memory"
 
 
-@pytest.mark.skipif("stickiness" not in GatewayConfig.model_fields, reason="the gateway's configuration has no stickiness store yet")
-def test_chart_redis_configuration_is_a_gateway_configuration() -> None:
-    assert configured(render({"redis": {"enabled": True}})).stickiness.store == "redis"  # type: ignore[attr-defined]
+def test_chart_capture_store_lies_on_a_writable_volume_per_pod() -> None:
+    documents = render({"config": {"capture": {"dir": "/var/lib/ecvl-router/capture", "sample": 0.05}}})
+    config = configured(documents)
+    assert config.capture is not None
+    pod = gateway_deployment(documents)["spec"]["template"]["spec"]
+    (mount,) = [m for path, m in volume_mounts(pod["containers"][0]).items() if within(config.capture.dir, path)]
+    assert not mount.get("readOnly")
+    assert [v for v in pod["volumes"] if v["name"] == mount["name"]] == [{"name": mount["name"], "emptyDir": {}}]
+    created = " ".join(rest for instruction, rest in dockerfile() if instruction == "RUN")
+    assert mount["mountPath"] in created, "the image creates the folder, so that a new volume takes its owner"
 
 
 def test_chart_resources_cite_benchmarks_that_exist() -> None:
