@@ -13,6 +13,7 @@ from typing import Any, Self, TypeVar
 import httpx
 from pydantic import BaseModel, Field, ValidationError, field_validator
 
+from ecvl_router.features.onnx_cache import EncoderEngine
 from ecvl_router.config import STRICT, ConfigError, check_variable_name, key_from_environment, keys_from_environment, read_yaml, validation_message
 from ecvl_router.openai_http.retry import RetryPolicy
 
@@ -126,6 +127,15 @@ class EmbeddingCachePolicy(BaseModel):
         return int(self.max_mb * 2**20)
 
 
+class EncoderRuntimePolicy(BaseModel):
+    """Where the encoders run: by default in ONNX Runtime, exported from the bundle's torch encoders on first start."""
+
+    model_config = STRICT
+
+    engine: EncoderEngine = Field("auto", description="auto: ONNX Runtime when installed and its export verifies, else torch; onnx; torch")
+    cache_dir: Path | None = Field(None, description="folder of the exports; default: $ECVL_ROUTER_CACHE/onnx or ~/.cache/ecvl-router/onnx")
+
+
 class GatewayConfig(BaseModel):
     """Everything ``ecvl-router serve`` needs; relative paths are taken relative to the YAML file."""
 
@@ -148,6 +158,7 @@ class GatewayConfig(BaseModel):
     decision_log: Path | None = Field(None, description="JSON-lines file, one record per routed request")
     batching: BatchingPolicy = Field(default_factory=BatchingPolicy)
     embedding_cache: EmbeddingCachePolicy = Field(default_factory=EmbeddingCachePolicy)
+    encoder_runtime: EncoderRuntimePolicy = Field(default_factory=EncoderRuntimePolicy)
     study: dict[str, Any] | None = Field(
         None, description="an online study's section, read by ecvl_router.study (docs/study.md); the gateway ignores it"
     )
@@ -174,6 +185,8 @@ class GatewayConfig(BaseModel):
             update["encoders"] = folder / self.encoders
         if self.decision_log is not None:
             update["decision_log"] = folder / self.decision_log
+        if self.encoder_runtime.cache_dir is not None:
+            update["encoder_runtime"] = self.encoder_runtime.model_copy(update={"cache_dir": folder / self.encoder_runtime.cache_dir})
         return update
 
 
