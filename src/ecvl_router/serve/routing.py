@@ -131,7 +131,8 @@ class QueryRouter:
         if encoders is not None and not recorded:
             raise BundleError(f"{bundle}/manifest.json: records no encoder identities, so it can be served with its own encoders only")
         runtime = encoder_runtime or EncoderRuntimePolicy()
-        identities = (recorded["text_encoder"], recorded["image_encoder"]) if {"text_encoder", "image_encoder"} <= set(recorded) else None
+        own = encoders is None and {"text_encoder", "image_encoder"} <= set(recorded)  # then a cached export is found by them
+        identities = (recorded["text_encoder"], recorded["image_encoder"]) if own else None
         extractor = serving_extractor(encoders or settings, engine=runtime.engine, identities=identities,
                                       cache_dir=runtime.cache_dir or default_cache_dir() / "onnx")
         for kind, encoder in (("text", extractor.text_encoder), ("image", extractor.image_encoder)):
