@@ -65,7 +65,7 @@ def main() -> None:
     add_load_arguments(parser)
     parser.add_argument("--rounds", type=int, default=3, help="rounds of every load on both gateways")
     parser.add_argument("--sample", type=float, default=0.05, help="the capturing gateway's capture.sample")
-    parser.add_argument("--variant", default="torch+cache", choices=VARIANTS, help="encoder variant of both gateways")
+    parser.add_argument("--variant", default="default", choices=VARIANTS, help="encoder variant of both gateways")
     args = parser.parse_args()
     loads: list[Load] = [("closed", float(level)) for level in args.concurrency.split(",") if level]
     loads += [("open", float(rate)) for rate in args.rates.split(",") if rate]
@@ -79,7 +79,7 @@ def main() -> None:
             for role, model in (("edge", EDGE), ("cloud", CLOUD)):
                 processes.append(start(["backend-sim", "--data", str(data), "--model", model, "--port", str(ports[role]),
                                         "--latency-scale", "0"], f"http://127.0.0.1:{ports[role]}/healthz", work / f"{role}.log"))
-            plain = gateway_config(work, args.variant, bundle, args.onnx, ports, args)
+            plain = gateway_config(work, args.variant, bundle, ports, args)
             capturing_port = free_port()
             captured = capture_config(plain, work / "capture", args.sample, capturing_port)
             urls = {"off": f"http://127.0.0.1:{ports['gateway']}", "capture": f"http://127.0.0.1:{capturing_port}"}

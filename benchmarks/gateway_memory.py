@@ -39,8 +39,8 @@ def main() -> None:
         processes = [start(["backend-sim", "--data", str(data), "--model", model, "--port", str(ports[role]), "--latency-scale", "0"],
                            f"http://127.0.0.1:{ports[role]}/healthz", work / f"{role}.log") for role, model in (("edge", EDGE), ("cloud", CLOUD))]
         try:
-            settings = argparse.Namespace(max_batch=16, max_wait_ms=2.0)
-            config = gateway_config(work, "torch+cache", bundle, None, ports, settings)
+            settings = argparse.Namespace(max_batch=None, max_wait_ms=None, onnx_cache=work / "onnx")
+            config = gateway_config(work, "default", bundle, ports, settings)
             url = f"http://127.0.0.1:{ports['gateway']}"
             gateway = start(["serve", "--config", str(config)], url + "/healthz", work / "gateway.log")
             processes.append(gateway)

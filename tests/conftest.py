@@ -1,8 +1,10 @@
-"""Shared fixtures: a tiny, hand-written Response Score Dataset in the interchange format."""
+"""Shared fixtures: a tiny, hand-written Response Score Dataset in the interchange format, and a private cache folder."""
 
 from __future__ import annotations
 
 import json
+import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -32,6 +34,20 @@ def write_tiny_rsd(root: Path, *, score_max: float = 10) -> Path:
     (root / "items.jsonl").write_text("".join(json.dumps(r) + "\n" for r in items))
     (root / "responses.jsonl").write_text("".join(json.dumps(r) + "\n" for r in responses))
     return root
+
+
+@pytest.fixture(scope="session", autouse=True)
+def private_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """``$ECVL_ROUTER_CACHE`` in a temporary folder for the whole session: what the tests cache (embeddings, the
+    encoders' ONNX exports) never lands in the user's cache, and every session starts empty."""
+    folder = tmp_path_factory.mktemp("ecvl-router-cache")
+    before = os.environ.get("ECVL_ROUTER_CACHE")
+    os.environ["ECVL_ROUTER_CACHE"] = str(folder)
+    yield folder
+    if before is None:
+        os.environ.pop("ECVL_ROUTER_CACHE", None)
+    else:
+        os.environ["ECVL_ROUTER_CACHE"] = before
 
 
 @pytest.fixture

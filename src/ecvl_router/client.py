@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Self
 
 from ecvl_router.features.extractor import ExtractorSettings
 from ecvl_router.features.imaging import ImageInput
-from ecvl_router.serve.config import BatchingPolicy, EmbeddingCachePolicy, GatewayConfig, load_gateway_config
+from ecvl_router.serve.config import BatchingPolicy, EmbeddingCachePolicy, EncoderRuntimePolicy, GatewayConfig, load_gateway_config
 from ecvl_router.serve.errors import GatewayError
 from ecvl_router.serve.gateway import Gateway
 from ecvl_router.serve.routing import Decision, QueryRouter
@@ -46,13 +46,15 @@ class _RouterCore:
             raise ValueError("give both edge and cloud backends (for chat), or neither (for decide only)")
         batching = BatchingPolicy.model_validate(policies.get("batching") or {})
         embedding_cache = EmbeddingCachePolicy.model_validate(policies.get("embedding_cache") or {})
+        encoder_runtime = EncoderRuntimePolicy.model_validate(policies.get("encoder_runtime") or {})
         self.config = (
             GatewayConfig(bundle=Path(bundle), edge=edge, cloud=cloud, default_scenario=default_scenario, **policies)
             if edge is not None
             else None
         )
         encoders = ExtractorSettings.from_yaml(Path(policies["encoders"])) if policies.get("encoders") else None
-        self.router = QueryRouter.from_bundle(Path(bundle), batching=batching, embedding_cache=embedding_cache, encoders=encoders)
+        self.router = QueryRouter.from_bundle(Path(bundle), batching=batching, embedding_cache=embedding_cache, encoders=encoders,
+                                              encoder_runtime=encoder_runtime)
         self.router.warm_up()
         self.default_scenario = default_scenario or next(iter(self.router.scenarios))
         self._check_scenario(self.default_scenario)
@@ -62,7 +64,8 @@ class _RouterCore:
         """A client routing like the gateway configured by ``config`` (a GatewayConfig or a YAML file)."""
         if not isinstance(config, GatewayConfig):
             config = load_gateway_config(Path(config))
-        policies = config.model_dump(include={"limits", "images", "fallback", "stickiness", "decision_log", "batching", "embedding_cache", "encoders"})
+        policies = config.model_dump(include={"limits", "images", "fallback", "stickiness", "decision_log", "batching", "embedding_cache", "encoders",
+                                             "encoder_runtime"})
         return cls(config.bundle, edge=config.edge.model_dump(), cloud=config.cloud.model_dump(),
                    default_scenario=config.default_scenario, **policies)
 
@@ -97,7 +100,7 @@ class AsyncRouterClient(_RouterCore):
 
     ``edge`` and ``cloud`` are backend settings as in the gateway YAML (``base_url``, ``model``,
     ``api_key_env``, ...); further keyword arguments set the gateway policies (``fallback``,
-    ``stickiness``, ``images``, ``limits``, ``decision_log``, ``batching``, ``embedding_cache``, ``encoders``).
+    ``stickiness``, ``images``, ``limits``, ``decision_log``, ``batching``, ``embedding_cache``, ``encoders``, ``encoder_runtime``).
     Concurrent ``decide`` calls are micro-batched like the gateway's decisions.
     """
 

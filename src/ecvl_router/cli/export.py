@@ -26,9 +26,8 @@ def export_encoders(
 ) -> None:
     """Export the encoders to ONNX Runtime (optionally int8) and verify embeddings and decisions against torch."""
     from ecvl_router.learning.bundle import BundleError, load_bundle
-    from ecvl_router.features.extractor import ExtractorSettings, FeatureExtractor
-    from ecvl_router.features.onnx_encoders import OnnxImageEncoder, OnnxTextEncoder
-    from ecvl_router.features.onnx_export import embedding_agreement, export_encoders as write_export, mark_verified
+    from ecvl_router.features.extractor import ExtractorSettings
+    from ecvl_router.features.onnx_export import embedding_agreement, export_encoders as write_export, exported_extractor, mark_verified
     from ecvl_router.learning.runs import SPLIT_FILE
 
     if out.exists() and not force:
@@ -58,8 +57,7 @@ def export_encoders(
     partial = out.with_name(out.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
     record = write_export(torch_extractor, partial, int8=int8, settings=settings.model_dump(mode="json"))
-    threads = settings.branch_threads
-    onnx_extractor = FeatureExtractor(OnnxTextEncoder(partial, record["text"], threads), OnnxImageEncoder(partial, record["image"], threads))  # type: ignore[arg-type]
+    onnx_extractor = exported_extractor(partial, record, settings.branch_threads)
     reference, candidate = torch_extractor.extract(questions, images, ids), onnx_extractor.extract(questions, images, ids)
     verification: dict[str, object] = embedding_agreement(reference, candidate)
     passed = min(verification["text_cosine_min"], verification["image_cosine_min"]) >= min_cosine  # type: ignore[type-var]
@@ -74,7 +72,6 @@ def export_encoders(
         shutil.rmtree(partial, ignore_errors=True)
         fail(f"the ONNX encoders differ from torch beyond --min-cosine {min_cosine:g} / --min-agreement {min_agreement:g}; nothing written")
     mark_verified(partial, verification)
-    (partial / "encoders.yaml").write_text("# ONNX encoders: use with --encoders, or `encoders:` in the gateway configuration\nonnx: .\n", encoding="utf-8")
     if out.exists():
         shutil.rmtree(out)
     partial.rename(out)

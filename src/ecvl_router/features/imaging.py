@@ -60,10 +60,10 @@ def normalised_batch(
     antialiasing, no crop: the content at the borders is kept; the aspect ratio is among the
     statistics), scaled to [0, 1] and normalised with ``mean``/``std``.
     """
-    pixels = np.stack(
-        [np.asarray(to_rgb(image).resize((size, size), Image.BILINEAR), dtype=np.float32) for image in images]
-    )
+    resized = np.stack([np.asarray(to_rgb(image).resize((size, size), Image.BILINEAR)) for image in images])
     scale = np.float32(1.0 / 255.0) / np.asarray(std, dtype=np.float32)
     offset = np.asarray(mean, dtype=np.float32) / np.asarray(std, dtype=np.float32)
-    pixels = pixels * scale - offset
-    return pixels.transpose(0, 3, 1, 2)
+    rows = resized.reshape(len(images) * size, size * 3).astype(np.float32)  # one image row per array row, RGBRGB...
+    rows *= np.tile(scale, size)  # in place, per channel; a row-long inner loop instead of numpy's slow 3-wide one
+    rows -= np.tile(offset, size)
+    return rows.reshape(len(images), size, size, 3).transpose(0, 3, 1, 2)

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, ImageDraw
 
 from ecvl_router.features.extractor import FeatureExtractor
 from ecvl_router.features.features import QueryFeatures
@@ -82,11 +82,20 @@ def _export(module: torch.nn.Module, inputs: tuple[torch.Tensor, ...], path: Pat
         float_copy.unlink()
 
 
+def exported_extractor(out: Path, record: dict[str, Any], threads: int) -> FeatureExtractor:
+    """The encoders of an export just written to ``out`` (``record``: its export.json), loaded to verify it."""
+    from ecvl_router.features.onnx_encoders import OnnxImageEncoder, OnnxTextEncoder
+
+    return FeatureExtractor(OnnxTextEncoder(out, record["text"], threads), OnnxImageEncoder(out, record["image"], threads))  # type: ignore[arg-type]
+
+
 def mark_verified(out: Path, verification: dict[str, Any]) -> None:
-    """Record the verification in ``export.json``; a passed one makes the export loadable."""
+    """Record the verification in ``export.json`` (a passed one makes the export loadable) and write the
+    ``encoders.yaml`` that names the export."""
     record = json.loads((out / EXPORT_FILE).read_text(encoding="utf-8"))
     record["verification"] = verification
     write_json_atomic(out / EXPORT_FILE, record)
+    (out / "encoders.yaml").write_text("# ONNX encoders: use with --encoders, or `encoders:` in the gateway configuration\nonnx: .\n", encoding="utf-8")
 
 
 def row_cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -107,4 +116,55 @@ def embedding_agreement(reference: QueryFeatures, candidate: QueryFeatures) -> d
         "text_cosine_mean": float(text.mean()),
         "image_cosine_min": float(image.min()) if len(image) else 1.0,
         "image_cosine_mean": float(image.mean()) if len(image) else 1.0,
+    }
+
+
+def probe_queries() -> tuple[list[str], list[Image.Image | None]]:
+    """Synthetic queries that exercise what an export can get wrong: questions from one word to about a hundred tokens
+    (dynamic sequence length, padding in a batch), symbols and other scripts, and images of several sizes, aspect
+    ratios and modes."""
+    rng = np.random.default_rng(0)
+    long_question = " ".join(["which of the four coloured bars shows the largest value"] * 6)
+    questions = [
+        "Why?",
+        "In the chart on the left, which of the four coloured bars shows the largest value for the year 2019, and by "
+        "how many units does it exceed the smallest bar in that group?",
+        "Combien de triangles voit-on ? ∠ABC = 30°, √2 ≈ 1.41, 三角形\nAnswer with a number.",
+        long_question,
+        "How many red circles are there?",
+        "Read the text in the image.",
+        "What is 2 + 2?",
+    ]
+
+    def scene(width: int, height: int) -> Image.Image:
+        image = Image.fromarray(rng.integers(0, 255, size=(height, width, 3), dtype=np.uint8))
+        draw = ImageDraw.Draw(image)
+        for _ in range(12):
+            x, y, r = int(rng.integers(0, width)), int(rng.integers(0, height)), int(rng.integers(4, 40))
+            draw.ellipse((x - r, y - r, x + r, y + r), fill=tuple(int(c) for c in rng.integers(0, 255, size=3)))
+        draw.text((4, 4), "2019: 42", fill=(0, 0, 0))
+        return image
+
+    images: list[Image.Image | None] = [
+        scene(448, 448),
+        scene(640, 360),
+        scene(200, 500).convert("L"),
+        scene(300, 300).convert("RGBA"),
+        scene(96, 64).convert("P"),
+        scene(1000, 120),
+        None,
+    ]
+    return questions, images
+
+
+def probe_agreement(reference: FeatureExtractor, candidate: FeatureExtractor) -> dict[str, float]:
+    """:func:`embedding_agreement` of two extractors on :func:`probe_queries`, all in one batch and one by one
+    (the lower figure of the two for each entry)."""
+    questions, images = probe_queries()
+    ids = [f"probe-{row}" for row in range(len(questions))]
+    together = embedding_agreement(reference.extract(questions, images, ids), candidate.extract(questions, images, ids))
+    alone = [embedding_agreement(reference.extract_live([q], [i]), candidate.extract_live([q], [i])) for q, i in zip(questions, images)]
+    return {
+        key: (value if key in ("queries", "images") else min([value, *(part[key] for part in alone)]))
+        for key, value in together.items()
     }

@@ -75,8 +75,8 @@ def is_grayscale(image: Image.Image) -> bool:
     factor = math.ceil(max(rgb.size) / _GRAYSCALE_CHECK_SIDE)
     if factor > 1:
         rgb = rgb.reduce(factor)
-    pixels = np.asarray(rgb)
-    spread = pixels.max(axis=2) - pixels.min(axis=2)
+    red, green, blue = np.moveaxis(np.asarray(rgb), 2, 0)  # per-channel planes: much faster than reducing over axis 2
+    spread = np.maximum(np.maximum(red, green), blue) - np.minimum(np.minimum(red, green), blue)
     return bool(np.count_nonzero(spread > _GRAYSCALE_TOLERANCE) <= _GRAYSCALE_OUTLIERS * spread.size)
 
 

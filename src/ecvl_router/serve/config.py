@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 import httpx
 from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
+from ecvl_router.features.onnx_cache import EncoderEngine
 from ecvl_router.config import STRICT, ConfigError, check_variable_name, key_from_environment, keys_from_environment, read_yaml, validation_message
 from ecvl_router.openai_http.retry import RetryPolicy
 
@@ -204,6 +205,15 @@ class CapturePolicy(BaseModel):
     shadow_concurrency: int = Field(4, ge=1, description="shadow calls in flight at most")
 
 
+class EncoderRuntimePolicy(BaseModel):
+    """Where the encoders run: by default in ONNX Runtime, exported from the bundle's torch encoders on first start."""
+
+    model_config = STRICT
+
+    engine: EncoderEngine = Field("auto", description="auto: ONNX Runtime when installed and its export verifies, else torch; onnx; torch")
+    cache_dir: Path | None = Field(None, description="folder of the exports; default: $ECVL_ROUTER_CACHE/onnx or ~/.cache/ecvl-router/onnx")
+
+
 class GatewayConfig(BaseModel):
     """Everything ``ecvl-router serve`` needs; relative paths are taken relative to the YAML file."""
 
@@ -227,6 +237,7 @@ class GatewayConfig(BaseModel):
     batching: BatchingPolicy = Field(default_factory=BatchingPolicy)
     embedding_cache: EmbeddingCachePolicy = Field(default_factory=EmbeddingCachePolicy)
     capture: CapturePolicy | None = Field(None, description="capture for training data and feedback; null: none")
+    encoder_runtime: EncoderRuntimePolicy = Field(default_factory=EncoderRuntimePolicy)
     study: dict[str, Any] | None = Field(
         None, description="an online study's section, read by ecvl_router.study (docs/study.md); the gateway ignores it"
     )
@@ -255,6 +266,8 @@ class GatewayConfig(BaseModel):
             update["decision_log"] = folder / self.decision_log
         if self.capture is not None:
             update["capture"] = self.capture.model_copy(update={"dir": folder / self.capture.dir})
+        if self.encoder_runtime.cache_dir is not None:
+            update["encoder_runtime"] = self.encoder_runtime.model_copy(update={"cache_dir": folder / self.encoder_runtime.cache_dir})
         return update
 
 

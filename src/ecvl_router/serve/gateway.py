@@ -152,7 +152,8 @@ class Gateway:
     def from_config(cls, config: GatewayConfig, *, metrics: GatewayMetrics | None = None) -> Gateway:
         """Load the bundle and its encoders, warm them up, and build the gateway (which closes the router)."""
         encoders = ExtractorSettings.from_yaml(config.encoders) if config.encoders is not None else None
-        router = QueryRouter.from_bundle(config.bundle, batching=config.batching, embedding_cache=config.embedding_cache, encoders=encoders)
+        router = QueryRouter.from_bundle(config.bundle, batching=config.batching, embedding_cache=config.embedding_cache, encoders=encoders,
+                                         encoder_runtime=config.encoder_runtime)
         router.warm_up()
         gateway = cls(config, router, metrics=metrics)
         gateway.owns_router = True

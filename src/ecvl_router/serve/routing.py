@@ -18,7 +18,7 @@ from ecvl_router.features.imaging import ImageInput, open_image
 from ecvl_router.features.memory_cache import CacheCounts, MemoryEmbeddingCache
 from ecvl_router.scenarios import Scenario
 from ecvl_router.serve.batching import MicroBatcher
-from ecvl_router.serve.config import BatchingPolicy, EmbeddingCachePolicy
+from ecvl_router.serve.config import BatchingPolicy, EmbeddingCachePolicy, EncoderRuntimePolicy
 from ecvl_router.serve.conversation import Route
 from ecvl_router.learning.training import TrainedRouter
 
@@ -109,13 +109,18 @@ class QueryRouter:
         batching: BatchingPolicy | None = None,
         embedding_cache: EmbeddingCachePolicy | None = None,
         encoders: ExtractorSettings | None = None,
+        encoder_runtime: EncoderRuntimePolicy | None = None,
     ) -> QueryRouter:
         """Load a run folder written by ``ecvl-router train`` and the encoders its manifest names.
 
         ``encoders`` replaces them, e.g. by their verified ONNX export; encoders that are neither the bundle's
         nor verified stand-ins for them are a BundleError (a router is never fed another encoder's embeddings).
+        ``encoder_runtime`` chooses where torch encoders run (default: their ONNX export where ONNX Runtime is
+        installed, exported on first use; see :func:`~ecvl_router.features.onnx_cache.serving_extractor`).
         """
+        from ecvl_router.features.onnx_cache import serving_extractor
         from ecvl_router.learning.bundle import BundleError, load_bundle
+        from ecvl_router.learning.runs import default_cache_dir
 
         trained = load_bundle(Path(bundle))
         try:
@@ -125,7 +130,11 @@ class QueryRouter:
         recorded = trained.manifest["settings"].get("features") or {}
         if encoders is not None and not recorded:
             raise BundleError(f"{bundle}/manifest.json: records no encoder identities, so it can be served with its own encoders only")
-        extractor = FeatureExtractor.from_settings(encoders or settings)
+        runtime = encoder_runtime or EncoderRuntimePolicy()
+        own = encoders is None and {"text_encoder", "image_encoder"} <= set(recorded)  # then a cached export is found by them
+        identities = (recorded["text_encoder"], recorded["image_encoder"]) if own else None
+        extractor = serving_extractor(encoders or settings, engine=runtime.engine, identities=identities,
+                                      cache_dir=runtime.cache_dir or default_cache_dir() / "onnx")
         for kind, encoder in (("text", extractor.text_encoder), ("image", extractor.image_encoder)):
             trained_on = recorded.get(f"{kind}_encoder", encoder.identity)
             if trained_on not in (encoder.identity, getattr(encoder, "source_identity", None)):
