@@ -18,6 +18,7 @@ if TYPE_CHECKING:  # the server's modules load when a server starts, not for --h
     from fastapi import APIRouter
 
     from ecvl_router.serve.gateway import Gateway
+    from ecvl_router.serve.reload import Hangups
     from ecvl_router.study.config import StudyConfig
 
 
@@ -51,18 +52,29 @@ def serve(
     if workers > 1:
         serve_workers(config, workers, host, port, port_file, timeout=timeout, graceful_timeout=graceful_timeout)
         return
+    from ecvl_router.serve.reload import Hangups
+
+    hangups = Hangups()
+    hangups.install()  # from now on: a SIGHUP while the bundle loads reloads it once the gateway serves
+    try:
+        serve_one(config, host, port, port_file, hangups, graceful_timeout=graceful_timeout)
+    finally:
+        hangups.uninstall()
+
+
+def serve_one(config: Path, host: str | None, port: int | None, port_file: Path | None, hangups: Hangups, *,
+              graceful_timeout: int) -> None:
+    """``serve``: the gateway (and a study's routes) in this process, reloading its bundle on ``hangups``."""
     from ecvl_router.learning.bundle import BundleError
     from ecvl_router.config import ConfigError
     from ecvl_router.features.onnx_encoders import OnnxExportError
     from ecvl_router.features.weights import WeightsIntegrityError, WeightsNotFoundError
     from ecvl_router.serve.app import create_app
     from ecvl_router.serve.gateway import Gateway
-    from ecvl_router.serve.reload import Hangups, Reloader
+    from ecvl_router.serve.reload import Reloader
     from ecvl_router.study.config import load_study_gateway_config
     from ecvl_router.study.store import StoreError
 
-    hangups = Hangups()
-    hangups.install()
     try:
         settings = load_study_gateway_config(config)
         err_console.print(f"loading the router bundle {plain(settings.bundle)} and its encoders …")

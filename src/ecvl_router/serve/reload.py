@@ -56,10 +56,15 @@ class Hangups:
     def __init__(self) -> None:
         self.pending = False
         self._deliver: Callable[[], None] | None = None
+        self._previous: Any = None
 
     def install(self) -> None:
-        """Catch SIGHUP in this process (main thread only)."""
-        signal.signal(signal.SIGHUP, self._caught)
+        """Catch SIGHUP in this process (main thread only) until :meth:`uninstall`."""
+        self._previous = signal.signal(signal.SIGHUP, self._caught)
+
+    def uninstall(self) -> None:
+        """Give SIGHUP back to the handler it had before :meth:`install`."""
+        signal.signal(signal.SIGHUP, self._previous)
 
     def attach(self, callback: Callable[[], None]) -> None:
         """Call ``callback`` on the running event loop for every SIGHUP, and now for one that came before."""

@@ -120,8 +120,8 @@ class QueryRouter:
         """
         from ecvl_router.learning.bundle import BundleError, bundle_digest, load_bundle
 
-        digest = bundle_digest(Path(bundle))
         trained = load_bundle(Path(bundle))
+        digest = bundle_digest(Path(bundle))
         try:
             settings = ExtractorSettings(**trained.manifest["settings"]["extractor"])
         except (KeyError, TypeError) as exc:
