@@ -16,6 +16,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -254,3 +255,19 @@ class Load:
             if time.monotonic() > deadline:
                 raise RuntimeError(f"fewer than {count} answers within {timeout} s")
             time.sleep(0.05)
+
+
+@pytest.fixture(scope="module")
+def sim_backends(demo_data: Path) -> Iterator[dict[str, str]]:
+    """The demo's edge and cloud models served by backend-sim without delays on 127.0.0.1: their /v1 URLs by role."""
+    from ecvl_router.serve.backend_sim import SimulatedModel, create_backend_sim_app
+
+    servers = {role: ThreadServer(create_backend_sim_app(SimulatedModel.from_dataset(demo_data, model), latency_scale=0)).start()
+               for role, model in (("edge", EDGE), ("cloud", CLOUD))}
+    yield {role: server.url + "/v1" for role, server in servers.items()}
+    for server in servers.values():
+        server.stop()
+
+
+QUALITY_REQUEST = {"model": "ecvl-router:quality", "messages": [{"role": "user", "content": "What is the colour of the sky?"}]}
+"""Routed to the cloud by ``tiny_bundle`` (quality tau 1), to the edge by a variant pinned at quality tau 0."""

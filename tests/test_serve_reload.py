@@ -21,18 +21,16 @@ from PIL import Image
 
 from ecvl_router.learning.bundle import bundle_digest
 from ecvl_router.serve.app import create_app
-from ecvl_router.serve.backend_sim import SimulatedModel, create_backend_sim_app
 from ecvl_router.serve.config import load_gateway_config
 from ecvl_router.serve.gateway import Gateway
 from ecvl_router.serve.reload import Reloader
 from ecvl_router.serve.routing import QueryRouter
 from tests.serve_support import (  # noqa: F401
-    CLOUD, EDGE, Load, ThreadServer, broken_bundle, bundle_variant, demo_data, image_message, metric_values, tiny_bundle,
+    QUALITY_REQUEST, Load, ThreadServer, broken_bundle, bundle_variant, demo_data, image_message, metric_values, sim_backends,
+    tiny_bundle,
 )
 
 ADMIN_KEY, CLIENT_KEY = "admin-key-0123", "client-key-4567"
-QUALITY = {"model": "ecvl-router:quality", "messages": [{"role": "user", "content": "What is the colour of the sky?"}]}
-"""Routed to the cloud by the tiny bundle (quality tau 1), to the edge by its 'edge-quality' variant (tau 0)."""
 
 
 @pytest.fixture(scope="module")
@@ -44,15 +42,6 @@ def bundles(tiny_bundle: Path, tmp_path_factory: pytest.TempPathFactory) -> dict
         "broken": broken_bundle(tiny_bundle, root / "broken"),
         "other-pair": bundle_variant(tiny_bundle, root / "other-pair", edge_model="another-edge-model"),
     }
-
-
-@pytest.fixture(scope="module")
-def backends(demo_data: Path) -> Iterator[dict[str, str]]:
-    servers = {role: ThreadServer(create_backend_sim_app(SimulatedModel.from_dataset(demo_data, model), latency_scale=0)).start()
-               for role, model in (("edge", EDGE), ("cloud", CLOUD))}
-    yield {role: server.url + "/v1" for role, server in servers.items()}
-    for server in servers.values():
-        server.stop()
 
 
 @pytest.fixture
@@ -88,14 +77,14 @@ def client_headers() -> dict[str, str]:
     return {"Authorization": f"Bearer {CLIENT_KEY}"}
 
 
-def test_every_answer_names_the_bundle_that_decided(bundles, backends, keys, tmp_path: Path) -> None:
+def test_every_answer_names_the_bundle_that_decided(bundles, sim_backends, keys, tmp_path: Path) -> None:
     digest = bundle_digest(bundles["cloud-quality"])
     assert len(digest) == 12 and int(digest, 16) >= 0
-    with gateway_on(write_config(tmp_path / "gateway.yaml", bundles["cloud-quality"], backends)) as (server, _):
+    with gateway_on(write_config(tmp_path / "gateway.yaml", bundles["cloud-quality"], sim_backends)) as (server, _):
         client = openai.OpenAI(base_url=server.url + "/v1", api_key=CLIENT_KEY, max_retries=0, timeout=60)
-        raw = client.chat.completions.with_raw_response.create(**QUALITY)
+        raw = client.chat.completions.with_raw_response.create(**QUALITY_REQUEST)
         assert raw.headers["x-ecvl-bundle"] == digest and raw.parse().ecvl["bundle"] == digest
-        chunks = list(client.chat.completions.create(**QUALITY, stream=True))
+        chunks = list(client.chat.completions.create(**QUALITY_REQUEST, stream=True))
         assert chunks[0].ecvl["bundle"] == digest
         models = httpx.get(server.url + "/v1/models", headers=client_headers()).json()["data"]
         assert [entry["ecvl"]["bundle"] for entry in models] == [digest] * len(models)
@@ -103,9 +92,9 @@ def test_every_answer_names_the_bundle_that_decided(bundles, backends, keys, tmp
         assert metric_values(httpx.get(server.url + "/metrics").text)[f'ecvl_router_serving_processes{{bundle="{digest}"}}'] == 1
 
 
-def test_reloading_needs_an_admin_key(bundles, backends, keys, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_reloading_needs_an_admin_key(bundles, sim_backends, keys, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     digest = bundle_digest(bundles["cloud-quality"])
-    with gateway_on(write_config(tmp_path / "gateway.yaml", bundles["cloud-quality"], backends)) as (server, _):
+    with gateway_on(write_config(tmp_path / "gateway.yaml", bundles["cloud-quality"], sim_backends)) as (server, _):
         assert reload(server, None).status_code == 401
         assert reload(server, "wrong").status_code == 401
         refused = reload(server, CLIENT_KEY)
@@ -113,26 +102,26 @@ def test_reloading_needs_an_admin_key(bundles, backends, keys, tmp_path: Path, m
         reloaded = reload(server)
         assert reloaded.status_code == 200, reloaded.text
         assert reloaded.json() == {"loaded": True, "bundle": digest, "previous": digest, "message": reloaded.json()["message"]}
-    without_admin = write_config(tmp_path / "open.yaml", bundles["cloud-quality"], backends, admin_keys_env=None, api_keys_env=None)
+    without_admin = write_config(tmp_path / "open.yaml", bundles["cloud-quality"], sim_backends, admin_keys_env=None, api_keys_env=None)
     with gateway_on(without_admin) as (server, _):
         off = reload(server)
         assert off.status_code == 403 and off.json()["error"]["code"] == "admin_disabled"
 
 
-def test_reload_under_load_fails_no_request_and_refuses_bad_bundles(bundles, backends, keys, tmp_path: Path, caplog) -> None:
+def test_reload_under_load_fails_no_request_and_refuses_bad_bundles(bundles, sim_backends, keys, tmp_path: Path, caplog) -> None:
     digests = {name: bundle_digest(path) for name, path in bundles.items() if name in ("cloud-quality", "edge-quality")}
     route_of = {digests["cloud-quality"]: "cloud", digests["edge-quality"]: "edge"}
-    config = write_config(tmp_path / "gateway.yaml", bundles["cloud-quality"], backends)
-    with gateway_on(config) as (server, _), Load(server.url, QUALITY, headers=client_headers()) as load:
+    config = write_config(tmp_path / "gateway.yaml", bundles["cloud-quality"], sim_backends)
+    with gateway_on(config) as (server, _), Load(server.url, QUALITY_REQUEST, headers=client_headers()) as load:
         load.wait_for(10)
-        write_config(config, bundles["edge-quality"], backends)
+        write_config(config, bundles["edge-quality"], sim_backends)
         reloaded = reload(server)
         swapped = time.monotonic()
         assert reloaded.status_code == 200, reloaded.text
         assert reloaded.json()["bundle"] == digests["edge-quality"] and reloaded.json()["previous"] == digests["cloud-quality"]
         load.wait_for(10, after=swapped)
         for bad, reason in (("broken", "cannot load the bundle"), ("other-pair", "does not fit the configuration")):
-            write_config(config, bundles[bad], backends)
+            write_config(config, bundles[bad], sim_backends)
             refused = reload(server)
             assert refused.status_code == 422 and refused.json()["error"]["code"] == "bundle_refused"
             assert reason in refused.json()["error"]["message"] and digests["edge-quality"] in refused.json()["error"]["message"]
@@ -177,11 +166,11 @@ def closed_within(router: QueryRouter, seconds: float) -> bool:
     return False
 
 
-def test_a_request_in_flight_finishes_on_the_old_bundle_which_is_then_closed(bundles, backends, keys, tmp_path: Path) -> None:
+def test_a_request_in_flight_finishes_on_the_old_bundle_which_is_then_closed(bundles, sim_backends, keys, tmp_path: Path) -> None:
     old, new = bundle_digest(bundles["cloud-quality"]), bundle_digest(bundles["edge-quality"])
     release, asked = threading.Event(), threading.Event()
     images = slow_image_server(release, asked)
-    config = write_config(tmp_path / "gateway.yaml", bundles["cloud-quality"], backends, images={"allow_private_networks": True})
+    config = write_config(tmp_path / "gateway.yaml", bundles["cloud-quality"], sim_backends, images={"allow_private_networks": True})
     in_flight: list[httpx.Response] = []
     body = {"model": "ecvl-router:quality", "messages": image_message("What is the colour of the square?", images.url + "/image.png")}
     try:
@@ -191,9 +180,9 @@ def test_a_request_in_flight_finishes_on_the_old_bundle_which_is_then_closed(bun
                 httpx.post(server.url + "/v1/chat/completions", json=body, headers=client_headers(), timeout=120)))
             sender.start()
             assert asked.wait(60)
-            write_config(config, bundles["edge-quality"], backends, images={"allow_private_networks": True})
+            write_config(config, bundles["edge-quality"], sim_backends, images={"allow_private_networks": True})
             assert reload(server).json()["bundle"] == new
-            fresh = httpx.post(server.url + "/v1/chat/completions", json=QUALITY, headers=client_headers(), timeout=60)
+            fresh = httpx.post(server.url + "/v1/chat/completions", json=QUALITY_REQUEST, headers=client_headers(), timeout=60)
             assert fresh.headers["x-ecvl-bundle"] == new and fresh.headers["x-ecvl-route"] == "edge"
             assert gateway.router is not old_router
             release.set()
