@@ -16,7 +16,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -250,11 +250,16 @@ class Load:
 
     def wait_for(self, count: int, *, after: float = 0.0, timeout: float = 120) -> None:
         """Wait until ``count`` answers sent after ``after`` (a ``time.monotonic()``) have ended."""
-        deadline = time.monotonic() + timeout
-        while sum(answer.sent > after for answer in list(self.answers)) < count:
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"fewer than {count} answers within {timeout} s")
-            time.sleep(0.05)
+        wait_until(lambda: sum(answer.sent > after for answer in list(self.answers)) >= count, timeout)
+
+
+def wait_until(check: Callable[[], bool], timeout: float = 120) -> None:
+    """Return once ``check()`` holds; AssertionError if it does not within ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"the condition did not hold within {timeout} s")
+        time.sleep(0.05)
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,10 @@ flight finishing on the old bundle, and bundles that are refused while the old o
 
 from __future__ import annotations
 
+import asyncio
 import io
+import os
+import signal
 import threading
 import time
 from collections.abc import Iterator
@@ -23,11 +26,11 @@ from ecvl_router.learning.bundle import bundle_digest
 from ecvl_router.serve.app import create_app
 from ecvl_router.serve.config import load_gateway_config
 from ecvl_router.serve.gateway import Gateway
-from ecvl_router.serve.reload import Reloader
+from ecvl_router.serve.reload import Hangups, Reloader
 from ecvl_router.serve.routing import QueryRouter
 from tests.serve_support import (  # noqa: F401
     QUALITY_REQUEST, Load, ThreadServer, broken_bundle, bundle_variant, demo_data, image_message, metric_values, sim_backends,
-    tiny_bundle,
+    tiny_bundle, wait_until,
 )
 
 ADMIN_KEY, CLIENT_KEY = "admin-key-0123", "client-key-4567"
@@ -154,15 +157,12 @@ def slow_image_server(release: threading.Event, asked: threading.Event) -> Threa
     return ThreadServer(app).start()
 
 
-def closed_within(router: QueryRouter, seconds: float) -> bool:
-    """Whether ``router`` refuses decisions (it was closed) within ``seconds``."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        try:
-            router.decide("Is it closed?", None, "quality")
-        except RuntimeError:
-            return True
-        time.sleep(0.1)
+def refuses_decisions(router: QueryRouter) -> bool:
+    """Whether ``router`` was closed: a decision raises RuntimeError."""
+    try:
+        router.decide("Is it closed?", None, "quality")
+    except RuntimeError:
+        return True
     return False
 
 
@@ -189,7 +189,31 @@ def test_a_request_in_flight_finishes_on_the_old_bundle_which_is_then_closed(bun
             sender.join(timeout=60)
             (answer,) = in_flight
             assert answer.status_code == 200 and answer.headers["x-ecvl-bundle"] == old and answer.headers["x-ecvl-route"] == "cloud"
-            assert closed_within(old_router, 30)
+            wait_until(lambda: refuses_decisions(old_router), 30)
     finally:
         release.set()
         images.stop()
+
+
+def test_a_sighup_that_comes_before_the_gateway_runs_is_kept_for_it() -> None:
+    hangups, calls = Hangups(), []
+    previous = signal.getsignal(signal.SIGHUP)
+    hangups.install()
+    try:
+        os.kill(os.getpid(), signal.SIGHUP)
+        wait_until(lambda: hangups.pending, 10)
+
+        async def serve() -> None:
+            hangups.attach(lambda: calls.append("reload"))
+            os.kill(os.getpid(), signal.SIGHUP)
+            for _ in range(200):
+                if len(calls) == 2:
+                    return
+                await asyncio.sleep(0.05)
+
+        asyncio.run(serve())
+        assert calls == ["reload", "reload"] and not hangups.pending
+    finally:
+        hangups.uninstall()
+    assert signal.getsignal(signal.SIGHUP) == previous
+

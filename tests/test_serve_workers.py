@@ -9,7 +9,6 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -22,7 +21,7 @@ from ecvl_router.learning.bundle import bundle_digest
 from tests.fake_openai import FakeServer
 from tests.serve_support import (  # noqa: F401
     CLOUD, EDGE, QUALITY_REQUEST, Load, Process, broken_bundle, bundle_variant, data_uri, demo_data, image_message, metric_values,
-    requests_total, sim_backends, tiny_bundle,
+    requests_total, sim_backends, tiny_bundle, wait_until,
 )
 
 pytestmark = pytest.mark.slow
@@ -91,14 +90,6 @@ def scraped(url: str) -> dict[str, float]:
     return metric_values(httpx.get(url + "/metrics", timeout=30).text)
 
 
-def eventually(check: Callable[[], bool], timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError("the condition did not hold in time")
-        time.sleep(0.1)
-
-
 def test_two_workers_serve_one_port_and_one_metrics(sim_backends, tiny_bundle: Path, demo_data: Path, tmp_path: Path) -> None:
     config = write_config(tmp_path / "gateway.yaml", tiny_bundle, sim_backends)
     process, url = start(config, tmp_path, "--workers", "2")
@@ -135,7 +126,7 @@ def test_two_workers_serve_one_port_and_one_metrics(sim_backends, tiny_bundle: P
 
         killed = workers_of(process)[0]
         os.kill(killed, signal.SIGKILL)  # gunicorn replaces it; its counts stay, its live gauges go
-        eventually(lambda: len(workers_of(process)) == 2 and killed not in workers_of(process)
+        wait_until(lambda: len(workers_of(process)) == 2 and killed not in workers_of(process)
                    and not (folder / f"gauge_livesum_{killed}.db").exists()
                    and scraped(url).get(f'ecvl_router_serving_processes{{bundle="{bundle_digest(tiny_bundle)}"}}') == 2)
         assert requests_total(scraped(url)) == len(sent)
@@ -157,7 +148,7 @@ def test_sigterm_drains_requests_in_flight_then_stops(tiny_bundle: Path, tmp_pat
         try:
             for thread in threads:
                 thread.start()
-            eventually(lambda: slow.state.in_flight == 4)
+            wait_until(lambda: slow.state.in_flight == 4)
             process.process.send_signal(signal.SIGTERM)
             for thread in threads:
                 thread.join(timeout=60)
@@ -185,20 +176,20 @@ def test_two_workers_reload_by_sighup_and_by_the_admin_endpoint_under_load(sim_b
             load.wait_for(10)
             write_config(config, bundles["edge-quality"], sim_backends, admin_keys_env="TEST_ADMIN_KEYS")
             process.process.send_signal(signal.SIGHUP)
-            eventually(lambda: serving(url, digests["edge-quality"]) == 2)
+            wait_until(lambda: serving(url, digests["edge-quality"]) == 2)
             on_edge = time.monotonic()
             load.wait_for(10, after=on_edge)
             write_config(config, bundles["cloud-quality"], sim_backends, admin_keys_env="TEST_ADMIN_KEYS")
             back = time.monotonic()
             reloaded = httpx.post(url + "/admin/reload", headers=admin, timeout=120)
             assert reloaded.status_code == 200 and reloaded.json()["bundle"] == digests["cloud-quality"], reloaded.text
-            eventually(lambda: serving(url, digests["cloud-quality"]) == 2)
+            wait_until(lambda: serving(url, digests["cloud-quality"]) == 2)
             on_cloud = time.monotonic()
             load.wait_for(10, after=on_cloud)
             write_config(config, bundles["broken"], sim_backends, admin_keys_env="TEST_ADMIN_KEYS")
             refused = httpx.post(url + "/admin/reload", headers=admin, timeout=120)
             assert refused.status_code == 422 and refused.json()["error"]["code"] == "bundle_refused"
-            eventually(lambda: scraped(url).get('ecvl_router_bundle_reloads_total{outcome="refused"}') == 2)
+            wait_until(lambda: scraped(url).get('ecvl_router_bundle_reloads_total{outcome="refused"}') == 2)
             load.wait_for(20, after=on_cloud)
         assert serving(url, digests["cloud-quality"]) == 2
         assert scraped(url)['ecvl_router_bundle_reloads_total{outcome="loaded"}'] == 4
@@ -220,12 +211,12 @@ def test_one_process_reloads_on_sighup_under_load(sim_backends, bundles, tmp_pat
             load.wait_for(10)
             write_config(config, bundles["edge-quality"], sim_backends)
             process.process.send_signal(signal.SIGHUP)
-            eventually(lambda: serving(url, digests["edge-quality"]) == 1)
+            wait_until(lambda: serving(url, digests["edge-quality"]) == 1)
             swapped = time.monotonic()
             load.wait_for(10, after=swapped)
             write_config(config, bundles["broken"], sim_backends)
             process.process.send_signal(signal.SIGHUP)
-            eventually(lambda: scraped(url).get('ecvl_router_bundle_reloads_total{outcome="refused"}') == 1)
+            wait_until(lambda: scraped(url).get('ecvl_router_bundle_reloads_total{outcome="refused"}') == 1)
             load.wait_for(20, after=swapped)
         assert serving(url, digests["edge-quality"]) == 1 and serving(url, digests["cloud-quality"]) == 0
     finally:

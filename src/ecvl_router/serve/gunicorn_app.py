@@ -17,6 +17,7 @@ import logging
 import os
 import signal
 import sys
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -62,7 +63,8 @@ class GatewayArbiter(Arbiter):
 
 
 class GatewayWorker(UvicornWorker):
-    """uvicorn's gunicorn worker, which ignores SIGHUP until its gateway listens for it and drains within
+    """uvicorn's gunicorn worker, which ignores SIGHUP until it starts loading its gateway (which then listens
+    for it), reports to the master while it loads (loading encoders is work, not a hang), and drains within
     the graceful timeout (a second is kept for closing the gateway)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -72,6 +74,20 @@ class GatewayWorker(UvicornWorker):
     def init_signals(self) -> None:
         super().init_signals()
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
+
+    def load_wsgi(self) -> None:
+        loaded = threading.Event()
+        heartbeat = threading.Thread(target=self._notify_until, args=(loaded,), name="boot-heartbeat", daemon=True)
+        heartbeat.start()
+        try:
+            super().load_wsgi()
+        finally:
+            loaded.set()
+            heartbeat.join()
+
+    def _notify_until(self, loaded: threading.Event) -> None:
+        while not loaded.wait(max(self.timeout, 1)):
+            self.notify()
 
 
 class GatewayService(BaseApplication):
