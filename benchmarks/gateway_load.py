@@ -214,23 +214,28 @@ def gateway_config(work: Path, variant: str, bundle: Path, onnx: Path | None, po
     return path
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def add_load_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of the loads, the gateway's batching and encoders, and the data (shared with capture_overhead.py)."""
     parser.add_argument("--requests", type=int, default=2000, help="requests per closed-loop concurrency level")
     parser.add_argument("--concurrency", default="1,16,64", help="comma-separated closed-loop concurrency levels")
     parser.add_argument("--rates", default="25,50,100", help="comma-separated open-loop arrival rates (per second)")
     parser.add_argument("--duration", type=float, default=60, help="seconds of each open-loop run")
-    parser.add_argument("--direct-duration", type=float, default=15, help="seconds of each open-loop run straight to a backend")
-    parser.add_argument("--variants", default=",".join(VARIANTS), help=f"comma-separated gateway variants of {', '.join(VARIANTS)}")
     parser.add_argument("--onnx", type=Path, help="folder written by `ecvl-router export-encoders` (for the onnx variants)")
     parser.add_argument("--max-batch", type=int, default=16, help="the gateway's batching.max_batch")
     parser.add_argument("--max-wait-ms", type=float, default=2.0, help="the gateway's batching.max_wait_ms")
-    parser.add_argument("--workers", type=int, default=1, help="gateway processes (serve --workers)")
     parser.add_argument("--scenario", default="quality", help="scenario of the gateway requests")
     parser.add_argument("--data", type=Path, help="demo benchmark folder (default: generate one)")
     parser.add_argument("--bundle", type=Path, help="router bundle trained on --data (default: train one)")
     parser.add_argument("--items", type=int, default=200, help="items of a generated demo benchmark")
     parser.add_argument("--seed", type=int, default=0, help="seed of the open-loop arrivals")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    add_load_arguments(parser)
+    parser.add_argument("--direct-duration", type=float, default=15, help="seconds of each open-loop run straight to a backend")
+    parser.add_argument("--variants", default=",".join(VARIANTS), help=f"comma-separated gateway variants of {', '.join(VARIANTS)}")
+    parser.add_argument("--workers", type=int, default=1, help="gateway processes (serve --workers)")
     args = parser.parse_args()
     levels = [int(level) for level in args.concurrency.split(",") if level]
     rates = [float(rate) for rate in args.rates.split(",") if rate]

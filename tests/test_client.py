@@ -15,7 +15,6 @@ from ecvl_router import AsyncRouterClient, RouterClient
 from ecvl_router.data import load_rsd
 from ecvl_router.serve import Decision, example_config
 from ecvl_router.serve.backend_sim import SimulatedModel, create_backend_sim_app
-from ecvl_router.serve.conversation import CLOUD_MARKER, EDGE_MARKER
 from tests.serve_support import CLOUD, EDGE, ThreadServer, data_uri, demo_data, image_message, tiny_bundle  # noqa: F401
 
 
@@ -63,11 +62,11 @@ def test_sync_create_returns_openai_types_with_the_decision(client: RouterClient
     messages = image_message(item["question"], data_uri(item["path"]))
     completion = client.chat.completions.create(model="ecvl-router:quality", messages=messages)
     assert isinstance(completion, ChatCompletion) and completion.model == CLOUD
-    assert completion.choices[0].message.content == CLOUD_MARKER + item["cloud"]
+    assert completion.choices[0].message.content == item["cloud"]
     assert completion.ecvl["route"] == "cloud" and completion.ecvl["scenario"] == "quality"
     assert messages[0]["content"][1]["image_url"]["url"].startswith("data:image/")  # the caller's messages are untouched
     default = client.chat.completions.create(model="ecvl-router", messages=[{"role": "user", "content": item["question"]}])
-    assert default.ecvl["scenario"] == "speed" and default.choices[0].message.content == EDGE_MARKER + item["edge"]
+    assert default.ecvl["scenario"] == "speed" and default.choices[0].message.content == item["edge"]
     by_header = client.chat.completions.create(model="ecvl-router", messages=messages, extra_headers={"X-ECVL-Scenario": "quality"})
     assert by_header.ecvl["scenario"] == "quality"
 
@@ -76,11 +75,15 @@ def test_sync_stream_and_follow_up_with_openai_message_objects(client: RouterCli
     chunks = list(client.chat.completions.create(model="ecvl-router:speed", messages=[{"role": "user", "content": item["question"]}], stream=True))
     assert all(isinstance(chunk, ChatCompletionChunk) for chunk in chunks)
     assert chunks[0].ecvl["route"] == "edge"
-    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == EDGE_MARKER + item["edge"]
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == item["edge"]
     first = client.chat.completions.create(model="ecvl-router:quality", messages=[{"role": "user", "content": item["question"]}])
     history = [{"role": "user", "content": item["question"]}, first.choices[0].message, {"role": "user", "content": "Sure?"}]
     follow_up = client.chat.completions.create(model="ecvl-router:speed", messages=history)
-    assert follow_up.ecvl["route"] == "cloud" and follow_up.ecvl["sticky"] is True
+    assert follow_up.ecvl["route"] == "cloud" and follow_up.ecvl["sticky"] is True  # found by the hash of its history
+    session = {"X-ECVL-Session": "client-conversation-1"}
+    client.chat.completions.create(model="ecvl-router:quality", messages=[{"role": "user", "content": "Hello"}], extra_headers=session)
+    named = client.chat.completions.create(model="ecvl-router:speed", messages=[{"role": "user", "content": "Again"}], extra_headers=session)
+    assert named.ecvl["route"] == "cloud" and named.ecvl["sticky"] is True  # found by its session key
 
 
 def test_errors_are_the_openai_exceptions(client: RouterClient) -> None:
@@ -111,10 +114,10 @@ def test_async_client(tiny_bundle: Path, backends, item: dict) -> None:
                 routed.chat.completions.create(model="ecvl-router:speed", messages=messages),
                 routed.chat.completions.create(model="ecvl-router:quality", messages=messages, stream=True),
             )
-            assert completion.choices[0].message.content == EDGE_MARKER + item["edge"] and completion.ecvl["route"] == "edge"
+            assert completion.choices[0].message.content == item["edge"] and completion.ecvl["route"] == "edge"
             chunks = [chunk async for chunk in stream]
             assert chunks[0].ecvl["route"] == "cloud"
-            assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == CLOUD_MARKER + item["cloud"]
+            assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == item["cloud"]
 
     asyncio.run(main())
 

@@ -54,6 +54,8 @@ def _imports_of(package: str) -> set[str]:
         ("openai_http", ("ecvl_router.serve", "ecvl_router.collect", "ecvl_router.study")),
         ("prompts", ("ecvl_router.serve", "ecvl_router.collect", "ecvl_router.study")),
         ("config", ("ecvl_router.serve", "ecvl_router.collect", "ecvl_router.study")),
+        ("capture_store", ("ecvl_router.serve", "ecvl_router.collect", "ecvl_router.study")),
+        ("sqlite_db", ("ecvl_router.serve", "ecvl_router.collect", "ecvl_router.study", "ecvl_router.capture_store")),
     ],
 )
 def test_dependencies_run_one_way(package: str, forbidden: tuple[str, ...]) -> None:

@@ -98,7 +98,7 @@ def test_text_request_is_routed_and_annotated(stack, items) -> None:
         model="ecvl-router:speed", messages=[{"role": "user", "content": item["question"]}]
     )
     completion = raw.parse()
-    assert completion.model == EDGE and completion.choices[0].message.content == EDGE_MARKER + item["edge_answer"]
+    assert completion.model == EDGE and completion.choices[0].message.content == item["edge_answer"]
     ecvl = completion.ecvl
     assert ecvl["route"] == ecvl["decision"] == "edge" and ecvl["scenario"] == "speed" and ecvl["fallback"] is False
     assert 0 <= ecvl["p"] <= 1 and ecvl["tau"] == 0.0 and ecvl["router_ms"] > 0
@@ -114,7 +114,7 @@ def test_image_request_reaches_the_backend_with_its_image(stack, items) -> None:
         model="ecvl-router:quality", messages=image_message(item["question"], data_uri(item["path"]))
     )
     assert completion.ecvl["route"] == "cloud" and completion.model == CLOUD
-    assert completion.choices[0].message.content == CLOUD_MARKER + item["cloud_answer"]
+    assert completion.choices[0].message.content == item["cloud_answer"]
     assert httpx.get(stack["cloud"].url + "/sim/stats").json()["matched"] == matched_before + 1
 
 
@@ -158,7 +158,7 @@ def test_models_list_the_scenarios(stack, router) -> None:
 def test_streaming_passes_chunks_through_with_the_decision_first(stack, items) -> None:
     item = with_image(items)
     client = client_for(stack["gateway"])
-    for scenario, answer, prefix in (("speed", item["edge_answer"], EDGE_MARKER), ("quality", item["cloud_answer"], CLOUD_MARKER)):
+    for scenario, answer in (("speed", item["edge_answer"]), ("quality", item["cloud_answer"])):
         with client.chat.completions.with_streaming_response.create(
             model=f"ecvl-router:{scenario}", messages=image_message(item["question"], data_uri(item["path"])), stream=True,
             stream_options={"include_usage": True},
@@ -169,14 +169,18 @@ def test_streaming_passes_chunks_through_with_the_decision_first(stack, items) -
         assert chunks[0].ecvl["scenario"] == scenario and chunks[0].ecvl["route"] == raw.headers["x-ecvl-route"]
         assert all(not hasattr(chunk, "ecvl") or chunk is chunks[0] for chunk in chunks)
         text = "".join(chunk.choices[0].delta.content or "" for chunk in chunks if chunk.choices)
-        assert text == prefix + answer
+        assert text == answer  # the backend's text, unchanged
         assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens > 0
 
 
-def test_cloud_conversation_stays_on_the_cloud_and_backends_never_see_the_marker(router, sims, items) -> None:
+MARKERS_ONLY = {"markers": True, "keys": []}
+"""Stickiness by the opt-in markers alone (no routes kept in the gateway)."""
+
+
+def test_with_markers_a_cloud_conversation_stays_on_the_cloud_and_backends_never_see_the_marker(router, sims, items) -> None:
     item = items[1]
     with backend_sims(sims) as servers, FakeServer() as cloud:
-        with gateway_server(router, servers["edge"].url + "/v1", cloud.base_url, cloud={"model": "good"}) as gateway:
+        with gateway_server(router, servers["edge"].url + "/v1", cloud.base_url, cloud={"model": "good"}, stickiness=MARKERS_ONLY) as gateway:
             client = client_for(gateway)
             first = client.chat.completions.create(model="ecvl-router:quality", messages=[{"role": "user", "content": item["question"]}])
             assert first.ecvl["route"] == "cloud" and first.choices[0].message.content.startswith(CLOUD_MARKER)
@@ -193,14 +197,15 @@ def test_cloud_conversation_stays_on_the_cloud_and_backends_never_see_the_marker
             assert CLOUD_MARKER not in json.dumps(cloud.state.requests, ensure_ascii=False)
             private = client.chat.completions.create(model="ecvl-router:privacy", messages=history)
             assert private.ecvl["route"] == "edge" and private.ecvl["sticky"] is False
-        with gateway_server(router, servers["edge"].url + "/v1", cloud.base_url, cloud={"model": "good"}, conversation={"sticky_cloud": False}) as gateway:
+        with gateway_server(router, servers["edge"].url + "/v1", cloud.base_url, cloud={"model": "good"},
+                            stickiness={**MARKERS_ONLY, "cloud": False}) as gateway:
             plain = client_for(gateway).chat.completions.create(model="ecvl-router:speed", messages=history)
             assert plain.ecvl["route"] == "edge" and plain.ecvl["sticky"] is False
 
 
-def test_edge_conversation_stays_on_the_edge_unless_turned_off(router) -> None:
+def test_with_markers_an_edge_conversation_stays_on_the_edge_unless_turned_off(router) -> None:
     with FakeServer() as edge, FakeServer() as cloud:
-        with gateway_server(router, edge.base_url, cloud.base_url, edge={"model": "good"}, cloud={"model": "good"}) as gateway:
+        with gateway_server(router, edge.base_url, cloud.base_url, edge={"model": "good"}, cloud={"model": "good"}, stickiness=MARKERS_ONLY) as gateway:
             client = client_for(gateway)
             first = client.chat.completions.create(model="ecvl-router:speed", messages=[{"role": "user", "content": "Hi"}])
             assert first.ecvl["route"] == "edge" and first.choices[0].message.content.startswith(EDGE_MARKER)
@@ -217,7 +222,7 @@ def test_edge_conversation_stays_on_the_edge_unless_turned_off(router) -> None:
             unmarked = client.chat.completions.create(model="ecvl-router:quality", messages=stripped)
             assert unmarked.ecvl["route"] == "cloud" and unmarked.ecvl["sticky"] is False  # no marker, no stickiness
         with gateway_server(router, edge.base_url, cloud.base_url, edge={"model": "good"}, cloud={"model": "good"},
-                            conversation={"sticky_edge": False}) as gateway:
+                            stickiness={**MARKERS_ONLY, "edge": False}) as gateway:
             client = client_for(gateway)
             answer = client.chat.completions.create(model="ecvl-router:speed", messages=[{"role": "user", "content": "Hi"}])
             assert answer.choices[0].message.content == answer_for("good", "Hi")  # no marker when not sticky
@@ -275,7 +280,7 @@ def test_backend_errors_are_retried_with_backoff(router, sims, tmp_path: Path) -
     with FakeServer() as fake:
         with gateway_server(router, fake.base_url, fake.base_url, edge={"model": "flaky", "retry": retry}, cloud={"model": "good"}, decision_log=log) as gateway:
             completion = client_for(gateway).chat.completions.create(model="ecvl-router:speed", messages=[{"role": "user", "content": "Retry me."}])
-    assert completion.ecvl["route"] == "edge" and completion.choices[0].message.content == EDGE_MARKER + answer_for("flaky", "Retry me.")
+    assert completion.ecvl["route"] == "edge" and completion.choices[0].message.content == answer_for("flaky", "Retry me.")
     assert json.loads(log.read_text())["attempts"] == {"edge": 3}
 
 

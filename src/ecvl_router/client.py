@@ -3,7 +3,7 @@
 Both load a router bundle and offer ``decide(question, image, scenario)``; given an edge and a cloud
 backend they also offer ``chat.completions.create(...)``, a drop-in for the ``openai`` client's method that
 routes each request exactly as ``ecvl-router serve`` does (same code: validation, images, decision,
-fallbacks, multi-turn marker) and returns the ``openai`` package's response types, with the decision in
+fallbacks, conversation stickiness) and returns the ``openai`` package's response types, with the decision in
 ``completion.ecvl``. Errors are raised as the ``openai`` package's exceptions.
 """
 
@@ -62,7 +62,7 @@ class _RouterCore:
         """A client routing like the gateway configured by ``config`` (a GatewayConfig or a YAML file)."""
         if not isinstance(config, GatewayConfig):
             config = load_gateway_config(Path(config))
-        policies = config.model_dump(include={"limits", "images", "fallback", "conversation", "decision_log", "batching", "embedding_cache", "encoders"})
+        policies = config.model_dump(include={"limits", "images", "fallback", "stickiness", "decision_log", "batching", "embedding_cache", "encoders"})
         return cls(config.bundle, edge=config.edge.model_dump(), cloud=config.cloud.model_dump(),
                    default_scenario=config.default_scenario, **policies)
 
@@ -89,7 +89,7 @@ class _RouterCore:
     def _new_gateway(self) -> Gateway:
         if self.config is None:
             raise RuntimeError("this client has no backends: create it with edge= and cloud= (or from_config) to chat")
-        return Gateway(self.config, self.router)
+        return Gateway(self.config.model_copy(update={"capture": None}), self.router)  # capture is the HTTP gateway's
 
 
 class AsyncRouterClient(_RouterCore):
@@ -97,7 +97,7 @@ class AsyncRouterClient(_RouterCore):
 
     ``edge`` and ``cloud`` are backend settings as in the gateway YAML (``base_url``, ``model``,
     ``api_key_env``, ...); further keyword arguments set the gateway policies (``fallback``,
-    ``conversation``, ``images``, ``limits``, ``decision_log``, ``batching``, ``embedding_cache``, ``encoders``).
+    ``stickiness``, ``images``, ``limits``, ``decision_log``, ``batching``, ``embedding_cache``, ``encoders``).
     Concurrent ``decide`` calls are micro-batched like the gateway's decisions.
     """
 
@@ -154,11 +154,11 @@ class RouterClient(_RouterCore):
             self._thread.start()
         return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result()
 
-    def _handle(self, body: dict[str, Any], scenario_header: str | None) -> Any:
+    def _handle(self, body: dict[str, Any], headers: dict[str, str]) -> Any:
         async def handle() -> Any:
             if self._gateway is None:
                 self._gateway = self._new_gateway()
-            return await self._gateway.handle(body, scenario_header=scenario_header)
+            return await self._gateway.handle(body, **headers)
 
         return self._run(handle())
 
@@ -194,9 +194,9 @@ class _AsyncCompletions:
 
     async def create(self, *, model: str = "ecvl-router", messages: list[Any], **params: Any) -> ChatCompletion | AsyncIterator[ChatCompletionChunk]:
         """Like ``AsyncOpenAI().chat.completions.create``; ``model`` is ``ecvl-router[:<scenario>]``."""
-        body, scenario = _request_body(model, messages, params)
+        body, headers = _request_body(model, messages, params)
         try:
-            reply = await self._client.gateway.handle(body, scenario_header=scenario)
+            reply = await self._client.gateway.handle(body, **headers)
         except GatewayError as error:
             raise _openai_error(error) from None
         if reply.chunks is None:
@@ -215,9 +215,9 @@ class _SyncCompletions:
 
     def create(self, *, model: str = "ecvl-router", messages: list[Any], **params: Any) -> ChatCompletion | Iterator[ChatCompletionChunk]:
         """Like ``OpenAI().chat.completions.create``; ``model`` is ``ecvl-router[:<scenario>]``."""
-        body, scenario = _request_body(model, messages, params)
+        body, headers = _request_body(model, messages, params)
         try:
-            reply = self._client._handle(body, scenario)
+            reply = self._client._handle(body, headers)
         except GatewayError as error:
             raise _openai_error(error) from None
         if reply.chunks is None:
@@ -235,15 +235,20 @@ class _SyncCompletions:
             self._client._run(chunks.aclose())
 
 
-def _request_body(model: str, messages: list[Any], params: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
-    """The JSON body of a create() call, and the X-ECVL-Scenario of its ``extra_headers``."""
-    headers = {key.lower(): value for key, value in (params.pop("extra_headers", None) or {}).items()}
+_HEADERS = {"x-ecvl-scenario": "scenario_header", "x-ecvl-mes": "mes_header", "x-ecvl-session": "session_header"}
+"""The ``extra_headers`` of a create() call that the gateway reads, and the argument of Gateway.handle each becomes."""
+
+
+def _request_body(model: str, messages: list[Any], params: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
+    """The JSON body of a create() call, and the X-ECVL-* headers of its ``extra_headers``
+    as Gateway.handle arguments."""
+    headers = {_HEADERS[key.lower()]: value for key, value in (params.pop("extra_headers", None) or {}).items() if key.lower() in _HEADERS}
     extra = params.pop("extra_body", None) or {}
     plain = [message.model_dump(exclude_none=True) if hasattr(message, "model_dump") else message for message in messages]
     body = {"model": model, "messages": json.loads(json.dumps(plain)), **params, **extra}
     if body.get("stream") is False:
         del body["stream"]
-    return body, headers.get("x-ecvl-scenario")
+    return body, headers
 
 
 def _completion(body: dict[str, Any]) -> ChatCompletion:

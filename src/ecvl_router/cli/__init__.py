@@ -18,6 +18,7 @@ class _RootGroup(LazyGroup):
         "check-guarantee": ("ecvl_router.cli.guarantee", "check_guarantee"),
         "export-encoders": ("ecvl_router.cli.export", "export_encoders"),
         "retrain": ("ecvl_router.cli.retrain", "retrain"),
+        "drift": ("ecvl_router.cli.drift", "drift"),
         "predict": ("ecvl_router.cli.predict", "predict"),
     }
 

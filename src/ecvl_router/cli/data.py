@@ -1,4 +1,5 @@
-"""`ecvl-router data …`: import, export, validate, describe and generate Response Score Datasets."""
+"""`ecvl-router data …`: import, export, validate, describe and generate Response Score Datasets, and turn captured
+gateway traffic into one."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ from rich.table import Table
 
 from ecvl_router.cli.console import console, fail, plain, print_json, progress_bar
 
-app = typer.Typer(help="Response Score Datasets: import, export, validate, describe, generate the demo.", no_args_is_help=True)
+app = typer.Typer(help="Response Score Datasets: import, export, validate, describe, generate the demo, build from a capture.",
+                  no_args_is_help=True)
 
 
 def load_or_fail(path: Path, *, decode_images: bool = False):
@@ -127,3 +129,36 @@ def demo(
         fail(str(exc))
     console.print(f"[green]wrote[/] simulated demo benchmark to {plain(out)} in {time.perf_counter() - started:.1f} s")
     print_summary(summarize(load_or_fail(out)))
+
+
+@app.command("from-capture")
+def from_capture(
+    capture: Path = typer.Argument(..., help="Capture folder written by the gateway (its capture.dir)."),
+    out: Path = typer.Option(..., "--out", help="Collection folder to write or bring up to date; judge it next."),
+    source: str = typer.Option("capture", "--source", help="The items' source (benchmark) name."),
+    name: str | None = typer.Option(None, "--name", help="Dataset name (default: the folder name)."),
+) -> None:
+    """Turn captured gateway traffic into a dataset to judge: items with images, both models' answers, feedback as human ratings."""
+    import sqlite3
+
+    from ecvl_router.capture_store import CaptureStoreError
+    from ecvl_router.collect.benchmarks import BenchmarkError
+    from ecvl_router.collect.from_capture import HUMAN_RATINGS_FILE, dataset_from_capture
+
+    if not source.strip():
+        fail("--source must not be empty")
+    try:
+        with progress_bar("reading captures") as progress:
+            report = dataset_from_capture(capture, out, source=source, name=name, on_progress=progress)
+    except (CaptureStoreError, BenchmarkError) as exc:
+        fail(str(exc))
+    except sqlite3.DatabaseError as exc:
+        fail(f"{capture}: the capture database cannot be read ({exc})")
+    console.print(
+        f"[green]wrote[/] {report.items} items to {plain(out)}: {report.served} served and {report.shadow} shadow answers "
+        f"({report.shadow_failed} shadow calls failed, {report.without_shadow} captures without a shadow answer), "
+        f"{report.ratings} feedback ratings in {HUMAN_RATINGS_FILE}",
+        highlight=False,
+    )
+    console.print(f"next: [bold]ecvl-router judge --data {plain(out)} --judge judge.yaml[/], then "
+                  f"[bold]ecvl-router agreement --judge {plain(out)} --human {plain(Path(out) / HUMAN_RATINGS_FILE)}[/]")

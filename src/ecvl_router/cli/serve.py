@@ -180,7 +180,8 @@ def run_server(app: Any, listener: socket.socket, *, log_level: str, access_log:
 
 def backend_sim(
     data: Path = typer.Option(..., "--data", help="Demo benchmark folder (`ecvl-router data demo --out DIR`)."),
-    model: str = typer.Option(..., "--model", help="Simulated model to serve, e.g. sim-vlm-1b."),
+    model: str | None = typer.Option(None, "--model", help="Simulated model to serve, e.g. sim-vlm-1b (required unless --judge)."),
+    judge: bool = typer.Option(False, "--judge", help="Serve a simulated judge (model sim-judge) that gives recorded answers their recorded scores."),
     host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on."),
     port: int = typer.Option(8101, "--port", help="Port to listen on; 0 picks a free one."),
     port_file: Path | None = typer.Option(None, "--port-file", help="Write the port listened on to this file once listening."),
@@ -189,15 +190,17 @@ def backend_sim(
 ) -> None:
     """Development tool: serve a SIMULATED demo VLM over the OpenAI protocol (recorded demo answers, no real model)."""
     from ecvl_router.data import RSDValidationError
-    from ecvl_router.serve.backend_sim import SimulatedModel, create_backend_sim_app
+    from ecvl_router.serve.backend_sim import SimulatedJudge, SimulatedModel, create_backend_sim_app
 
+    if (model is None) == (not judge):
+        fail("give --model NAME for a simulated VLM, or --judge for the simulated judge (not both)")
     try:
-        simulated = SimulatedModel.from_dataset(data, model)
+        simulated = SimulatedJudge.from_dataset(data) if judge else SimulatedModel.from_dataset(data, str(model))
     except (RSDValidationError, KeyError, FileNotFoundError) as exc:
         fail(str(exc).strip('"'))
     listener = listen(host, port, port_file)
     console.print(
-        f"[bold yellow]development tool[/]: simulated model {plain(model)} ({len(simulated)} recorded answers from {plain(data)}, "
+        f"[bold yellow]development tool[/]: simulated {'judge' if judge else 'model'} {plain(simulated.name)} ({len(simulated)} recorded answers from {plain(data)}, "
         f"delays × {latency_scale:g}) at {plain(http_address(host, listener))}/v1 — not a real VLM",
         highlight=False,
     )

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from ecvl_router.features.features import QueryFeatures
 from ecvl_router.learning.training import TrainedRouter
@@ -23,7 +24,9 @@ PSI_FLOOR = 1e-4
 PSI_WATCH = 0.1
 PSI_RETRAIN = 0.25
 EDGE_SHARE_TOLERANCE = 0.10
-"""An edge share this far (absolute) from the one seen on validation also calls for retraining."""
+"""A live edge share this far (absolute) from the one seen on validation also calls for retraining."""
+MIN_QUERIES = 50
+"""Fewer live queries with a p than this for a scenario give no verdict (its PSI would be mostly noise)."""
 
 
 def p_histogram(p: Sequence[float] | np.ndarray) -> np.ndarray:
@@ -58,3 +61,48 @@ def reference_histograms(trained: TrainedRouter, features: QueryFeatures, part: 
                "counts": p_histogram(trained.predict_proba(features, name)).tolist()}
         for name in trained.scenario_names
     }
+
+
+
+def scenario_drift(live: pd.DataFrame, manifest: dict[str, Any]) -> pd.DataFrame:
+    """Per scenario of the bundle: live queries, PSI of their p against the bundle's reference, and edge shares.
+
+    ``live`` holds one row per live decision with ``scenario``, ``p`` (NaN for decisions without one, such as a
+    conversation's kept route) and ``decision`` (``edge`` or ``cloud``). ``validation_edge_share`` is the share
+    the bundle's validation saw at its τ.
+    """
+    rows = []
+    for name, entry in manifest.get("scenarios", {}).items():
+        reference = manifest.get("p_reference", {}).get(name)
+        mine = live[live["scenario"] == name]
+        p = mine["p"].dropna().to_numpy(dtype=np.float64)
+        psi = population_stability_index(reference["counts"], p_histogram(p)) if reference and len(p) else float("nan")
+        validation_share = float(entry.get("val_metrics", {}).get("ca", float("nan")))
+        live_share = float((mine["decision"] == "edge").mean()) if len(mine) else float("nan")
+        level = drift_level(psi) if len(p) >= MIN_QUERIES else "too few"
+        if level != "too few" and abs(live_share - validation_share) > EDGE_SHARE_TOLERANCE:
+            level = "retrain"
+        rows.append({"scenario": name, "queries": len(mine), "with_p": len(p), "psi": psi, "live_edge_share": live_share,
+                     "validation_edge_share": validation_share, "level": level})
+    return pd.DataFrame(rows, columns=["scenario", "queries", "with_p", "psi", "live_edge_share", "validation_edge_share", "level"])
+
+
+def query_drift(live_questions: Sequence[str], live_has_image: Sequence[bool],
+                train_questions: Sequence[str], train_has_image: Sequence[bool]) -> pd.DataFrame:
+    """Simple statistics of the queries, live against training: words per question (PSI over deciles) and image share."""
+    live_words = np.array([len(str(q).split()) for q in live_questions], dtype=np.float64)
+    train_words = np.array([len(str(q).split()) for q in train_questions], dtype=np.float64)
+    edges = np.unique(np.quantile(train_words, np.linspace(0, 1, 11))) if len(train_words) else np.array([0.0, 1.0])
+    edges[0], edges[-1] = -np.inf, np.inf
+    psi = population_stability_index(np.histogram(train_words, edges)[0], np.histogram(live_words, edges)[0])
+    return pd.DataFrame([
+        {"statistic": "words per question (mean)", "training": float(train_words.mean()) if len(train_words) else float("nan"),
+         "live": float(live_words.mean()) if len(live_words) else float("nan"), "psi": psi, "level": drift_level(psi)},
+        {"statistic": "share with an image", "training": float(np.mean(train_has_image)) if len(train_has_image) else float("nan"),
+         "live": float(np.mean(live_has_image)) if len(live_has_image) else float("nan"), "psi": float("nan"), "level": "–"},
+    ])
+
+
+def retraining_due(scenarios: pd.DataFrame) -> bool:
+    """Whether any scenario calls for retraining."""
+    return bool((scenarios["level"] == "retrain").any())

@@ -8,11 +8,11 @@
 from ecvl_router.serve.config import (
     SERVED_MODEL,
     BackendSpec,
-    ConversationPolicy,
     FallbackPolicy,
     GatewayConfig,
     ImagePolicy,
     Limits,
+    StickinessPolicy,
     example_config,
     load_gateway_config,
 )
@@ -23,7 +23,6 @@ from ecvl_router.serve.routing import Decision, QueryRouter
 __all__ = [
     "SERVED_MODEL",
     "BackendSpec",
-    "ConversationPolicy",
     "Decision",
     "FallbackPolicy",
     "Gateway",
@@ -34,6 +33,7 @@ __all__ = [
     "Outcome",
     "QueryRouter",
     "Reply",
+    "StickinessPolicy",
     "example_config",
     "load_gateway_config",
 ]

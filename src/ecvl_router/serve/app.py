@@ -1,8 +1,9 @@
 """The gateway's HTTP face: an OpenAI-compatible FastAPI app around a :class:`Gateway`.
 
-Endpoints: ``POST /v1/chat/completions``, ``GET /v1/models``, ``GET /healthz`` (alive), ``GET /readyz``
-(bundle loaded, backends reachable), ``GET /metrics`` (Prometheus), ``POST /admin/reload`` (admin key: reload
-the bundle). Every error, a malformed request or a wrong path included, is answered in the OpenAI error format.
+Endpoints: ``POST /v1/chat/completions``, ``POST /v1/feedback`` (a score of a captured answer), ``GET /v1/models``,
+``GET /healthz`` (alive), ``GET /readyz`` (bundle loaded, backends reachable), ``GET /metrics`` (Prometheus),
+``POST /admin/reload`` (admin key: reload the bundle). Every error, a malformed request or a wrong path included,
+is answered in the OpenAI error format.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from contextlib import asynccontextmanager
 import anyio
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
+from starlette.background import BackgroundTask
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
 
@@ -28,6 +30,7 @@ from ecvl_router.serve.reload import Reloader
 logger = logging.getLogger(__name__)
 
 _PARSE_IN_THREAD_FROM = 1 << 20  # bodies this large are parsed off the event loop
+_MAX_FEEDBACK_BYTES = 64 * 1024
 
 
 def create_app(gateway: Gateway, *, routers: Sequence[APIRouter] = (), reloader: Reloader | None = None) -> FastAPI:
@@ -50,6 +53,7 @@ def create_app(gateway: Gateway, *, routers: Sequence[APIRouter] = (), reloader:
     for router in routers:
         app.include_router(router)
     _add_openai_routes(app, gateway)
+    _add_feedback_route(app, gateway)
     _add_service_routes(app, gateway)
     _add_admin_routes(app, gateway, reloader)
     _add_error_handlers(app)
@@ -111,11 +115,18 @@ def _add_openai_routes(app: FastAPI, gateway: Gateway) -> None:
             gateway.metrics.requests.labels("unknown", "none", "rejected").inc()
             raise
         reply = await gateway.handle(body, scenario_header=request.headers.get("x-ecvl-scenario"),
-                                     mes_header=request.headers.get("x-ecvl-mes"))
+                                     mes_header=request.headers.get("x-ecvl-mes"), session_header=request.headers.get("x-ecvl-session"),
+                                     capture_header=request.headers.get("x-ecvl-capture"))
         headers = reply.outcome.headers()
+        sampled = reply.outcome.capture
+        if sampled is not None:
+            headers["X-ECVL-Capture"] = "sampled"
+        captured = BackgroundTask(sampled.finish) if sampled is not None else None  # after the client has its answer
         if reply.chunks is not None:
-            return StreamingResponse(reply.chunks, media_type="text/event-stream", headers={**headers, "Cache-Control": "no-cache"})
-        return Response(json.dumps(reply.body, ensure_ascii=False).encode(), media_type="application/json", headers=headers)
+            return StreamingResponse(reply.chunks, media_type="text/event-stream", headers={**headers, "Cache-Control": "no-cache"},
+                                     background=captured)
+        return Response(json.dumps(reply.body, ensure_ascii=False).encode(), media_type="application/json", headers=headers,
+                        background=captured)
 
     @app.get("/v1/models")
     async def list_models(request: Request) -> JSONResponse:
@@ -129,6 +140,20 @@ def _add_openai_routes(app: FastAPI, gateway: Gateway) -> None:
             if entry["id"] == model_id:
                 return JSONResponse(entry)
         raise GatewayError(404, f"model {model_id!r} is not served here; see GET /v1/models ({SERVED_MODEL}[:<scenario>])", code="model_not_found")
+
+
+def _add_feedback_route(app: FastAPI, gateway: Gateway) -> None:
+    """``POST /v1/feedback``: a client's score of a captured answer, behind the client keys."""
+    authorize = _authorizer(gateway)
+
+    @app.post("/v1/feedback")
+    async def feedback(request: Request) -> JSONResponse:
+        authorize(request)
+        check_content_type(request)
+        body = parse_json(await read_body(request, _MAX_FEEDBACK_BYTES))
+        if gateway.capture is None:
+            raise GatewayError(404, "this gateway takes no feedback: its configuration has no capture section", code="feedback_disabled")
+        return JSONResponse(await gateway.capture.feedback(body))
 
 
 def _add_service_routes(app: FastAPI, gateway: Gateway) -> None:

@@ -4,6 +4,7 @@ This is not a model. When a request's question (and image) match an item of the 
 is the response the dataset recorded for the simulated model, delayed by its recorded latency; any other
 question gets a canned reply after a delay drawn from the model's latency profile (log-normal, fitted to
 its recorded latencies). It exists so that the gateway can be tried, tested and load-tested offline.
+``SimulatedJudge`` plays the LLM judge the same way: it gives a recorded answer the score the dataset recorded.
 """
 
 from __future__ import annotations
@@ -104,7 +105,57 @@ class SimulatedModel:
         return self._image_digests[path]
 
 
-def create_backend_sim_app(model: SimulatedModel, *, latency_scale: float = 1.0, seed: int = 0) -> FastAPI:
+JUDGE_MODEL = "sim-judge"
+UNKNOWN_ANSWER = "(simulated judge) This answer is not one the demo benchmark recorded, so it gets the lowest score."
+
+
+class SimulatedJudge:
+    """A judge that knows the demo benchmark's scores: the recorded score of a recorded answer, found in the prompt.
+
+    The prompt (the last user turn) must contain a demo question and one of the answers the dataset recorded
+    for it, as the judge's rubric does; the reply is that answer's recorded score on its first line (the mean,
+    where the same text was recorded with several scores). Any other answer gets the scale's lowest score.
+    """
+
+    name = JUDGE_MODEL
+
+    def __init__(self, answers: dict[str, list[tuple[str, float]]], lowest: float, latency_s: float = 0.05) -> None:
+        self._answers = answers
+        self.lowest = lowest
+        self.latency_s = latency_s
+
+    @classmethod
+    def from_dataset(cls, folder: Path) -> SimulatedJudge:
+        """Every model's recorded answers and scores in a dataset folder, by question."""
+        from ecvl_router.data import load_rsd
+
+        rsd = load_rsd(folder)
+        questions = rsd.items.set_index("item_id")["question"]
+        scores: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+        for row in rsd.responses.itertuples(index=False):
+            scores[_key(questions.loc[row.item_id])][_key(str(row.response))].append(float(row.score))
+        # a judge sees only the text: one answer recorded with several scores gets their mean; the longest
+        # answers are tried first, so that one containing a shorter one wins
+        answers = {q: sorted(((text, float(np.mean(values))) for text, values in by_text.items()), key=lambda entry: -len(entry[0]))
+                   for q, by_text in scores.items()}
+        return cls(answers, rsd.info.score_min)
+
+    def __len__(self) -> int:
+        return sum(len(entries) for entries in self._answers.values())
+
+    def answer(self, prompt: str, image: bytes | None, rng: np.random.Generator) -> SimAnswer:
+        """The recorded score of the recorded answer that ``prompt`` quotes (the lowest score when it quotes none)."""
+        text = _key(prompt)
+        for question, answers in self._answers.items():
+            if question in text:
+                score = next((value for answer, value in answers if answer and answer in text), None)
+                if score is not None:
+                    reply = f"{score:g}\n(simulated judge) The score the demo benchmark recorded for this answer."
+                    return SimAnswer(reply, self.latency_s, len(reply.split()), None)
+        return SimAnswer(f"{self.lowest:g}\n{UNKNOWN_ANSWER}", self.latency_s, len(UNKNOWN_ANSWER.split()) + 1, None)
+
+
+def create_backend_sim_app(model: SimulatedModel | SimulatedJudge, *, latency_scale: float = 1.0, seed: int = 0) -> FastAPI:
     """An OpenAI-compatible app serving ``model``; delays are multiplied by ``latency_scale`` (0: instant).
 
     ``GET /sim/stats`` reports how many chat requests arrived and how many matched a demo item.

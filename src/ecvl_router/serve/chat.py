@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from ecvl_router.serve.config import SERVED_MODEL, Limits
-from ecvl_router.serve.conversation import Route, first_route
 from ecvl_router.serve.errors import bad_request
 
 ROLES = ("system", "developer", "user", "assistant", "tool", "function")
@@ -45,8 +44,6 @@ class ChatRequest:
     stream: bool
     question: str
     images: list[ImagePart]
-    history_route: Route | None
-    """Who answered the conversation's first turn, by its marker; None for a new (or unmarked) conversation."""
 
     @property
     def messages(self) -> list[dict[str, Any]]:
@@ -107,7 +104,6 @@ def parse_chat_request(
         stream=bool(stream),
         question=text_of(messages[last_user]["content"]),
         images=images,
-        history_route=first_route(messages),
     )
 
 

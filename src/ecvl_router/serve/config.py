@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from importlib import resources
 from pathlib import Path
-from typing import Any, Self, TypeVar
+from typing import Any, Literal, Self, TypeVar
+from urllib.parse import urlsplit
 
 import httpx
-from pydantic import BaseModel, Field, ValidationError, field_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
 from ecvl_router.config import STRICT, ConfigError, check_variable_name, key_from_environment, keys_from_environment, read_yaml, validation_message
 from ecvl_router.openai_http.retry import RetryPolicy
@@ -92,17 +93,81 @@ class FallbackPolicy(BaseModel):
     cloud_to_edge: bool = True
 
 
-class ConversationPolicy(BaseModel):
-    """Multi-turn routing: a conversation stays on the backend that answered its first turn (invisible marker)."""
+SessionKey = Literal["header", "metadata", "user", "history"]
+"""Where a conversation's key comes from: ``X-ECVL-Session``, ``metadata.session_id``, ``user``, or its earlier messages."""
+
+
+class StickinessPolicy(BaseModel):
+    """Multi-turn routing: a conversation stays on the backend that answered its first turn.
+
+    The gateway keeps each conversation's route, under a key taken from the request (the first of ``keys`` the
+    request has), in memory (one process) or in Redis (shared by workers and replicas). Invisible markers in
+    the answers are an opt-in for clients that can send nothing else.
+    """
 
     model_config = STRICT
 
-    sticky_cloud: bool = Field(True, description="a conversation the cloud answered first stays on the cloud")
-    sticky_edge: bool = Field(True, description="a conversation the edge answered first stays on the edge")
+    edge: bool = Field(True, description="a conversation the edge answered first stays on the edge")
+    cloud: bool = Field(True, description="a conversation the cloud answered first stays on the cloud")
+    keys: list[SessionKey] = Field(
+        default_factory=lambda: ["header", "metadata", "user", "history"],
+        description="where a conversation's key comes from, first found first; [] keeps no routes",
+    )
+    markers: bool = Field(False, description="also mark every answer with an invisible marker naming its backend")
+    store: Literal["memory", "redis"] = Field("memory", description="memory: this process only; redis: shared")
+    ttl_s: float = Field(3600.0, gt=0, description="a route is forgotten this long after its conversation's last turn")
+    max_entries: int = Field(100_000, ge=1, description="routes kept in memory at most (store: memory), least recent out first")
+    url: str | None = Field(None, description="store: redis: redis://host:port/db, rediss://... or unix://...")
+    password_env: str | None = Field(None, description="NAME of the environment variable holding the Redis password")
+    key_prefix: str = Field("ecvl-router:route:", min_length=1, description="prefix of the gateway's Redis keys")
+    timeout_s: float = Field(0.25, gt=0, description="one Redis call (connecting included) at most")
+    retry_after_s: float = Field(1.0, ge=0, description="after a failed Redis call, how long requests skip the store")
+
+    @field_validator("keys")
+    @classmethod
+    def _distinct(cls, value: list[str]) -> list[str]:
+        if len(set(value)) != len(value):
+            raise ValueError("each key source may appear once")
+        if "history" in value[:-1]:
+            raise ValueError("history must come last: every request has a history, so no source after it is ever used")
+        return value
+
+    @field_validator("url")
+    @classmethod
+    def _redis_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        url = urlsplit(value)
+        if url.scheme not in ("redis", "rediss", "unix"):
+            raise ValueError("must be a redis://, rediss:// or unix:// URL")
+        if url.password:
+            raise ValueError("must not hold a password: name the variable holding it in password_env")
+        return value
+
+    @field_validator("password_env")
+    @classmethod
+    def _password_variable(cls, value: str | None) -> str | None:
+        return check_variable_name(value)
+
+    @model_validator(mode="after")
+    def _store_settings(self) -> Self:
+        if self.store == "redis" and self.url is None:
+            raise ValueError("store: redis needs url (e.g. redis://127.0.0.1:6379/0)")
+        if self.store == "memory" and self.url is not None:
+            raise ValueError("url is set, but store is memory: set store: redis to use it")
+        return self
 
     def sticky(self, route: str) -> bool:
-        """Whether answers of ``route`` are marked and keep their conversation."""
-        return self.sticky_edge if route == "edge" else self.sticky_cloud
+        """Whether conversations ``route`` answered first stay on it."""
+        return self.edge if route == "edge" else self.cloud
+
+    def marks(self, route: str) -> bool:
+        """Whether answers of ``route`` carry the invisible marker."""
+        return self.markers and self.sticky(route)
+
+    def password(self) -> str | None:
+        """The Redis password from the environment (None when no variable is named); ConfigError when it is unset."""
+        return key_from_environment(self.password_env, "stickiness.password_env")
 
 
 class BatchingPolicy(BaseModel):
@@ -126,6 +191,19 @@ class EmbeddingCachePolicy(BaseModel):
         return int(self.max_mb * 2**20)
 
 
+class CapturePolicy(BaseModel):
+    """Capture of a sampled share of routed requests, with the other backend's answer (shadow), for training data."""
+
+    model_config = STRICT
+
+    dir: Path = Field(description="capture folder (capture.db and images/); several gateway processes may share it")
+    sample: float = Field(0.05, ge=0, le=1, description="share of the eligible routed requests captured")
+    shadow: bool = Field(True, description="also ask the other backend, in the background, after the client has its answer")
+    max_per_hour: int = Field(2000, ge=0, description="captures per gateway process in any hour, at most")
+    shadow_queue: int = Field(256, ge=1, description="shadow calls waiting at most; the queue drops (and counts) more")
+    shadow_concurrency: int = Field(4, ge=1, description="shadow calls in flight at most")
+
+
 class GatewayConfig(BaseModel):
     """Everything ``ecvl-router serve`` needs; relative paths are taken relative to the YAML file."""
 
@@ -145,10 +223,11 @@ class GatewayConfig(BaseModel):
     limits: Limits = Field(default_factory=Limits)
     images: ImagePolicy = Field(default_factory=ImagePolicy)
     fallback: FallbackPolicy = Field(default_factory=FallbackPolicy)
-    conversation: ConversationPolicy = Field(default_factory=ConversationPolicy)
+    stickiness: StickinessPolicy = Field(default_factory=StickinessPolicy)
     decision_log: Path | None = Field(None, description="JSON-lines file, one record per routed request")
     batching: BatchingPolicy = Field(default_factory=BatchingPolicy)
     embedding_cache: EmbeddingCachePolicy = Field(default_factory=EmbeddingCachePolicy)
+    capture: CapturePolicy | None = Field(None, description="capture for training data and feedback; null: none")
     study: dict[str, Any] | None = Field(
         None, description="an online study's section, read by ecvl_router.study (docs/study.md); the gateway ignores it"
     )
@@ -181,6 +260,8 @@ class GatewayConfig(BaseModel):
             update["encoders"] = folder / self.encoders
         if self.decision_log is not None:
             update["decision_log"] = folder / self.decision_log
+        if self.capture is not None:
+            update["capture"] = self.capture.model_copy(update={"dir": folder / self.capture.dir})
         return update
 
 

@@ -1,11 +1,11 @@
-"""Stateless multi-turn routing: an invisible marker at the start of every answer, naming who gave it.
+"""Invisible markers naming who answered (opt-in, ``stickiness.markers``), and the Route type.
 
-A conversation stays on the backend that answered its first turn. Every answer starts with a marker of
-three zero-width characters, one for the edge and one for the cloud; a client that sends the conversation
-back (as chat clients do) thereby tells the gateway who answered, and the gateway keeps the conversation
-there. Markers are removed from the history before any backend sees it. A client that strips zero-width
-characters from messages loses stickiness: each turn is then routed on its own.
-"""
+With markers on, every answer starts with a marker of three zero-width characters, one for the edge and
+one for the cloud; a client that sends the conversation back (as chat clients do) thereby tells any gateway
+process who answered its first turn, with no state kept anywhere. Markers are removed from the history
+before any backend sees it. They change the answers' text, so they are off by default: the gateway keeps
+conversations' routes itself (``stickiness``). A client that strips zero-width characters from messages
+loses marker stickiness."""
 
 from __future__ import annotations
 

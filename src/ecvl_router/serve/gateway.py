@@ -1,8 +1,9 @@
 """The routing gateway's core, shared by the HTTP server and the Python client.
 
-One request: validate it, check its images (fetching URLs), decide edge or cloud from the last user turn
-(in the router's batching thread, together with concurrent requests, so the event loop stays responsive), forward it to the chosen backend, fall back to
-the other one when that fails and the scenario allows it, and annotate the answer with the decision.
+One request: validate it, check its images (fetching URLs), keep its conversation's route (``stickiness``) or
+decide edge or cloud from the last user turn (in the router's batching thread, together with concurrent
+requests, so the event loop stays responsive), forward it to the chosen backend, fall back to the other one
+when that fails and the scenario allows it, and annotate the answer with the decision.
 
 The router can be swapped while requests are served (:meth:`Gateway.swap`, used by ``serve/reload.py``): a
 request decides with the bundle served when it arrived, and a replaced router is closed once the last
@@ -30,14 +31,17 @@ from ecvl_router.features.extractor import ExtractorSettings
 from ecvl_router.scenarios import Scenario
 from ecvl_router.openai_http.errors import CallError, is_retryable_status
 from ecvl_router.serve.backends import Backend, elapsed_ms
+from ecvl_router.serve.capture import Capture, Sampled, capture_refused
 from ecvl_router.serve.chat import ChatRequest, parse_chat_request
 from ecvl_router.serve.config import SERVED_MODEL, GatewayConfig
 from ecvl_router.serve.conversation import MARKERS, mark, strip_markers
+from ecvl_router.serve.conversation_keys import AnswerTranscript
 from ecvl_router.serve.decision_log import DecisionLog
 from ecvl_router.serve.errors import GatewayError, bad_request
 from ecvl_router.serve.images import CheckedImage, ImageFetcher, decode_data_uri
 from ecvl_router.serve.metrics import GatewayMetrics, RouterCounts
 from ecvl_router.serve.routing import Decision, QueryRouter, Route
+from ecvl_router.serve.stickiness import Stickiness, Turn
 from ecvl_router.openai_http.sse import EVENT_END
 
 logger = logging.getLogger(__name__)
@@ -71,6 +75,7 @@ class Outcome:
     attempts: dict[str, int] = field(default_factory=dict)
     errors: list[dict[str, Any]] = field(default_factory=list)
     backend_ms: float | None = None
+    capture: Sampled | None = None
 
     def ecvl(self) -> dict[str, Any]:
         """The ``ecvl`` object added to the response body and to the first streamed chunk."""
@@ -167,6 +172,9 @@ class Gateway:
         self.metrics.serve_bundle(self.served.digest)
         self.fetcher = ImageFetcher(config.images, config.limits)
         self.decision_log = DecisionLog(config.decision_log) if config.decision_log else None
+        self.stickiness = Stickiness(config.stickiness, self.metrics)
+        self.capture = (Capture.open(config.capture, self.backends, router.model_names(), router.score_scale, self.metrics.registry)
+                        if config.capture is not None else None)
         self._closing: set[asyncio.Task[None]] = set()
 
     @classmethod
@@ -199,7 +207,9 @@ class Gateway:
         self.served.owned = owned
 
     async def aclose(self) -> None:
-        await asyncio.gather(*(backend.aclose() for backend in self.backends.values()), self.fetcher.aclose())
+        if self.capture is not None:  # first: its shadow calls use the backends
+            await self.capture.aclose()
+        await asyncio.gather(*(backend.aclose() for backend in self.backends.values()), self.fetcher.aclose(), self.stickiness.aclose())
         if self.owns_router:
             await asyncio.to_thread(self.router.close)
         await asyncio.gather(*self._closing)
@@ -269,11 +279,14 @@ class Gateway:
             task.add_done_callback(self._closing.discard)
 
     # ------------------------------------------------------------------ requests
-    async def handle(self, body: dict[str, Any], *, scenario_header: str | None = None, mes_header: str | None = None) -> Reply:
+    async def handle(self, body: dict[str, Any], *, scenario_header: str | None = None, mes_header: str | None = None,
+                     session_header: str | None = None, capture_header: str | None = None) -> Reply:
         """Answer one chat-completion request body; raises GatewayError (4xx, 5xx) when it cannot.
 
         ``mes_header`` (``X-ECVL-MES``) asks for another MES than the scenario's; only a bundle whose router
-        predicts scores (``ecvl-multi``) serves it.
+        predicts scores (``ecvl-multi``) serves it. ``session_header`` (``X-ECVL-Session``) names the conversation. ``capture_header`` (``X-ECVL-Capture``) ``off``
+        keeps the request out of the capture; a sampled request's ``outcome.capture`` is to be finished once the client
+        has its answer.
         """
         started = time.perf_counter()
         scenario_label = "unknown"
@@ -288,18 +301,24 @@ class Gateway:
                 )
                 scenario_label = request.scenario
                 mes = self._requested_mes(served, mes_header, request.scenario)
-                decision = await self._decide(served, request, await self._check_images(request), mes)
+                refused = capture_refused(capture_header)
+                turn = self.stickiness.turn(request, session_header)
+                routed_image = await self._check_images(request)
+                decision = await self._decide(served, request, routed_image, mes, await self.stickiness.recall(turn))
             except GatewayError:
                 self.metrics.requests.labels(scenario_label, "none", "rejected").inc()
                 raise
         outcome = Outcome(uuid.uuid4().hex, decision, served.scenarios[decision.scenario], request.stream, len(request.images),
                           started, bundle=served.digest)
-        if request.history_route is not None:
+        if self.capture is not None:
+            image = routed_image[0] if routed_image is not None else None
+            outcome.capture = self.capture.sample(request, image, outcome, outcome.scenario, refused)
+        if turn.marked is not None:
             strip_markers(request.messages)
         try:
             if request.stream:
-                return await self._stream(request, outcome)
-            return await self._complete(request, outcome)
+                return await self._stream(request, outcome, turn)
+            return await self._complete(request, outcome, turn)
         except GatewayError as error:
             self._finish(outcome, error.status)
             raise
@@ -335,10 +354,10 @@ class Gateway:
         return mes
 
     async def _decide(self, served: ServedBundle, request: ChatRequest, routed_image: tuple[CheckedImage, str] | None,
-                      mes: float | None = None) -> Decision:
+                      mes: float | None, kept: Route | None) -> Decision:
+        """The route of ``request``: ``kept`` (its conversation's) where its scenario allows it, else the router's."""
         scenario = served.scenarios[request.scenario]
-        kept = request.history_route
-        if kept is not None and self.config.conversation.sticky(kept) and (kept == "edge" or scenario.cloud_allowed):
+        if kept is not None and (kept == "edge" or scenario.cloud_allowed):
             return Decision(kept, None, served.router.tau(scenario.name), scenario.name, 0.0, sticky=True, batch_size=0)
 
         image = partial(routed_image[0].decode, routed_image[1]) if routed_image else None  # decoded in the batch
@@ -359,7 +378,7 @@ class Gateway:
             return ["edge", "cloud"] if self.config.fallback.edge_to_cloud else ["edge"]
         return ["cloud", "edge"] if self.config.fallback.cloud_to_edge else ["cloud"]
 
-    async def _complete(self, request: ChatRequest, outcome: Outcome) -> Reply:
+    async def _complete(self, request: ChatRequest, outcome: Outcome, turn: Turn) -> Reply:
         for route in self._plan(outcome):
             backend = self.backends[route]
             called = time.perf_counter()
@@ -371,17 +390,20 @@ class Gateway:
                     raise self._rejected(route, error) from None
                 continue
             self._answered(outcome, route, attempts, called, document.get("model"))
-            if self.config.conversation.sticky(route):
-                for choice in document["choices"]:
-                    message = choice.get("message") if isinstance(choice, dict) else None
-                    if isinstance(message, dict) and (isinstance(message.get("content"), str) or message.get("content") is None):
+            messages = [choice["message"] for choice in document["choices"] if isinstance(choice, dict) and isinstance(choice.get("message"), dict)]
+            if self.config.stickiness.marks(route):
+                for message in messages:
+                    if isinstance(message.get("content"), str) or message.get("content") is None:
                         message["content"] = mark(message.get("content"), route)
+            await self.stickiness.remember(turn, route, messages)
+            if outcome.capture is not None:
+                outcome.capture.document = document
             document["ecvl"] = outcome.ecvl()
             self._finish(outcome, 200)
             return Reply(outcome, body=document)
         raise self._unavailable(outcome)
 
-    async def _stream(self, request: ChatRequest, outcome: Outcome) -> Reply:
+    async def _stream(self, request: ChatRequest, outcome: Outcome, turn: Turn) -> Reply:
         for route in self._plan(outcome):
             backend = self.backends[route]
             called = time.perf_counter()
@@ -393,22 +415,43 @@ class Gateway:
                     raise self._rejected(route, error) from None
                 continue
             self._answered(outcome, route, attempts, called, backend.model)
-            marker = MARKERS[route] if self.config.conversation.sticky(route) else None
-            return Reply(outcome, chunks=self._relay(response, outcome, marker))
+            marker = MARKERS[route] if self.config.stickiness.marks(route) else None
+            if not turn.key.needs_answers:
+                await self.stickiness.remember(turn, route)
+            return Reply(outcome, chunks=self._relay(response, outcome, marker, turn))
         raise self._unavailable(outcome)
 
-    async def _relay(self, response: httpx.Response, outcome: Outcome, marker: str | None) -> AsyncIterator[bytes]:
-        """The backend's SSE stream, byte for byte, except that the first event gains ``ecvl`` (and the marker)."""
+    async def _relay(self, response: httpx.Response, outcome: Outcome, marker: str | None, turn: Turn) -> AsyncIterator[bytes]:
+        """The backend's SSE stream, byte for byte, except that the first event gains ``ecvl`` (and the marker).
+
+        When ``turn``'s key needs the answer, the route is kept once the answer is complete: before the closing
+        ``[DONE]`` is passed on, so that the client's next turn finds it.
+        """
+        route = outcome.route
+        assert route is not None
         annotator = _StreamAnnotator(outcome.ecvl(), marker)
+        transcript = AnswerTranscript() if turn.key.needs_answers else None
         status = 200
+        tap = outcome.capture
+        if tap is not None:
+            tap.stream_began()
         try:
             async for chunk in response.aiter_bytes():
-                if annotator.done:
-                    yield chunk
-                else:
-                    yield annotator.feed(chunk)
-            if not annotator.done and annotator.pending:
-                yield annotator.pending
+                if tap is not None:
+                    tap.chunks.append(chunk)
+                out = chunk if annotator.done else annotator.feed(chunk)
+                if transcript is not None and transcript.feed(out):
+                    await self.stickiness.remember(turn, route, transcript.messages())
+                    transcript = None
+                yield out
+            rest = b"" if annotator.done else annotator.pending
+            if transcript is not None:  # the stream ended without [DONE]
+                transcript.feed(rest)
+                await self.stickiness.remember(turn, route, transcript.messages())
+            if rest:
+                yield rest
+            if tap is not None:
+                tap.stream_completed()
         except httpx.HTTPError as exc:
             status = 502
             outcome.errors.append({"route": outcome.route, "kind": "stream_interrupted", "status": None})

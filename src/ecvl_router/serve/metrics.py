@@ -29,9 +29,9 @@ _ANSWERED = ("edge", "cloud")
 
 
 class GatewayMetrics:
-    """Requests by scenario, route and outcome; decision and backend latency; fallbacks; decision batch sizes;
-    embedding-cache lookups and bytes; the bundles served and their reloads; the edge share and the cache hit
-    rate derived at each scrape.
+    """Requests by scenario, route and outcome; decision and backend latency; fallbacks; conversation lookups and
+    route-store outages; decision batch sizes; embedding-cache lookups and bytes; the bundles served and their
+    reloads; the edge share and the cache hit rate derived at each scrape.
 
     ``multiprocess_dir``: the service's prometheus multiprocess folder (``PROMETHEUS_MULTIPROC_DIR``, set
     before prometheus-client was first imported); ``exposition`` then shows every process writing there.
@@ -68,6 +68,18 @@ class GatewayMetrics:
             "ecvl_router_fallbacks",
             "Requests answered by the other backend after the chosen one failed",
             ["from_route", "to_route", "reason"],
+            registry=self.registry,
+        )
+        self.conversation_lookups = Counter(
+            "ecvl_router_conversation_lookups",
+            "Lookups of a conversation's kept route, by key (header, metadata, user, history, marker) and result",
+            ["key", "result"],
+            registry=self.registry,
+        )
+        self.route_store_unavailable = Counter(
+            "ecvl_router_route_store_unavailable",
+            "Route-store operations (lookup, store) that failed or were skipped while it was down: turns routed without stickiness",
+            ["operation"],
             registry=self.registry,
         )
         self.batch_sizes = Histogram(

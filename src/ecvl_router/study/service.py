@@ -129,7 +129,8 @@ class StudyService:
         body = {"model": SERVED_MODEL, "stream": True, "messages": [{"role": "user", "content": content}]}
         started = time.perf_counter()
         try:
-            reply = await self.gateway.handle(body, scenario_header=policy_key(session.scenario, session.policy))
+            reply = await self.gateway.handle(body, scenario_header=policy_key(session.scenario, session.policy),
+                                              capture_header="off")  # the study keeps its own records
         except GatewayError as error:
             await self._finish(query_id, Answer("failed", error=error.message, latency_ms=elapsed_ms(started)))
             raise

@@ -1,10 +1,9 @@
 """The study database: participants, sessions, queries and ratings in SQLite; images as files by content hash.
 
-The database runs in WAL mode with ``synchronous=FULL``: a committed row survives a crash or a restart of
-the server, readers (``ecvl-router study-report``) never block writers, and concurrent writers (threads or
-processes) wait for each other up to ``busy_timeout``. Every operation opens its own short connection, so
-the store may be used from any thread. The schema is created and upgraded by numbered migrations
-(``PRAGMA user_version``) when the store opens; running them again changes nothing.
+The database is one of ``ecvl_router.sqlite_db`` (WAL mode, ``synchronous=FULL``, numbered migrations): a
+committed row survives a crash or a restart of the server, readers (``ecvl-router study-report``) never block
+writers, and concurrent writers (threads or processes) wait for each other. Every operation opens its own
+short connection, so the store may be used from any thread.
 
 Images are written beside the database, in ``<database stem>-images/<sha256[:2]>/<sha256>.<ext>``; the
 database keeps only the hash.
@@ -14,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import sqlite3
 import uuid
 from collections.abc import Iterator, Sequence
@@ -24,9 +22,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from ecvl_router.sqlite_db import connect, open_database, transaction, write_file_once
 from ecvl_router.study.assignment import assign_policy
-
-BUSY_TIMEOUT_S = 30.0
 
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
     (
@@ -143,49 +140,22 @@ class StudyStore:
         self.path = Path(path)
         self.images_dir = self.path.with_name(f"{self.path.stem}-images")
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self._connection() as connection:
-            mode = connection.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-            if str(mode).lower() != "wal":
-                raise StoreError(f"{self.path}: SQLite refused WAL mode (journal_mode is {mode})")
         self.migrate()
 
     # ------------------------------------------------------------------ connections
     @contextmanager
     def _connection(self) -> Iterator[sqlite3.Connection]:
-        connection = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
-        try:
-            connection.row_factory = sqlite3.Row
-            connection.execute("PRAGMA synchronous = FULL")
-            connection.execute("PRAGMA foreign_keys = ON")
+        with connect(self.path) as connection:
             yield connection
-        finally:
-            connection.close()
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
-        """A write transaction, holding the write lock from its start (no lock upgrades, no deadlocks)."""
-        with self._connection() as connection:
-            connection.execute("BEGIN IMMEDIATE")
-            try:
-                yield connection
-            except BaseException:
-                connection.execute("ROLLBACK")
-                raise
-            connection.execute("COMMIT")
+        with connect(self.path) as connection, transaction(connection):
+            yield connection
 
     def migrate(self) -> int:
-        """Apply the migrations the database lacks; returns how many ran (0 when it is up to date)."""
-        with self._transaction() as connection:
-            version = connection.execute("PRAGMA user_version").fetchone()[0]
-            if version > SCHEMA_VERSION:
-                raise StoreError(
-                    f"{self.path}: schema version {version} is newer than this ecvl-router's ({SCHEMA_VERSION}); upgrade ecvl-router"
-                )
-            for index in range(version, SCHEMA_VERSION):
-                for statement in MIGRATIONS[index]:
-                    connection.execute(statement)
-            connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-        return SCHEMA_VERSION - version
+        """Apply the migrations the database lacks (in WAL mode); returns how many ran (0 when it is up to date)."""
+        return open_database(self.path, MIGRATIONS, StoreError)
 
     def schema_version(self) -> int:
         with self._connection() as connection:
@@ -309,16 +279,7 @@ class StudyStore:
     def save_image(self, data: bytes, format: str, name: str | None = None) -> StoredImage:
         """Write image bytes under their sha256 (once; durable before this returns)."""
         image = StoredImage(hashlib.sha256(data).hexdigest(), format.lower(), name)
-        target = self.image_path(image)
-        if target.exists():
-            return image
-        target.parent.mkdir(parents=True, exist_ok=True)
-        temporary = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
-        with open(temporary, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, target)
+        write_file_once(self.image_path(image), data)
         return image
 
     def image_path(self, image: StoredImage) -> Path:
