@@ -14,6 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 import yaml
+from gunicorn.arbiter import Arbiter
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from ecvl_router.data import load_rsd
@@ -225,3 +226,15 @@ def test_one_process_reloads_on_sighup_under_load(sim_backends, bundles, tmp_pat
     assert {answer.bundle for answer in load.answers} == set(digests.values())
     assert {answer.bundle for answer in load.answers if answer.sent > swapped} == {digests["edge-quality"]}
     assert "bundle reload refused" in process.log_path.read_text()
+
+
+def test_a_bundle_that_does_not_load_stops_the_service_at_start(sim_backends, bundles, tmp_path: Path) -> None:
+    config = write_config(tmp_path / "gateway.yaml", bundles["broken"], sim_backends)
+    process = Process(["serve", "--config", str(config), "--workers", "2"], "", tmp_path / "serve.log", env={"TMPDIR": str(tmp_path)})
+    try:
+        assert process.process.wait(timeout=240) == Arbiter.WORKER_BOOT_ERROR
+    finally:
+        process.kill()
+    log = process.log_path.read_text()
+    assert "a worker cannot start" in log and "manifest.json" in log
+    assert list(tmp_path.glob("ecvl-router-metrics-*")) == []

@@ -99,7 +99,10 @@ def save_bundle(
 def load_bundle(directory: Path) -> TrainedRouter:
     """The TrainedRouter ``save_bundle`` wrote into ``directory`` (with its ``manifest``)."""
     directory = Path(directory)
-    manifest = read_manifest(directory)
+    try:
+        manifest = read_manifest(directory)
+    except ValueError as exc:  # JSON and UTF-8 decoding errors
+        raise BundleError(f"{directory}/manifest.json: not a valid manifest ({exc})") from exc
     if manifest is None:
         raise BundleError(f"{directory}: no manifest.json; not a router bundle")
     if manifest.get("bundle_format") != BUNDLE_FORMAT:
