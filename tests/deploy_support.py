@@ -143,14 +143,18 @@ class ExportedMetric:
 
 
 def exported_metrics() -> dict[str, ExportedMetric]:
-    """The gateway's metrics by sample name (``ecvl_router_requests_total``, ``..._bucket``, …), with their labels."""
+    """The gateway's metrics as a scrape shows them, by sample name (``ecvl_router_requests_total``, ``..._bucket``, …),
+    with their labels."""
     from ecvl_router.features.memory_cache import CacheCounts
     from ecvl_router.serve.routing import RouterStats
 
-    metrics = GatewayMetrics(lambda: RouterStats(batch_sizes={1: 1}, cache={"text": CacheCounts(1, 1)}, cache_bytes=1))
+    from prometheus_client.parser import text_string_to_metric_families
+
+    metrics = GatewayMetrics()
+    metrics.follow(lambda: RouterStats(batch_sizes={1: 1}, cache={"text": CacheCounts(1, 1)}, cache_bytes=1))
     suffixes = {"counter": ("_total",), "histogram": ("_bucket", "_count", "_sum"), "gauge": ("",)}
     found: dict[str, ExportedMetric] = {}
-    for family in metrics.registry.collect():
+    for family in text_string_to_metric_families(metrics.exposition().decode()):
         owner = next((m for m in vars(metrics).values() if getattr(m, "_name", None) == family.name), None)
         labels = set(getattr(owner, "_labelnames", ())) | {k for s in family.samples for k in s.labels if k != "le"}
         metric = ExportedMetric(family.name, frozenset(family.name + suffix for suffix in suffixes[family.type]), frozenset(labels))

@@ -9,11 +9,14 @@ from __future__ import annotations
 import base64
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
 import threading
 import time
+from dataclasses import dataclass
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -168,3 +171,108 @@ def tiny_bundle(demo_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Pa
     bundle = train_bundle(demo_data, root / "run", root / "cache", write_tiny_encoders(root / "encoders"))
     pin_thresholds(bundle, PINNED_TAU)
     return bundle
+
+
+def bundle_variant(bundle: Path, out: Path, *, taus: dict[str, float] | None = None, edge_model: str | None = None) -> Path:
+    """A copy of ``bundle`` with some thresholds pinned, or trained (says its manifest) for another edge model."""
+    shutil.copytree(bundle, out)
+    if taus:
+        pin_thresholds(out, taus)
+    if edge_model is not None:
+        manifest = json.loads((out / "manifest.json").read_text())
+        manifest["settings"]["task"]["edge"] = edge_model
+        (out / "manifest.json").write_text(json.dumps(manifest))
+    return out
+
+
+def broken_bundle(bundle: Path, out: Path) -> Path:
+    """A copy of ``bundle`` whose manifest is cut in half (it does not load)."""
+    shutil.copytree(bundle, out)
+    text = (out / "manifest.json").read_text()
+    (out / "manifest.json").write_text(text[: len(text) // 2])
+    return out
+
+
+def metric_values(text: str) -> dict[str, float]:
+    """The samples of a Prometheus text exposition: ``name{labels}`` to value."""
+    return {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line and not line.startswith("#")}
+
+
+def requests_total(metrics: dict[str, float]) -> float:
+    return sum(value for name, value in metrics.items() if name.startswith("ecvl_router_requests_total{"))
+
+
+@dataclass(frozen=True)
+class Answer:
+    """One request of a :class:`Load`: when it was sent and ended, its status, and the bundle and route it names."""
+
+    sent: float
+    ended: float
+    status: int | None
+    bundle: str | None
+    route: str | None
+    error: str | None = None
+
+
+class Load:
+    """The same chat request sent back to back from ``threads`` threads, each on a new connection, until the
+    ``with`` block ends; ``answers`` holds every one."""
+
+    def __init__(self, url: str, body: dict, *, threads: int = 4, headers: dict[str, str] | None = None) -> None:
+        self.url, self.body, self.headers = url, body, headers or {}
+        self.answers: list[Answer] = []
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._send, daemon=True) for _ in range(threads)]
+
+    def __enter__(self) -> Load:
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=120)
+
+    def _send(self) -> None:
+        while not self._stop.is_set():
+            sent = time.monotonic()
+            try:
+                response = httpx.post(self.url + "/v1/chat/completions", json=self.body, headers=self.headers, timeout=120)
+            except httpx.HTTPError as exc:
+                self.answers.append(Answer(sent, time.monotonic(), None, None, None, f"{type(exc).__name__}: {exc}"))
+                continue
+            self.answers.append(Answer(sent, time.monotonic(), response.status_code, response.headers.get("x-ecvl-bundle"),
+                                       response.headers.get("x-ecvl-route"), None if response.status_code == 200 else response.text))
+
+    def failures(self) -> list[Answer]:
+        return [answer for answer in self.answers if answer.status != 200]
+
+    def wait_for(self, count: int, *, after: float = 0.0, timeout: float = 120) -> None:
+        """Wait until ``count`` answers sent after ``after`` (a ``time.monotonic()``) have ended."""
+        wait_until(lambda: sum(answer.sent > after for answer in list(self.answers)) >= count, timeout)
+
+
+def wait_until(check: Callable[[], bool], timeout: float = 120) -> None:
+    """Return once ``check()`` holds; AssertionError if it does not within ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"the condition did not hold within {timeout} s")
+        time.sleep(0.05)
+
+
+@pytest.fixture(scope="module")
+def sim_backends(demo_data: Path) -> Iterator[dict[str, str]]:
+    """The demo's edge and cloud models served by backend-sim without delays on 127.0.0.1: their /v1 URLs by role."""
+    from ecvl_router.serve.backend_sim import SimulatedModel, create_backend_sim_app
+
+    servers = {role: ThreadServer(create_backend_sim_app(SimulatedModel.from_dataset(demo_data, model), latency_scale=0)).start()
+               for role, model in (("edge", EDGE), ("cloud", CLOUD))}
+    yield {role: server.url + "/v1" for role, server in servers.items()}
+    for server in servers.values():
+        server.stop()
+
+
+QUALITY_REQUEST = {"model": "ecvl-router:quality", "messages": [{"role": "user", "content": "What is the colour of the sky?"}]}
+"""Routed to the cloud by ``tiny_bundle`` (quality tau 1), to the edge by a variant pinned at quality tau 0."""

@@ -108,3 +108,11 @@ def test_broken_bundles_are_named(data, tmp_path: Path):
         state.write_bytes(b"not a torch file")
     with pytest.raises(BundleError, match="cannot read the router state of epoch"):
         load_bundle(tmp_path / "bundle")
+
+
+def test_a_cut_manifest_is_named(data, tmp_path: Path):
+    save_bundle(_train("all-small", data), tmp_path / "bundle")
+    manifest = tmp_path / "bundle" / "manifest.json"
+    manifest.write_text(manifest.read_text()[:40])
+    with pytest.raises(BundleError, match=r"bundle/manifest.json: not a valid manifest"):
+        load_bundle(tmp_path / "bundle")

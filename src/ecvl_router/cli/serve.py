@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import socket
+import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -16,6 +18,7 @@ if TYPE_CHECKING:  # the server's modules load when a server starts, not for --h
     from fastapi import APIRouter
 
     from ecvl_router.serve.gateway import Gateway
+    from ecvl_router.serve.reload import Hangups
     from ecvl_router.study.config import StudyConfig
 
 
@@ -31,35 +34,52 @@ def serve(
     host: str | None = typer.Option(None, "--host", help="Address to listen on.", show_default="the config's host"),
     port: int | None = typer.Option(None, "--port", help="Port to listen on; 0 picks a free one.", show_default="the config's port"),
     port_file: Path | None = typer.Option(None, "--port-file", help="Write the port listened on to this file once listening."),
-    workers: int = typer.Option(1, "--workers", min=1, help="Gateway processes sharing the port, each with its own encoders."),
-    worker_port: int = typer.Option(0, "--worker-port", min=0, max=65535, help="With --workers: worker i also listens on this port + i (0: free ports)."),
-    worker_port_file: Path | None = typer.Option(None, "--worker-port-file", help="With --workers: write each worker's own port, one a line."),
+    workers: int = typer.Option(1, "--workers", min=1, help="Gateway processes sharing the port under gunicorn, each with its own encoders."),
+    timeout: int = typer.Option(30, "--timeout", min=0, help="With --workers: a worker silent this many seconds is killed and replaced (0: never)."),
+    graceful_timeout: int = typer.Option(30, "--graceful-timeout", min=0, help="Seconds in-flight requests get to finish after SIGTERM."),
 ) -> None:
-    """Serve the router as an OpenAI-compatible gateway: each request goes to the edge or the cloud backend."""
-    from ecvl_router.serve.config import example_config as example_text
+    """Serve the router as an OpenAI-compatible gateway: each request goes to the edge or the cloud backend.
 
+    SIGHUP (or POST /admin/reload) reloads the bundle the configuration names, without a restart.
+    """
     if example_config:
+        from ecvl_router.serve.config import example_config as example_text
+
         typer.echo(example_text(), nl=False)
         return
     if config is None:
         fail("give --config gateway.yaml (print an example with --example-config)")
+    if workers > 1:
+        serve_workers(config, workers, host, port, port_file, timeout=timeout, graceful_timeout=graceful_timeout)
+        return
+    from ecvl_router.serve.reload import Hangups
+
+    hangups = Hangups()
+    hangups.install()  # from now on: a SIGHUP while the bundle loads reloads it once the gateway serves
+    try:
+        serve_one(config, host, port, port_file, hangups, graceful_timeout=graceful_timeout)
+    finally:
+        hangups.uninstall()
+
+
+def serve_one(config: Path, host: str | None, port: int | None, port_file: Path | None, hangups: Hangups, *,
+              graceful_timeout: int) -> None:
+    """``serve``: the gateway (and a study's routes) in this process, reloading its bundle on ``hangups``."""
     from ecvl_router.learning.bundle import BundleError
     from ecvl_router.config import ConfigError
     from ecvl_router.features.onnx_encoders import OnnxExportError
     from ecvl_router.features.weights import WeightsIntegrityError, WeightsNotFoundError
     from ecvl_router.serve.app import create_app
     from ecvl_router.serve.gateway import Gateway
+    from ecvl_router.serve.reload import Reloader
     from ecvl_router.study.config import load_study_gateway_config
     from ecvl_router.study.store import StoreError
 
-    if workers > 1:
-        serve_workers(config, workers, host, port, port_file, worker_port, worker_port_file)
-        return
     try:
         settings = load_study_gateway_config(config)
         err_console.print(f"loading the router bundle {plain(settings.bundle)} and its encoders …")
         gateway = Gateway.from_config(settings)
-        app = create_app(gateway, routers=study_routers(gateway, settings.study))
+        app = create_app(gateway, routers=study_routers(gateway, settings.study), reloader=Reloader(gateway, config, hangups=hangups))
     except (ConfigError, BundleError, StoreError, WeightsNotFoundError, WeightsIntegrityError, OnnxExportError, FileNotFoundError) as exc:
         fail(str(exc))
     host = host or settings.host
@@ -69,42 +89,47 @@ def serve(
     err_console.print(
         f"[green]serving[/] {plain(address)}/v1 — scenarios {plain(', '.join(gateway.scenarios))} "
         f"(default {plain(gateway.default_scenario)}); edge {plain(edge.model)} at {plain(edge.spec.base_url)}, "
-        f"cloud {plain(cloud.model)} at {plain(cloud.spec.base_url)}"
+        f"cloud {plain(cloud.model)} at {plain(cloud.spec.base_url)}, bundle {plain(gateway.served.digest)}"
         + ("" if gateway.client_keys else " — [yellow]no client API keys configured[/]"),
         highlight=False,
     )
     if settings.study is not None:
         err_console.print(f"[green]study[/] {plain(address)}/study — ratings in {plain(settings.study.database)}", highlight=False)
     verbose = logging.getLogger().level <= logging.INFO
-    run_server(app, listener, log_level="info" if verbose else "warning", access_log=verbose)
+    run_server(app, listener, log_level="info" if verbose else "warning", access_log=verbose, graceful_timeout=graceful_timeout)
 
 
-def serve_workers(config: Path, workers: int, host: str | None, port: int | None, port_file: Path | None,
-                  worker_port: int, worker_port_file: Path | None) -> None:
-    """``serve --workers N``: N gateway processes on one port, each also on a port of its own (its /metrics)."""
-    from ecvl_router.config import ConfigError
-    from ecvl_router.serve.workers import run_workers
-    from ecvl_router.study.config import load_study_gateway_config
-
+def serve_workers(config: Path, workers: int, host: str | None, port: int | None, port_file: Path | None, *,
+                  timeout: int, graceful_timeout: int) -> None:
+    """``serve --workers N``: N gateway processes under gunicorn on one port, their metrics in a fresh folder."""
+    metrics_dir = Path(tempfile.mkdtemp(prefix="ecvl-router-metrics-"))
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)  # before prometheus-client is first imported
     try:
-        settings = load_study_gateway_config(config)
-    except ConfigError as exc:
-        fail(str(exc))
-    if settings.study is not None:
-        fail(f"{config}: a study section is served by one process only; serve it with --workers 1")
-    host = host or settings.host
-    shared = listen(host, port if port is not None else settings.port, port_file)
-    own = [listen(host, worker_port + index if worker_port else 0) for index in range(workers)]
-    if worker_port_file is not None:
-        write_ports(worker_port_file, own)
-    err_console.print(
-        f"[green]serving[/] {plain(http_address(host, shared))}/v1 with {workers} workers (each loads the bundle "
-        f"{plain(settings.bundle)} and its encoders); worker metrics at "
-        + ", ".join(plain(http_address(host, sock)) + "/metrics" for sock in own),
-        highlight=False,
-    )
-    verbose = logging.getLogger().level <= logging.INFO
-    raise typer.Exit(run_workers(config.resolve(), shared, own, log_level="info" if verbose else "warning", access_log=verbose))
+        from ecvl_router.config import ConfigError
+        from ecvl_router.serve.gunicorn_app import GatewayService, WorkerSettings
+        from ecvl_router.study.config import load_study_gateway_config
+
+        try:
+            settings = load_study_gateway_config(config)
+        except ConfigError as exc:
+            fail(str(exc))
+        if settings.study is not None:
+            fail(f"{config}: a study section is served by one process only; serve it with --workers 1")
+        host = host or settings.host
+        listener = listen(host, port if port is not None else settings.port, port_file)
+        err_console.print(
+            f"[green]serving[/] {plain(http_address(host, listener))}/v1 with {workers} gunicorn workers (each loads the bundle "
+            f"{plain(settings.bundle)} and its encoders), /metrics for all of them; SIGHUP to {os.getpid()} reloads the bundle",
+            highlight=False,
+        )
+        verbose = logging.getLogger().level <= logging.INFO
+        GatewayService(WorkerSettings(
+            config.resolve(), workers, listener.detach(), metrics_dir, timeout=timeout, graceful_timeout=graceful_timeout,
+            log_level="info" if verbose else "warning", access_log=verbose,
+        )).run()
+    finally:
+        os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
+        shutil.rmtree(metrics_dir, ignore_errors=True)
 
 
 def study_routers(gateway: Gateway, study: StudyConfig | None) -> list[APIRouter]:
@@ -144,11 +169,12 @@ def http_address(host: str, listener: socket.socket) -> str:
     return f"http://{shown}:{listener.getsockname()[1]}"
 
 
-def run_server(app: Any, listener: socket.socket, *, log_level: str, access_log: bool) -> None:
-    """Serve ``app`` with uvicorn on an already listening socket until interrupted."""
+def run_server(app: Any, listener: socket.socket, *, log_level: str, access_log: bool, graceful_timeout: int | None = None) -> None:
+    """Serve ``app`` with uvicorn on an already listening socket until interrupted (then ``graceful_timeout`` s to drain)."""
     import uvicorn
 
-    server = uvicorn.Server(uvicorn.Config(app, log_level=log_level, access_log=access_log, log_config=None))
+    server = uvicorn.Server(uvicorn.Config(app, log_level=log_level, access_log=access_log, log_config=None,
+                                           timeout_graceful_shutdown=graceful_timeout))
     server.run(sockets=[listener])
 
 

@@ -19,6 +19,7 @@ can execute code when read: load only bundles from sources you trust.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import pickle
 import shutil
@@ -28,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from ecvl_router.manifest import build_manifest, read_manifest, write_manifest
+from ecvl_router.manifest import build_manifest, file_sha256, read_manifest, write_manifest
 from ecvl_router.routers import load_router
 from ecvl_router.scenarios import Scenario
 from ecvl_router.learning.training import EpochResult, ScenarioChoice, TrainedRouter
@@ -98,7 +99,10 @@ def save_bundle(
 def load_bundle(directory: Path) -> TrainedRouter:
     """The TrainedRouter ``save_bundle`` wrote into ``directory`` (with its ``manifest``)."""
     directory = Path(directory)
-    manifest = read_manifest(directory)
+    try:
+        manifest = read_manifest(directory)
+    except ValueError as exc:  # JSON and UTF-8 decoding errors
+        raise BundleError(f"{directory}/manifest.json: not a valid manifest ({exc})") from exc
     if manifest is None:
         raise BundleError(f"{directory}: no manifest.json; not a router bundle")
     if manifest.get("bundle_format") != BUNDLE_FORMAT:
@@ -127,6 +131,20 @@ def load_bundle(directory: Path) -> TrainedRouter:
     return TrainedRouter(
         router, choices, states, history, edge_share=settings.get("edge_share"), recipe=settings.get("recipe"), manifest=manifest
     )
+
+
+def bundle_digest(directory: Path, length: int = 12) -> str:
+    """A short content hash of a bundle: sha256 over its files' relative paths and bytes, hex, ``length`` digits.
+
+    Two bundles share it exactly when they hold the same files, wherever they lie. Raises BundleError when ``directory`` is not a folder.
+    """
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise BundleError(f"{directory}: not a folder; not a router bundle")
+    digest = hashlib.sha256()
+    for path in sorted(path for path in directory.rglob("*") if path.is_file()):
+        digest.update(f"{path.relative_to(directory).as_posix()}\0{file_sha256(path)}\0".encode())
+    return digest.hexdigest()[:length]
 
 
 def _state_dir(epoch: int) -> str:

@@ -1,8 +1,9 @@
 """The gateway's HTTP face: an OpenAI-compatible FastAPI app around a :class:`Gateway`.
 
 Endpoints: ``POST /v1/chat/completions``, ``POST /v1/feedback`` (a score of a captured answer), ``GET /v1/models``,
-``GET /healthz`` (alive), ``GET /readyz`` (bundle loaded, backends reachable), ``GET /metrics`` (Prometheus). Every error, a malformed request or a
-wrong path included, is answered in the OpenAI error format.
+``GET /healthz`` (alive), ``GET /readyz`` (bundle loaded, backends reachable), ``GET /metrics`` (Prometheus),
+``POST /admin/reload`` (admin key: reload the bundle). Every error, a malformed request or a wrong path included,
+is answered in the OpenAI error format.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from ecvl_router.serve.chat import parse_json
 from ecvl_router.serve.config import SERVED_MODEL
 from ecvl_router.serve.errors import GatewayError
 from ecvl_router.serve.gateway import Gateway
+from ecvl_router.serve.reload import Reloader
 
 logger = logging.getLogger(__name__)
 
@@ -31,16 +33,20 @@ _PARSE_IN_THREAD_FROM = 1 << 20  # bodies this large are parsed off the event lo
 _MAX_FEEDBACK_BYTES = 64 * 1024
 
 
-def create_app(gateway: Gateway, *, routers: Sequence[APIRouter] = ()) -> FastAPI:
+def create_app(gateway: Gateway, *, routers: Sequence[APIRouter] = (), reloader: Reloader | None = None) -> FastAPI:
     """The FastAPI app serving ``gateway``; the app closes the gateway when it shuts down.
 
     ``routers`` are mounted next to the gateway's own routes (the online study is one); the gateway knows
-    nothing of them.
+    nothing of them. ``reloader`` reloads the bundle for ``POST /admin/reload`` (and SIGHUP, if it listens);
+    by default one that reloads the bundle path the gateway serves.
     """
+    reloader = reloader or Reloader(gateway)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        reloader.start()
         yield
+        await reloader.stop()
         await gateway.aclose()
 
     app = FastAPI(title="ECVL-Router gateway", version="1", lifespan=lifespan, docs_url=None, redoc_url=None)
@@ -49,23 +55,46 @@ def create_app(gateway: Gateway, *, routers: Sequence[APIRouter] = ()) -> FastAP
     _add_openai_routes(app, gateway)
     _add_feedback_route(app, gateway)
     _add_service_routes(app, gateway)
+    _add_admin_routes(app, gateway, reloader)
     _add_error_handlers(app)
     return app
+
+
+def _bearer_key(request: Request) -> str | None:
+    """The key of ``Authorization: Bearer <key>`` (None for another scheme); a 401 without the header."""
+    header = request.headers.get("authorization", "")
+    if not header:
+        raise GatewayError(401, "missing API key: send 'Authorization: Bearer <key>'", code="missing_api_key")
+    scheme, _, key = header.partition(" ")
+    return key.strip() if scheme.lower() == "bearer" else None
+
+
+def _is_one_of(key: str | None, keys: Sequence[str]) -> bool:
+    return key is not None and any(hmac.compare_digest(key.encode(), known.encode()) for known in keys)
 
 
 def _authorizer(gateway: Gateway) -> Callable[[Request], None]:
     """A check of the request's ``Authorization: Bearer <key>`` against the client keys (none: anyone may call)."""
 
     def authorize(request: Request) -> None:
-        if not gateway.client_keys:
-            return
-        header = request.headers.get("authorization", "")
-        scheme, _, key = header.partition(" ")
-        if not header:
-            raise GatewayError(401, "missing API key: send 'Authorization: Bearer <key>'", code="missing_api_key")
-        key = key.strip().encode()
-        if scheme.lower() != "bearer" or not any(hmac.compare_digest(key, known.encode()) for known in gateway.client_keys):
+        if gateway.client_keys and not _is_one_of(_bearer_key(request), gateway.client_keys):
             raise GatewayError(401, "invalid API key", code="invalid_api_key")
+
+    return authorize
+
+
+def _admin_authorizer(gateway: Gateway) -> Callable[[Request], None]:
+    """A check of the request's key against the admin keys: 403 when there are none or for a client key, else 401."""
+
+    def authorize(request: Request) -> None:
+        if not gateway.admin_keys:
+            raise GatewayError(403, "the admin endpoints are off: set admin_keys_env in the gateway configuration", code="admin_disabled")
+        key = _bearer_key(request)
+        if _is_one_of(key, gateway.admin_keys):
+            return
+        if _is_one_of(key, gateway.client_keys):
+            raise GatewayError(403, "a client key may not use the admin endpoints; send an admin key", code="not_admin")
+        raise GatewayError(401, "invalid admin key", code="invalid_api_key")
 
     return authorize
 
@@ -142,6 +171,22 @@ def _add_service_routes(app: FastAPI, gateway: Gateway) -> None:
     @app.get("/metrics")
     async def metrics() -> Response:
         return Response(gateway.metrics.exposition(), media_type=gateway.metrics.content_type)
+
+
+def _add_admin_routes(app: FastAPI, gateway: Gateway, reloader: Reloader) -> None:
+    """``POST /admin/reload``: reload the bundle the configuration names, in every process; behind the admin keys."""
+    authorize = _admin_authorizer(gateway)
+
+    @app.post("/admin/reload")
+    async def reload(request: Request) -> JSONResponse:
+        authorize(request)
+        try:
+            result = await reloader.reload_service()
+        except TimeoutError:
+            raise GatewayError(504, "the reload did not finish in time; see the gateway log", type="server_error", code="reload_timeout") from None
+        if not result.loaded:
+            raise GatewayError(422, f"{result.message}; still serving bundle {result.bundle}", code="bundle_refused")
+        return JSONResponse(result.as_dict())
 
 
 def _add_error_handlers(app: FastAPI) -> None:

@@ -229,6 +229,7 @@ class GatewayConfig(BaseModel):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
     api_keys_env: str | None = Field(None, description="NAME of the variable holding the client keys, comma-separated")
+    admin_keys_env: str | None = Field(None, description="NAME of the variable holding the admin keys (POST /admin/reload)")
     limits: Limits = Field(default_factory=Limits)
     images: ImagePolicy = Field(default_factory=ImagePolicy)
     fallback: FallbackPolicy = Field(default_factory=FallbackPolicy)
@@ -242,7 +243,7 @@ class GatewayConfig(BaseModel):
         None, description="an online study's section, read by ecvl_router.study (docs/study.md); the gateway ignores it"
     )
 
-    @field_validator("api_keys_env")
+    @field_validator("api_keys_env", "admin_keys_env")
     @classmethod
     def _keys_variable(cls, value: str | None) -> str | None:
         return check_variable_name(value)
@@ -252,6 +253,12 @@ class GatewayConfig(BaseModel):
         if self.api_keys_env is None:
             return ()
         return keys_from_environment(self.api_keys_env, "api_keys_env")
+
+    def admin_keys(self) -> tuple[str, ...]:
+        """The keys of the admin endpoints (empty: they are off); ConfigError when the variable is unset or empty."""
+        if self.admin_keys_env is None:
+            return ()
+        return keys_from_environment(self.admin_keys_env, "admin_keys_env")
 
     def relative_to(self, folder: Path) -> Self:
         """A copy whose relative paths are resolved against ``folder``."""

@@ -4,6 +4,10 @@ One request: validate it, check its images (fetching URLs), keep its conversatio
 decide edge or cloud from the last user turn (in the router's batching thread, together with concurrent
 requests, so the event loop stays responsive), forward it to the chosen backend, fall back to the other one
 when that fails and the scenario allows it, and annotate the answer with the decision.
+
+The router can be swapped while requests are served (:meth:`Gateway.swap`, used by ``serve/reload.py``): a
+request decides with the bundle served when it arrived, and a replaced router is closed once the last
+request deciding with it has its decision.
 """
 
 from __future__ import annotations
@@ -13,7 +17,8 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from functools import partial
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
@@ -34,7 +39,7 @@ from ecvl_router.serve.conversation_keys import AnswerTranscript
 from ecvl_router.serve.decision_log import DecisionLog
 from ecvl_router.serve.errors import GatewayError, bad_request
 from ecvl_router.serve.images import CheckedImage, ImageFetcher, decode_data_uri
-from ecvl_router.serve.metrics import GatewayMetrics
+from ecvl_router.serve.metrics import GatewayMetrics, RouterCounts
 from ecvl_router.serve.routing import Decision, QueryRouter, Route
 from ecvl_router.serve.stickiness import Stickiness, Turn
 from ecvl_router.openai_http.sse import EVENT_END
@@ -59,9 +64,11 @@ class Outcome:
 
     request_id: str
     decision: Decision
+    scenario: Scenario
     stream: bool
     images: int
     started: float
+    bundle: str | None = None
     route: Route | None = None
     model: str | None = None
     fallback: bool = False
@@ -83,6 +90,7 @@ class Outcome:
             "router_ms": round(d.router_ms, 3),
             "fallback": self.fallback,
             "sticky": d.sticky,
+            "bundle": self.bundle,
             "request_id": self.request_id,
         }
 
@@ -104,6 +112,8 @@ class Outcome:
             headers["X-ECVL-P"] = f"{d.p:.6f}"
         if d.mes is not None:
             headers["X-ECVL-MES"] = f"{d.mes:g}"
+        if self.bundle is not None:
+            headers["X-ECVL-Bundle"] = self.bundle
         return headers
 
 
@@ -116,6 +126,33 @@ class Reply:
     chunks: AsyncIterator[bytes] | None = None
 
 
+@dataclass
+class ServedBundle:
+    """A router the gateway decides with: its scenarios, default scenario and the bundle's content hash.
+
+    ``in_flight`` counts the requests deciding with it; once ``retired`` (replaced), it is closed (if
+    ``owned``) when that count reaches 0. ``counts`` copies the router's counts into the metrics.
+    """
+
+    router: QueryRouter
+    scenarios: dict[str, Scenario]
+    default_scenario: str
+    digest: str | None
+    owned: bool
+    counts: RouterCounts | None
+    in_flight: int = 0
+    retired: bool = False
+
+
+def load_router(config: GatewayConfig) -> QueryRouter:
+    """The bundle ``config`` names, with its encoders (or the configured stand-ins), loaded and warmed up."""
+    encoders = ExtractorSettings.from_yaml(config.encoders) if config.encoders is not None else None
+    router = QueryRouter.from_bundle(config.bundle, batching=config.batching, embedding_cache=config.embedding_cache, encoders=encoders,
+                                     encoder_runtime=config.encoder_runtime)
+    router.warm_up()
+    return router
+
+
 class Gateway:
     """Routes OpenAI chat-completion requests between an edge and a cloud backend; see the module docstring.
 
@@ -125,39 +162,50 @@ class Gateway:
 
     def __init__(self, config: GatewayConfig, router: QueryRouter, *, metrics: GatewayMetrics | None = None) -> None:
         self.config = config
-        self.router = router
-        self.scenarios: dict[str, Scenario] = router.scenarios
-        self.default_scenario = config.default_scenario or next(iter(self.scenarios))
-        if self.default_scenario not in self.scenarios:
-            raise ConfigError(
-                f"default_scenario {self.default_scenario!r} is not in the bundle; it has: {', '.join(self.scenarios)}"
-            )
         self.client_keys = config.client_keys()
-        names = router.model_names()
-        self.backends: dict[Route, Backend] = {}
-        for role, spec in (("edge", config.edge), ("cloud", config.cloud)):
-            model = spec.model or names[role]
-            if not model:
-                raise ConfigError(f"{role}.model is not set and the bundle's manifest names no {role} model")
-            self.backends[role] = Backend(role, spec, model, spec.api_key(role))
-        self.metrics = metrics or GatewayMetrics(getattr(router, "stats", None))
+        self.admin_keys = config.admin_keys()
+        self.metrics = metrics or GatewayMetrics()
+        specs = {"edge": config.edge, "cloud": config.cloud}
+        self.backends: dict[Route, Backend] = {
+            role: Backend(role, specs[role], model, specs[role].api_key(role)) for role, model in self._models(router).items()
+        }
+        self.served = self._served(router, owned=False)
+        self.metrics.serve_bundle(self.served.digest)
         self.fetcher = ImageFetcher(config.images, config.limits)
         self.decision_log = DecisionLog(config.decision_log) if config.decision_log else None
         self.stickiness = Stickiness(config.stickiness, self.metrics)
-        self.capture = (Capture.open(config.capture, self.backends, names, router.score_scale, self.metrics.registry)
+        self.capture = (Capture.open(config.capture, self.backends, router.model_names(), router.score_scale, self.metrics.registry)
                         if config.capture is not None else None)
-        self.owns_router = False
+        self._closing: set[asyncio.Task[None]] = set()
 
     @classmethod
     def from_config(cls, config: GatewayConfig, *, metrics: GatewayMetrics | None = None) -> Gateway:
         """Load the bundle and its encoders, warm them up, and build the gateway (which closes the router)."""
-        encoders = ExtractorSettings.from_yaml(config.encoders) if config.encoders is not None else None
-        router = QueryRouter.from_bundle(config.bundle, batching=config.batching, embedding_cache=config.embedding_cache, encoders=encoders,
-                                         encoder_runtime=config.encoder_runtime)
-        router.warm_up()
-        gateway = cls(config, router, metrics=metrics)
+        gateway = cls(config, load_router(config), metrics=metrics)
         gateway.owns_router = True
         return gateway
+
+    @property
+    def router(self) -> QueryRouter:
+        """The router new requests decide with."""
+        return self.served.router
+
+    @property
+    def scenarios(self) -> dict[str, Scenario]:
+        return self.served.scenarios
+
+    @property
+    def default_scenario(self) -> str:
+        return self.served.default_scenario
+
+    @property
+    def owns_router(self) -> bool:
+        """Whether the gateway closes the router it serves (it always closes the routers swapped in)."""
+        return self.served.owned
+
+    @owns_router.setter
+    def owns_router(self, owned: bool) -> None:
+        self.served.owned = owned
 
     async def aclose(self) -> None:
         if self.capture is not None:  # first: its shadow calls use the backends
@@ -165,8 +213,71 @@ class Gateway:
         await asyncio.gather(*(backend.aclose() for backend in self.backends.values()), self.fetcher.aclose(), self.stickiness.aclose())
         if self.owns_router:
             await asyncio.to_thread(self.router.close)
+        await asyncio.gather(*self._closing)
         if self.decision_log is not None:
             self.decision_log.close()
+
+    # ------------------------------------------------------------------ the served bundle
+    def _models(self, router: QueryRouter) -> dict[Route, str]:
+        """The model id each backend is called with: the configured one, else the one the bundle was trained for."""
+        names = router.model_names()
+        models: dict[Route, str] = {}
+        for role, spec in (("edge", self.config.edge), ("cloud", self.config.cloud)):
+            model = spec.model or names[role]
+            if not model:
+                raise ConfigError(f"{role}.model is not set and the bundle's manifest names no {role} model")
+            models[role] = model
+        return models
+
+    def _served(self, router: QueryRouter, *, owned: bool) -> ServedBundle:
+        """``router`` checked against the configuration and the backends, ready to serve; ConfigError if it does not fit."""
+        scenarios = router.scenarios
+        default = self.config.default_scenario or next(iter(scenarios))
+        if default not in scenarios:
+            raise ConfigError(f"default_scenario {default!r} is not in the bundle; it has: {', '.join(scenarios)}")
+        models = self._models(router)
+        served = {role: backend.model for role, backend in self.backends.items()}
+        if models != served:
+            raise ConfigError(f"the bundle was trained for edge {models['edge']!r} and cloud {models['cloud']!r}, "
+                              f"but the gateway serves edge {served['edge']!r} and cloud {served['cloud']!r}")
+        stats = getattr(router, "stats", None)
+        counts = self.metrics.follow(stats) if stats is not None else None
+        return ServedBundle(router, scenarios, default, getattr(router, "digest", None), owned, counts)
+
+    def swap(self, router: QueryRouter) -> ServedBundle:
+        """Serve ``router`` (which the gateway then owns) from the next request on; the previous ServedBundle.
+
+        Requests already deciding finish with the previous router, which is closed after the last of them.
+        Raises ConfigError, serving the previous router still, when ``router`` does not fit the configuration.
+        """
+        served, previous = self._served(router, owned=True), self.served
+        self.served = served
+        self.metrics.serve_bundle(served.digest, previous.digest)
+        previous.retired = True
+        if not previous.in_flight:
+            self._close(previous)
+        return previous
+
+    @contextmanager
+    def _lease(self) -> Iterator[ServedBundle]:
+        """The served bundle, kept open while a request decides with it."""
+        served = self.served
+        served.in_flight += 1
+        try:
+            yield served
+        finally:
+            served.in_flight -= 1
+            if served.retired and not served.in_flight:
+                self._close(served)
+
+    def _close(self, served: ServedBundle) -> None:
+        """Stop following a replaced router's counts and close it in a thread if the gateway owns it."""
+        if served.counts is not None:
+            self.metrics.unfollow(served.counts)
+        if served.owned:
+            task = asyncio.get_running_loop().create_task(asyncio.to_thread(served.router.close))
+            self._closing.add(task)
+            task.add_done_callback(self._closing.discard)
 
     # ------------------------------------------------------------------ requests
     async def handle(self, body: dict[str, Any], *, scenario_header: str | None = None, mes_header: str | None = None,
@@ -180,27 +291,29 @@ class Gateway:
         """
         started = time.perf_counter()
         scenario_label = "unknown"
-        try:
-            request = parse_chat_request(
-                body,
-                scenarios=list(self.scenarios),
-                default_scenario=self.default_scenario,
-                scenario_header=scenario_header,
-                limits=self.config.limits,
-            )
-            scenario_label = request.scenario
-            mes = self._requested_mes(mes_header, request.scenario)
-            refused = capture_refused(capture_header)
-            turn = self.stickiness.turn(request, session_header)
-            routed_image = await self._check_images(request)
-            decision = await self._decide(request, routed_image, mes, await self.stickiness.recall(turn))
-        except GatewayError:
-            self.metrics.requests.labels(scenario_label, "none", "rejected").inc()
-            raise
-        outcome = Outcome(uuid.uuid4().hex, decision, request.stream, len(request.images), started)
+        with self._lease() as served:
+            try:
+                request = parse_chat_request(
+                    body,
+                    scenarios=list(served.scenarios),
+                    default_scenario=served.default_scenario,
+                    scenario_header=scenario_header,
+                    limits=self.config.limits,
+                )
+                scenario_label = request.scenario
+                mes = self._requested_mes(served, mes_header, request.scenario)
+                refused = capture_refused(capture_header)
+                turn = self.stickiness.turn(request, session_header)
+                routed_image = await self._check_images(request)
+                decision = await self._decide(served, request, routed_image, mes, await self.stickiness.recall(turn))
+            except GatewayError:
+                self.metrics.requests.labels(scenario_label, "none", "rejected").inc()
+                raise
+        outcome = Outcome(uuid.uuid4().hex, decision, served.scenarios[decision.scenario], request.stream, len(request.images),
+                          started, bundle=served.digest)
         if self.capture is not None:
             image = routed_image[0] if routed_image is not None else None
-            outcome.capture = self.capture.sample(request, image, outcome, self.scenarios[decision.scenario], refused)
+            outcome.capture = self.capture.sample(request, image, outcome, outcome.scenario, refused)
         if turn.marked is not None:
             strip_markers(request.messages)
         try:
@@ -224,7 +337,8 @@ class Gateway:
                 routed = (image, part.where)
         return routed
 
-    def _requested_mes(self, header: str | None, scenario: str) -> float | None:
+    @staticmethod
+    def _requested_mes(served: ServedBundle, header: str | None, scenario: str) -> float | None:
         """The MES of ``X-ECVL-MES``, checked against the router's score scale; None without the header."""
         if header is None:
             return None
@@ -232,38 +346,41 @@ class Gateway:
             mes = float(header)
         except ValueError:
             raise bad_request(f"X-ECVL-MES must be a number, not {header!r}", param="X-ECVL-MES") from None
-        low, high = self.router.score_scale
+        low, high = served.router.score_scale
         if not low <= mes <= high:
             raise bad_request(f"X-ECVL-MES {mes:g} is outside the score scale [{low:g}, {high:g}]", param="X-ECVL-MES")
-        if mes != self.scenarios[scenario].mes and not self.router.serves_any_mes:
-            raise bad_request(f"this router was trained at MES {self.scenarios[scenario].mes:g} only; serving another MES "
+        if mes != served.scenarios[scenario].mes and not served.router.serves_any_mes:
+            raise bad_request(f"this router was trained at MES {served.scenarios[scenario].mes:g} only; serving another MES "
                               "needs an ecvl-multi bundle", param="X-ECVL-MES", code="mes_not_served")
         return mes
 
-    async def _decide(self, request: ChatRequest, routed_image: tuple[CheckedImage, str] | None, mes: float | None,
-                      kept: Route | None) -> Decision:
+    async def _decide(self, served: ServedBundle, request: ChatRequest, routed_image: tuple[CheckedImage, str] | None,
+                      mes: float | None, kept: Route | None) -> Decision:
         """The route of ``request``: ``kept`` (its conversation's) where its scenario allows it, else the router's."""
-        scenario = self.scenarios[request.scenario]
+        scenario = served.scenarios[request.scenario]
         if kept is not None and (kept == "edge" or scenario.cloud_allowed):
-            return Decision(kept, None, self.router.tau(scenario.name), scenario.name, 0.0, sticky=True, batch_size=0)
+            return Decision(kept, None, served.router.tau(scenario.name), scenario.name, 0.0, sticky=True, batch_size=0)
 
         image = partial(routed_image[0].decode, routed_image[1]) if routed_image else None  # decoded in the batch
-        decision = await asyncio.wrap_future(self.router.submit(request.question, image, scenario.name, mes=mes))
+        decision = await asyncio.wrap_future(served.router.submit(request.question, image, scenario.name, mes=mes))
+        if served.counts is not None:
+            served.counts.sync()
         self.metrics.decision_seconds.labels(scenario.name).observe(decision.router_ms / 1000)
         if not scenario.cloud_allowed and decision.route == "cloud":  # trained so that it cannot happen (tau 0)
             decision = replace(decision, route="edge")
         return decision
 
-    def _plan(self, decision: Decision) -> list[Route]:
+    def _plan(self, outcome: Outcome) -> list[Route]:
         """The backends to try, in order."""
-        if not self.scenarios[decision.scenario].cloud_allowed:
+        decision = outcome.decision
+        if not outcome.scenario.cloud_allowed:
             return ["edge"]
         if decision.route == "edge":
             return ["edge", "cloud"] if self.config.fallback.edge_to_cloud else ["edge"]
         return ["cloud", "edge"] if self.config.fallback.cloud_to_edge else ["cloud"]
 
     async def _complete(self, request: ChatRequest, outcome: Outcome, turn: Turn) -> Reply:
-        for route in self._plan(outcome.decision):
+        for route in self._plan(outcome):
             backend = self.backends[route]
             called = time.perf_counter()
             try:
@@ -288,7 +405,7 @@ class Gateway:
         raise self._unavailable(outcome)
 
     async def _stream(self, request: ChatRequest, outcome: Outcome, turn: Turn) -> Reply:
-        for route in self._plan(outcome.decision):
+        for route in self._plan(outcome):
             backend = self.backends[route]
             called = time.perf_counter()
             try:
@@ -354,7 +471,7 @@ class Gateway:
         outcome.attempts[route] = error.attempts
         outcome.errors.append({"route": route, "kind": error.kind, "status": error.status, "message": error.message})
         self.metrics.backend_seconds.labels(route, "error").observe(elapsed_ms(called) / 1000)
-        plan = self._plan(outcome.decision)
+        plan = self._plan(outcome)
         position = plan.index(route)
         if position + 1 < len(plan) and not passed_through(error):
             self.metrics.fallbacks.labels(route, plan[position + 1], error.kind).inc()
@@ -378,7 +495,7 @@ class Gateway:
 
     def _unavailable(self, outcome: Outcome) -> GatewayError:
         """The error when every backend of the plan failed."""
-        scenario = self.scenarios[outcome.decision.scenario]
+        scenario = outcome.scenario
         tried = "; ".join(f"{e['route']}: {e['message']}" for e in outcome.errors)
         if not scenario.cloud_allowed:
             return GatewayError(
@@ -401,8 +518,6 @@ class Gateway:
         else:
             result = "failed" if status >= 500 else "rejected" if status >= 400 else "fallback" if outcome.fallback else "ok"
         self.metrics.requests.labels(d.scenario, answered or "none", result).inc()
-        if answered is not None:
-            self.metrics.answered(answered)
         if self.decision_log is None:
             return
         self.decision_log.write(
@@ -431,13 +546,13 @@ class Gateway:
     # ------------------------------------------------------------------ service endpoints
     def models(self) -> list[dict[str, Any]]:
         """The served model ids: ``ecvl-router`` (the default scenario) and one per scenario."""
-        created = int(time.time())
-        entries = [self._model_entry(SERVED_MODEL, self.default_scenario, created)]
-        entries += [self._model_entry(f"{SERVED_MODEL}:{name}", name, created) for name in self.scenarios]
+        created, served = int(time.time()), self.served
+        entries = [self._model_entry(served, SERVED_MODEL, served.default_scenario, created)]
+        entries += [self._model_entry(served, f"{SERVED_MODEL}:{name}", name, created) for name in served.scenarios]
         return entries
 
-    def _model_entry(self, model_id: str, scenario: str, created: int) -> dict[str, Any]:
-        s = self.scenarios[scenario]
+    def _model_entry(self, served: ServedBundle, model_id: str, scenario: str, created: int) -> dict[str, Any]:
+        s = served.scenarios[scenario]
         return {
             "id": model_id,
             "object": "model",
@@ -445,14 +560,15 @@ class Gateway:
             "owned_by": SERVED_MODEL,
             "ecvl": {
                 "scenario": s.name,
-                "tau": self.router.tau(s.name),
+                "tau": served.router.tau(s.name),
                 "mes": s.mes,
-                "any_mes": self.router.serves_any_mes,
+                "any_mes": served.router.serves_any_mes,
                 "promise": s.promise(),
                 "cloud_allowed": s.cloud_allowed,
                 "description": s.description,
                 "edge_model": self.backends["edge"].model,
                 "cloud_model": self.backends["cloud"].model,
+                "bundle": served.digest,
             },
         }
 
@@ -463,6 +579,7 @@ class Gateway:
         return {
             "ready": not any(problems),
             "bundle": str(self.config.bundle),
+            "bundle_hash": self.served.digest,
             "scenarios": list(self.scenarios),
             "backends": backends,
         }

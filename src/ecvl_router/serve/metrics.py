@@ -1,13 +1,22 @@
-"""Prometheus metrics of one gateway, in a registry of its own (several gateways may share a process)."""
+"""Prometheus metrics of one gateway: in a registry of its own, or summed over the worker processes of a service.
+
+A lone process (``ecvl-router serve``) keeps its metrics in a registry of its own, so several gateways may share
+a process. Under ``serve --workers N`` every worker writes its values to the service's multiprocess folder
+(prometheus-client's multiprocess mode) and ``/metrics`` of any worker shows the whole service: counters and
+histograms summed over every worker that ever served, the gauges by the mode each declares. Shares (the edge
+share, the cache hit rate) are not kept as gauges: each scrape derives them from the summed counters.
+"""
 
 from __future__ import annotations
 
-import os
-from collections.abc import Callable, Iterator
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest, values
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
 if TYPE_CHECKING:
@@ -16,19 +25,25 @@ if TYPE_CHECKING:
 _DECISION_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.2, 0.5, 1.0, 2.5)
 _BACKEND_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 _BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128)
+_ANSWERED = ("edge", "cloud")
 
 
 class GatewayMetrics:
     """Requests by scenario, route and outcome; decision and backend latency; fallbacks; conversation lookups and
-    route-store outages; the edge share; and,
-    given the router's ``stats``, decision batch sizes and the embedding cache's hits, misses and hit rate."""
+    route-store outages; decision batch sizes; embedding-cache lookups and bytes; the bundles served and their
+    reloads; the edge share and the cache hit rate derived at each scrape.
+
+    ``multiprocess_dir``: the service's prometheus multiprocess folder (``PROMETHEUS_MULTIPROC_DIR``, set
+    before prometheus-client was first imported); ``exposition`` then shows every process writing there.
+    """
 
     content_type = CONTENT_TYPE_LATEST
 
-    def __init__(self, router_stats: Callable[[], RouterStats] | None = None) -> None:
+    def __init__(self, *, multiprocess_dir: Path | None = None) -> None:
+        if multiprocess_dir is not None and values.ValueClass is values.MutexValue:
+            raise RuntimeError("prometheus_client was imported before PROMETHEUS_MULTIPROC_DIR was set; "
+                               "a worker's metrics would stay in its own memory")
         self.registry = CollectorRegistry(auto_describe=True)
-        if router_stats is not None:
-            self.registry.register(_RouterCollector(router_stats))
         self.requests = Counter(
             "ecvl_router_requests",
             "Chat requests by scenario, the route that answered (none: no backend did) and outcome",
@@ -67,45 +82,114 @@ class GatewayMetrics:
             ["operation"],
             registry=self.registry,
         )
-        self.edge_share = Gauge(
-            "ecvl_router_edge_share", "Share of answered requests the edge answered", registry=self.registry
+        self.batch_sizes = Histogram(
+            "ecvl_router_decision_batch_size", "Routing decisions per batch of the encoders and router",
+            buckets=_BATCH_BUCKETS, registry=self.registry,
         )
-        self._answered = {"edge": 0, "cloud": 0}
+        self.cache_hits = Counter(
+            "ecvl_router_embedding_cache_hits", "Embedding-cache lookups that found the vector", ["encoder"], registry=self.registry
+        )
+        self.cache_misses = Counter(
+            "ecvl_router_embedding_cache_misses", "Embedding-cache lookups that did not", ["encoder"], registry=self.registry
+        )
+        self.cache_bytes = Gauge(
+            "ecvl_router_embedding_cache_bytes", "Bytes of vectors held by the embedding caches of the live processes",
+            multiprocess_mode="livesum", registry=self.registry,
+        )
+        self.serving = Gauge(
+            "ecvl_router_serving_processes", "Live gateway processes serving each bundle (by its content hash)",
+            ["bundle"], multiprocess_mode="livesum", registry=self.registry,
+        )
+        self.reloads = Counter(
+            "ecvl_router_bundle_reloads", "Bundle reloads by outcome (loaded, refused), counted in each process",
+            ["outcome"], registry=self.registry,
+        )
+        self._followed: list[RouterCounts] = []
+        source = self.registry.collect if multiprocess_dir is None else MultiProcessCollector(None, str(multiprocess_dir)).collect
+        self._scraped = CollectorRegistry(auto_describe=False)
+        self._scraped.register(_WithShares(source))
 
-    def name_worker(self, index: int) -> None:
-        """Label these metrics as worker ``index``'s (``ecvl-router serve --workers``): ``ecvl_router_worker{worker, pid} 1``."""
-        worker = Gauge("ecvl_router_worker", "This process's worker index and pid", ["worker", "pid"], registry=self.registry)
-        worker.labels(str(index), str(os.getpid())).set(1)
+    def follow(self, stats: Callable[[], RouterStats]) -> RouterCounts:
+        """Start copying a router's counts (read by ``stats``) into these metrics; see :class:`RouterCounts`."""
+        counts = RouterCounts(self, stats)
+        self._followed.append(counts)
+        counts.sync()
+        return counts
 
-    def answered(self, route: str) -> None:
-        """Count an answer by ``route`` and update the edge share."""
-        self._answered[route] += 1
-        self.edge_share.set(self._answered["edge"] / (self._answered["edge"] + self._answered["cloud"]))
+    def unfollow(self, counts: RouterCounts) -> None:
+        """Copy a router's last counts and stop following it (it is closed)."""
+        counts.sync()
+        self._followed.remove(counts)
+
+    def serve_bundle(self, digest: str | None, previous: str | None = None) -> None:
+        """Record that this process serves bundle ``digest`` (None: one without a hash) instead of ``previous``."""
+        if previous is not None:
+            self.serving.labels(previous).set(0)
+        if digest is not None:
+            self.serving.labels(digest).set(1)
 
     def exposition(self) -> bytes:
-        """The metrics in the Prometheus text format."""
-        return generate_latest(self.registry)
+        """The metrics in the Prometheus text format (this process's routers' counts copied first)."""
+        for counts in self._followed:
+            counts.sync()
+        return generate_latest(self._scraped)
 
 
-class _RouterCollector(Collector):
-    """Batch sizes and embedding-cache counts, read from the router at scrape time."""
+class RouterCounts:
+    """One router's counts (batches by size, cache lookups by encoder, cache bytes), copied into the metrics.
 
-    def __init__(self, stats: Callable[[], RouterStats]) -> None:
+    The router keeps them in memory; ``sync`` adds what grew since the last call to the Prometheus metrics, so
+    that they reach the multiprocess files too. The gateway syncs after each decision and before each scrape.
+    """
+
+    def __init__(self, metrics: GatewayMetrics, stats: Callable[[], RouterStats]) -> None:
+        self.metrics = metrics
         self.stats = stats
+        self._batches: dict[int, int] = {}
+        self._lookups: dict[str, tuple[int, int]] = {}
+
+    def sync(self) -> None:
+        stats = self.stats()
+        for size, count in stats.batch_sizes.items():
+            for _ in range(count - self._batches.get(size, 0)):
+                self.metrics.batch_sizes.observe(size)
+        self._batches = dict(stats.batch_sizes)
+        for encoder, counts in stats.cache.items():
+            hits, misses = self._lookups.get(encoder, (0, 0))
+            self.metrics.cache_hits.labels(encoder).inc(counts.hits - hits)
+            self.metrics.cache_misses.labels(encoder).inc(counts.misses - misses)
+            self._lookups[encoder] = (counts.hits, counts.misses)
+        self.metrics.cache_bytes.set(stats.cache_bytes)
+
+
+class _WithShares(Collector):
+    """The metrics of ``source``, followed by the shares derived from their counters."""
+
+    def __init__(self, source: Callable[[], Iterable[Metric]]) -> None:
+        self.source = source
 
     def collect(self) -> Iterator[Metric]:
-        stats = self.stats()
-        sizes = stats.batch_sizes
-        buckets = [(str(bound), sum(n for size, n in sizes.items() if size <= bound)) for bound in _BATCH_BUCKETS]
-        batches = HistogramMetricFamily("ecvl_router_decision_batch_size", "Routing decisions per batch of the encoders and router")
-        batches.add_metric([], [*buckets, ("+Inf", sum(sizes.values()))], sum_value=sum(size * n for size, n in sizes.items()))
-        yield batches
-        hits = CounterMetricFamily("ecvl_router_embedding_cache_hits", "Embedding-cache lookups that found the vector", labels=["encoder"])
-        misses = CounterMetricFamily("ecvl_router_embedding_cache_misses", "Embedding-cache lookups that did not", labels=["encoder"])
+        families = list(self.source())
+        yield from families
+        totals = _totals(families)
+        answered = {route: sum(value for labels, value in totals["ecvl_router_requests_total"] if labels.get("route") == route)
+                    for route in _ANSWERED}
+        share = answered["edge"] / sum(answered.values()) if sum(answered.values()) else 0.0
+        yield GaugeMetricFamily("ecvl_router_edge_share", "Share of answered requests the edge answered", value=share)
         rate = GaugeMetricFamily("ecvl_router_embedding_cache_hit_rate", "Share of embedding-cache lookups that hit", labels=["encoder"])
-        for encoder, counts in stats.cache.items():
-            hits.add_metric([encoder], counts.hits)
-            misses.add_metric([encoder], counts.misses)
-            rate.add_metric([encoder], counts.hit_rate)
-        yield from (hits, misses, rate)
-        yield GaugeMetricFamily("ecvl_router_embedding_cache_bytes", "Bytes of vectors held by the embedding cache", value=stats.cache_bytes)
+        lookups: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0])
+        for position, name in enumerate(("ecvl_router_embedding_cache_hits_total", "ecvl_router_embedding_cache_misses_total")):
+            for labels, value in totals[name]:
+                lookups[labels["encoder"]][position] += value
+        for encoder, (hits, misses) in sorted(lookups.items()):
+            rate.add_metric([encoder], hits / (hits + misses) if hits + misses else 0.0)
+        yield rate
+
+
+def _totals(families: Iterable[Metric]) -> dict[str, list[tuple[dict[str, str], float]]]:
+    """The samples of ``families`` by sample name: (labels, value) pairs."""
+    samples: dict[str, list[tuple[dict[str, str], float]]] = defaultdict(list)
+    for family in families:
+        for sample in family.samples:
+            samples[sample.name].append((sample.labels, sample.value))
+    return samples

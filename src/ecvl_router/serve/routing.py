@@ -79,7 +79,8 @@ class QueryRouter:
 
     Decisions are micro-batched (:class:`~ecvl_router.serve.batching.MicroBatcher`): concurrent queries go
     through the text encoder, the image encoder and the router network together, with the same p as one by
-    one. Embeddings are kept in an in-memory LRU cache of ``embedding_cache.max_mb``.
+    one. Embeddings are kept in an in-memory LRU cache of ``embedding_cache.max_mb``. ``digest`` is the content
+    hash of the bundle it was loaded from (``bundle_digest``; None for a router that was not).
     """
 
     def __init__(
@@ -90,10 +91,12 @@ class QueryRouter:
         *,
         batching: BatchingPolicy | None = None,
         embedding_cache: EmbeddingCachePolicy | None = None,
+        digest: str | None = None,
     ) -> None:
         self.trained = trained
         self.extractor = extractor
         self.bundle = bundle
+        self.digest = digest
         batching = batching or BatchingPolicy()
         max_bytes = (embedding_cache or EmbeddingCachePolicy()).max_bytes
         self.memory = MemoryEmbeddingCache(max_bytes) if max_bytes else None
@@ -119,10 +122,11 @@ class QueryRouter:
         installed, exported on first use; see :func:`~ecvl_router.features.onnx_cache.serving_extractor`).
         """
         from ecvl_router.features.onnx_cache import serving_extractor
-        from ecvl_router.learning.bundle import BundleError, load_bundle
+        from ecvl_router.learning.bundle import BundleError, bundle_digest, load_bundle
         from ecvl_router.learning.runs import default_cache_dir
 
         trained = load_bundle(Path(bundle))
+        digest = bundle_digest(Path(bundle))
         try:
             settings = ExtractorSettings(**trained.manifest["settings"]["extractor"])
         except (KeyError, TypeError) as exc:
@@ -142,7 +146,7 @@ class QueryRouter:
                     f"{bundle}: the router was trained on the {kind} encoder {trained_on}, not on {encoder.identity}; "
                     "serve it with its own encoders or their verified export (ecvl-router export-encoders --bundle)"
                 )
-        return cls(trained, extractor, Path(bundle), batching=batching, embedding_cache=embedding_cache)
+        return cls(trained, extractor, Path(bundle), batching=batching, embedding_cache=embedding_cache, digest=digest)
 
     @property
     def scenarios(self) -> dict[str, Scenario]:
