@@ -24,7 +24,8 @@ def test_quick_reproduction_on_a_small_demo(tmp_path, monkeypatch):
     latency = re.search(r"\| routing decision, end to end \| ([\d.]+) \|", text)
     assert latency and float(latency.group(1)) > 0  # measured with the real extractor
     html = (out / "report.html").read_text(encoding="utf-8")
-    assert html.count("data:image/png;base64,") == len(list(out.glob("*.png"))) == 14
+    assert html.count("data:image/png;base64,") == len(list(out.glob("*.png"))) == 15
+    assert (out / "comparison_cost_quality.png").is_file() and "comparison_cost_quality.png" in text
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["settings"]["quick"] and manifest["settings"]["seeds"] == [0] and manifest["routers_trained"] > 0
 
