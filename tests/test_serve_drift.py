@@ -95,7 +95,7 @@ def test_a_new_bundle_starts_empty_windows_and_ignores_the_old_bundles_decisions
     assert stored and not any(stored.values())
 
 
-_WORKER = """
+_WORKER = r"""
 import json, os, sys
 from ecvl_router.serve.drift import DriftReference
 from ecvl_router.serve.metrics import GatewayMetrics
