@@ -567,3 +567,10 @@ def test_chart_alert_rules_are_the_deploy_files_in_a_configmap() -> None:
     assert "alerts" not in {d["metadata"]["name"].rsplit("-", 1)[-1] for d in kinds(render())["ConfigMap"]}
     (alerts,) = [d for d in kinds(render({"metrics": {"alertRules": True}}))["ConfigMap"] if d["metadata"]["name"].endswith("-alerts")]
     assert yaml.safe_load(alerts["data"]["alerts.yaml"]) == yaml.safe_load(ALERTS.read_text(encoding="utf-8"))
+
+
+def test_serving_docs_show_the_alert_rules_of_the_file() -> None:
+    text = (ROOT / "docs" / "serving.md").read_text(encoding="utf-8")
+    (block,) = [block for block in re.findall(r"```yaml\n(.*?)```", text, flags=re.S) if block.startswith("groups:")]
+    shown = [{key: rule.get(key) for key in ("alert", "expr", "for", "labels")} for group in yaml.safe_load(block)["groups"] for rule in group["rules"]]
+    assert shown == [{key: rule.get(key) for key in ("alert", "expr", "for", "labels")} for rule in alert_rules()]
