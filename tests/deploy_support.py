@@ -144,14 +144,26 @@ class ExportedMetric:
 
 def exported_metrics() -> dict[str, ExportedMetric]:
     """The gateway's metrics as a scrape shows them, by sample name (``ecvl_router_requests_total``, ``..._bucket``, …),
-    with their labels."""
+    with their labels: those of a gateway with a capture section, serving a bundle with a drift reference."""
+    import asyncio
+    import tempfile
+
     from ecvl_router.features.memory_cache import CacheCounts
+    from ecvl_router.learning.drift import P_BINS
+    from ecvl_router.serve.capture import Capture
+    from ecvl_router.serve.config import CapturePolicy
+    from ecvl_router.serve.drift import DriftReference
     from ecvl_router.serve.routing import RouterStats
 
     from prometheus_client.parser import text_string_to_metric_families
 
     metrics = GatewayMetrics()
     metrics.follow(lambda: RouterStats(batch_sizes={1: 1}, cache={"text": CacheCounts(1, 1)}, cache_bytes=1))
+    reference = {"p_reference": {"s": {"bins": P_BINS.tolist(), "counts": [1] * (len(P_BINS) - 1)}}}
+    metrics.watch_drift(1).serve(DriftReference.from_manifest("b", ["s"], reference))
+    with tempfile.TemporaryDirectory() as folder:
+        capture = Capture.open(CapturePolicy(dir=Path(folder)), {}, {}, (0.0, 1.0), metrics.registry)
+        asyncio.run(capture.aclose())
     suffixes = {"counter": ("_total",), "histogram": ("_bucket", "_count", "_sum"), "gauge": ("",)}
     found: dict[str, ExportedMetric] = {}
     for family in text_string_to_metric_families(metrics.exposition().decode()):

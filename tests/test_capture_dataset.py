@@ -4,12 +4,14 @@ judge), and feedback as human ratings that `agreement` compares with the judge."
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 from pathlib import Path
 
 import httpx
 import pytest
 
+from ecvl_router.collect.from_capture import capture_group
 from ecvl_router.data import load_rsd
 from tests.fake_openai import FakeServer, judge_output
 from tests.serve_support import CLOUD, EDGE, data_uri, demo_data, image_message, tiny_bundle  # noqa: F401
@@ -59,9 +61,10 @@ def test_capture_to_dataset_to_judge_to_agreement(captured: dict, tmp_path: Path
         source, _ = captured["sent"][item["item_id"]]
         assert item["question"] == source["question"] and item["source"] == "capture" and item["reference"] is None
         if source["path"] is None:
-            assert item["image"] is None
+            assert item["image"] is None and item.get("group") is None  # a group of its own
         else:
             assert (out / item["image"]).read_bytes() == source["path"].read_bytes()
+            assert item["group"] == "image:" + hashlib.sha256(source["path"].read_bytes()).hexdigest()  # one group per image
 
     with FakeServer() as judge_server:
         judge = write_judge(tmp_path / "judge.yaml", judge_server)
@@ -121,3 +124,9 @@ def test_from_capture_errors_name_the_folder(captured: dict, tmp_path: Path) -> 
     (out / "items.jsonl").write_text("\n".join([json.dumps({**first, "question": "edited"}), *lines[1:]]) + "\n")
     refused = Run(["data", "from-capture", str(captured["folder"]), "--out", str(out)])
     assert refused.exit_code == 1 and first["item_id"] in refused.output and "differs" in refused.output
+
+
+def test_captured_queries_about_one_image_share_a_group() -> None:
+    rows = [{"image_sha256": "ab" * 32}, {"image_sha256": "ab" * 32}, {"image_sha256": "cd" * 32}, {"image_sha256": None}]
+    groups = [capture_group(row) for row in rows]
+    assert groups[0] == groups[1] != groups[2] and groups[3] is None

@@ -11,6 +11,7 @@ from __future__ import annotations
 import fnmatch
 import json
 import re
+import shutil
 import subprocess
 import tomllib
 from pathlib import Path, PurePosixPath
@@ -291,17 +292,22 @@ def dashboard_queries() -> list[str]:
     return [target["expr"] for panel in dashboard["panels"] for target in panel["targets"]]
 
 
+def check_query_names_exported_metrics(query: str, exported: dict[str, Any], scrape_labels: frozenset[str] = frozenset()) -> None:
+    """Every metric ``query`` names is exported, with the labels it matches on and groups by (or ``scrape_labels``)."""
+    named = re.findall(r"\b(ecvl_router_[a-z_]+)\b", query)
+    assert named and [name for name in named if name not in exported] == [], query
+    for name, matchers in re.findall(r"\b(ecvl_router_[a-z_]+)\{([^}]*)\}", query):
+        labels = set(re.findall(r"([a-z_]+)\s*(?:=~|!=|!~|=)", matchers))
+        assert labels <= exported[name].labels, (query, labels - exported[name].labels)
+    grouped = {label.strip() for clause in re.findall(r"\bby \(([^)]*)\)", query) for label in clause.split(",")}
+    allowed = set().union(*(exported[name].labels for name in named)) | ({"le"} if "_bucket" in query else set()) | scrape_labels
+    assert grouped <= allowed, (query, grouped - allowed)
+
+
 def test_dashboard_queries_name_exported_metrics_and_their_labels() -> None:
     exported = exported_metrics()
     for query in dashboard_queries():
-        named = re.findall(r"\b(ecvl_router_[a-z_]+)\b", query)
-        assert named and [name for name in named if name not in exported] == [], query
-        for name, matchers in re.findall(r"\b(ecvl_router_[a-z_]+)\{([^}]*)\}", query):
-            labels = set(re.findall(r"([a-z_]+)\s*(?:=~|!=|!~|=)", matchers))
-            assert labels <= exported[name].labels, (query, labels - exported[name].labels)
-        grouped = {label.strip() for clause in re.findall(r"\bby \(([^)]*)\)", query) for label in clause.split(",")}
-        allowed = set().union(*(exported[name].labels for name in named)) | ({"le"} if "_bucket" in query else set())
-        assert grouped <= allowed, (query, grouped - allowed)
+        check_query_names_exported_metrics(query, exported)
 
 
 def test_dashboard_shows_decisions_edge_share_latency_split_and_fallbacks() -> None:
@@ -309,6 +315,62 @@ def test_dashboard_shows_decisions_edge_share_latency_split_and_fallbacks() -> N
     for needed in ("ecvl_router_decision_seconds_count", 'ecvl_router_requests_total{route="edge"}', "ecvl_router_decision_seconds_bucket",
                    "ecvl_router_backend_seconds_bucket", "ecvl_router_fallbacks_total", "ecvl_router_conversation_lookups_total"):
         assert needed in queries, needed
+
+
+# --- the alert rules --------------------------------------------------------------------------------------
+
+ALERTS = DEPLOY / "prometheus" / "alerts.yaml"
+SCRAPE_LABELS = frozenset({"job", "instance"})
+
+
+def alert_rules() -> list[dict[str, Any]]:
+    return [rule for group in yaml.safe_load(ALERTS.read_text(encoding="utf-8"))["groups"] for rule in group["rules"]]
+
+
+def test_alert_rules_are_well_formed() -> None:
+    document = yaml.safe_load(ALERTS.read_text(encoding="utf-8"))
+    assert set(document) == {"groups"} and all(set(group) == {"name", "rules"} for group in document["groups"])
+    rules = alert_rules()
+    assert len({rule["alert"] for rule in rules}) == len(rules)
+    for rule in rules:
+        assert set(rule) <= {"alert", "expr", "for", "labels", "annotations"} and rule["expr"].strip(), rule
+        assert rule["labels"]["severity"] in ("info", "warning", "critical") and rule["annotations"]["summary"], rule
+        assert re.fullmatch(r"\d+[smh]", rule.get("for", "0s")), rule
+
+
+def test_alert_rules_pass_promtool(tmp_path: Path) -> None:
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        pytest.skip("promtool is not installed (Debian: apt-get install prometheus)")
+    checked = subprocess.run([promtool, "check", "rules", str(ALERTS)], capture_output=True, text=True)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    broken = tmp_path / "broken.yaml"
+    broken.write_text(ALERTS.read_text(encoding="utf-8").replace("> 0.25 and", "> 0.25 and and", 1), encoding="utf-8")
+    assert subprocess.run([promtool, "check", "rules", str(broken)], capture_output=True).returncode != 0
+
+
+def test_alert_rules_name_exported_metrics_and_their_labels() -> None:
+    exported = exported_metrics()
+    for rule in alert_rules():
+        check_query_names_exported_metrics(rule["expr"], exported, SCRAPE_LABELS)
+        for label in re.findall(r"\$labels\.([a-z_]+)", json.dumps(rule["annotations"])):
+            named = re.findall(r"\b(ecvl_router_[a-z_]+)\b", rule["expr"])
+            assert all(label in exported[name].labels | SCRAPE_LABELS for name in named), (rule["alert"], label)
+
+
+def test_alert_rules_cover_drift_shadow_reloads_fallbacks_and_server_errors() -> None:
+    expressions = "\n".join(rule["expr"] for rule in alert_rules())
+    for needed in ("ecvl_router_drift_psi > 0.25", "ecvl_router_drift_validation_edge_share) > 0.10", "ecvl_router_shadow_dropped_total",
+                   'ecvl_router_bundle_reloads_total{outcome="refused"}', "ecvl_router_fallbacks_total", 'outcome="failed"'):
+        assert needed in expressions, needed
+    assert next(rule for rule in alert_rules() if "ecvl_router_drift_psi" in rule["expr"])["for"] == "30m"
+
+
+def test_compose_prometheus_evaluates_the_alert_rules(compose: dict[str, Any]) -> None:
+    prometheus = compose["services"]["prometheus"]
+    settings = yaml.safe_load((DEPLOY / "prometheus" / "prometheus.yml").read_text(encoding="utf-8"))
+    (rules,) = settings["rule_files"]
+    assert mounts(prometheus)[rules]["source"] == str(ALERTS)
 
 
 # --- the Helm chart --------------------------------------------------------------------------------------
@@ -499,3 +561,16 @@ def test_chart_resources_cite_benchmarks_that_exist() -> None:
     cited = re.findall(r"benchmarks/[a-z_]+\.py", values)
     assert cited and [path for path in cited if not (ROOT / path).is_file()] == []
     assert yaml.safe_load(values)["resources"]["requests"]["cpu"]
+
+
+def test_chart_alert_rules_are_the_deploy_files_in_a_configmap() -> None:
+    assert "alerts" not in {d["metadata"]["name"].rsplit("-", 1)[-1] for d in kinds(render())["ConfigMap"]}
+    (alerts,) = [d for d in kinds(render({"metrics": {"alertRules": True}}))["ConfigMap"] if d["metadata"]["name"].endswith("-alerts")]
+    assert yaml.safe_load(alerts["data"]["alerts.yaml"]) == yaml.safe_load(ALERTS.read_text(encoding="utf-8"))
+
+
+def test_serving_docs_show_the_alert_rules_of_the_file() -> None:
+    text = (ROOT / "docs" / "serving.md").read_text(encoding="utf-8")
+    (block,) = [block for block in re.findall(r"```yaml\n(.*?)```", text, flags=re.S) if block.startswith("groups:")]
+    shown = [{key: rule.get(key) for key in ("alert", "expr", "for", "labels")} for group in yaml.safe_load(block)["groups"] for rule in group["rules"]]
+    assert shown == [{key: rule.get(key) for key in ("alert", "expr", "for", "labels")} for rule in alert_rules()]

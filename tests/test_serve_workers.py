@@ -124,13 +124,20 @@ def test_two_workers_serve_one_port_and_one_metrics(sim_backends, tiny_bundle: P
         assert metrics["ecvl_router_edge_share"] == sent.count("speed") / len(sent)
         assert metrics[f'ecvl_router_serving_processes{{bundle="{bundle_digest(tiny_bundle)}"}}'] == 2
         assert metrics["ecvl_router_decision_batch_size_sum"] == len(sent) + 2 * 2  # and each worker's two warm-up decisions
+        assert metrics[f'ecvl_router_p_count{{bundle="{bundle_digest(tiny_bundle)}",scenario="speed"}}'] == sent.count("speed")
+        windows = {scenario: metrics[f'ecvl_router_drift_window_decisions{{scenario="{scenario}"}}'] for scenario in ("speed", "quality")}
+        assert windows == {"speed": sent.count("speed"), "quality": sent.count("quality")}  # both workers' windows, added up
+        assert metrics['ecvl_router_drift_edge_share{scenario="speed"}'] == 1.0
+        assert metrics['ecvl_router_drift_edge_share{scenario="quality"}'] == 0.0
 
         killed = workers_of(process)[0]
         os.kill(killed, signal.SIGKILL)  # gunicorn replaces it; its counts stay, its live gauges go
         wait_until(lambda: len(workers_of(process)) == 2 and killed not in workers_of(process)
                    and not (folder / f"gauge_livesum_{killed}.db").exists()
                    and scraped(url).get(f'ecvl_router_serving_processes{{bundle="{bundle_digest(tiny_bundle)}"}}') == 2)
-        assert requests_total(scraped(url)) == len(sent)
+        after = scraped(url)
+        assert requests_total(after) == len(sent)
+        assert sum(after[f'ecvl_router_drift_window_decisions{{scenario="{scenario}"}}'] for scenario in windows) < len(sent)  # its window went
         send("speed")
         assert wrong == [] and requests_total(scraped(url)) == len(sent)
     finally:

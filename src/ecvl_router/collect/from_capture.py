@@ -1,7 +1,8 @@
 """From a capture folder (``ecvl_router.capture_store``) to a collection folder that ``ecvl-router judge`` scores.
 
 Each captured request becomes an item: its question and image, no reference answer, source ``capture``
-(``--source``). Each of its answers, the one the client got and the other backend's (shadow), becomes a
+(``--source``), and a group shared by the captured queries about the same image (:func:`capture_group`), so
+that ``retrain``'s folds and every split keep them on one side. Each of its answers, the one the client got and the other backend's (shadow), becomes a
 collection record as ``collect`` writes them, with its latency and token counts (estimated from words where
 the backend reported none), so ``judge`` scores them with the same rubric and settings as collected answers.
 A failed shadow call becomes a failed record, which ``judge`` counts and leaves out. Client feedback becomes
@@ -87,6 +88,12 @@ def dataset_from_capture(capture: Path, out: Path, *, source: str = DEFAULT_SOUR
     return report
 
 
+def capture_group(row: dict[str, Any]) -> str | None:
+    """The group of a captured query: the queries about one image (by its content hash) belong together; a query
+    without an image is a group of its own (the gateway captures only a conversation's first turn)."""
+    return f"image:{row['image_sha256']}" if row["image_sha256"] is not None else None
+
+
 def _items(store: CaptureStore, captures: list[dict[str, Any]], source: str, on_progress: Progress | None) -> Iterator[BenchmarkItem]:
     for done, row in enumerate(captures, start=1):
         image = None
@@ -94,7 +101,7 @@ def _items(store: CaptureStore, captures: list[dict[str, Any]], source: str, on_
             image = store.image_path(row["image_sha256"], row["image_format"])
             if not image.is_file():
                 raise CaptureStoreError(f"{store.path}: capture {row['request_id']}: its image {image} is missing")
-        yield BenchmarkItem(row["request_id"], source, row["question"], None, image)
+        yield BenchmarkItem(row["request_id"], source, row["question"], None, image, capture_group(row))
         if on_progress is not None:
             on_progress(done, len(captures))
 

@@ -9,7 +9,7 @@ index, PSI = Σ (a − e) · ln(a / e) over the bins' shares a (live) and e (ref
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -63,6 +63,10 @@ def reference_histograms(trained: TrainedRouter, features: QueryFeatures, part: 
     }
 
 
+def validation_edge_share(manifest: Mapping[str, Any], scenario: str) -> float:
+    """The edge share a bundle's validation saw at its τ for ``scenario`` (NaN where its manifest records none)."""
+    return float(manifest.get("scenarios", {}).get(scenario, {}).get("val_metrics", {}).get("ca", float("nan")))
+
 
 def scenario_drift(live: pd.DataFrame, manifest: dict[str, Any]) -> pd.DataFrame:
     """Per scenario of the bundle: live queries, PSI of their p against the bundle's reference, and edge shares.
@@ -72,12 +76,12 @@ def scenario_drift(live: pd.DataFrame, manifest: dict[str, Any]) -> pd.DataFrame
     the bundle's validation saw at its τ.
     """
     rows = []
-    for name, entry in manifest.get("scenarios", {}).items():
+    for name in manifest.get("scenarios", {}):
         reference = manifest.get("p_reference", {}).get(name)
         mine = live[live["scenario"] == name]
         p = mine["p"].dropna().to_numpy(dtype=np.float64)
         psi = population_stability_index(reference["counts"], p_histogram(p)) if reference and len(p) else float("nan")
-        validation_share = float(entry.get("val_metrics", {}).get("ca", float("nan")))
+        validation_share = validation_edge_share(manifest, name)
         live_share = float((mine["decision"] == "edge").mean()) if len(mine) else float("nan")
         level = drift_level(psi) if len(p) >= MIN_QUERIES else "too few"
         if level != "too few" and abs(live_share - validation_share) > EDGE_SHARE_TOLERANCE:

@@ -205,6 +205,14 @@ class CapturePolicy(BaseModel):
     shadow_concurrency: int = Field(4, ge=1, description="shadow calls in flight at most")
 
 
+class DriftPolicy(BaseModel):
+    """The drift metrics of ``/metrics``: the recent router decisions they are computed over."""
+
+    model_config = STRICT
+
+    window: int = Field(1000, ge=1, description="router decisions per scenario and process kept for the edge share and PSI of p")
+
+
 class EncoderRuntimePolicy(BaseModel):
     """Where the encoders run: by default in ONNX Runtime, exported from the bundle's torch encoders on first start."""
 
@@ -238,6 +246,7 @@ class GatewayConfig(BaseModel):
     batching: BatchingPolicy = Field(default_factory=BatchingPolicy)
     embedding_cache: EmbeddingCachePolicy = Field(default_factory=EmbeddingCachePolicy)
     capture: CapturePolicy | None = Field(None, description="capture for training data and feedback; null: none")
+    drift: DriftPolicy = Field(default_factory=DriftPolicy)
     encoder_runtime: EncoderRuntimePolicy = Field(default_factory=EncoderRuntimePolicy)
     study: dict[str, Any] | None = Field(
         None, description="an online study's section, read by ecvl_router.study (docs/study.md); the gateway ignores it"

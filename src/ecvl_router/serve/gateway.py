@@ -37,6 +37,7 @@ from ecvl_router.serve.config import SERVED_MODEL, GatewayConfig
 from ecvl_router.serve.conversation import MARKERS, mark, strip_markers
 from ecvl_router.serve.conversation_keys import AnswerTranscript
 from ecvl_router.serve.decision_log import DecisionLog
+from ecvl_router.serve.drift import DriftReference
 from ecvl_router.serve.errors import GatewayError, bad_request
 from ecvl_router.serve.images import CheckedImage, ImageFetcher, decode_data_uri
 from ecvl_router.serve.metrics import GatewayMetrics, RouterCounts
@@ -131,7 +132,8 @@ class ServedBundle:
     """A router the gateway decides with: its scenarios, default scenario and the bundle's content hash.
 
     ``in_flight`` counts the requests deciding with it; once ``retired`` (replaced), it is closed (if
-    ``owned``) when that count reaches 0. ``counts`` copies the router's counts into the metrics.
+    ``owned``) when that count reaches 0. ``counts`` copies the router's counts into the metrics; ``drift`` is
+    what the bundle saw held out, for the drift metrics.
     """
 
     router: QueryRouter
@@ -140,6 +142,7 @@ class ServedBundle:
     digest: str | None
     owned: bool
     counts: RouterCounts | None
+    drift: DriftReference
     in_flight: int = 0
     retired: bool = False
 
@@ -169,8 +172,10 @@ class Gateway:
         self.backends: dict[Route, Backend] = {
             role: Backend(role, specs[role], model, specs[role].api_key(role)) for role, model in self._models(router).items()
         }
+        self.windows = self.metrics.watch_drift(config.drift.window)
         self.served = self._served(router, owned=False)
         self.metrics.serve_bundle(self.served.digest)
+        self.windows.serve(self.served.drift)
         self.fetcher = ImageFetcher(config.images, config.limits)
         self.decision_log = DecisionLog(config.decision_log) if config.decision_log else None
         self.stickiness = Stickiness(config.stickiness, self.metrics)
@@ -242,7 +247,9 @@ class Gateway:
                               f"but the gateway serves edge {served['edge']!r} and cloud {served['cloud']!r}")
         stats = getattr(router, "stats", None)
         counts = self.metrics.follow(stats) if stats is not None else None
-        return ServedBundle(router, scenarios, default, getattr(router, "digest", None), owned, counts)
+        digest = getattr(router, "digest", None)
+        manifest = getattr(getattr(router, "trained", None), "manifest", None)
+        return ServedBundle(router, scenarios, default, digest, owned, counts, DriftReference.from_manifest(digest, scenarios, manifest))
 
     def swap(self, router: QueryRouter) -> ServedBundle:
         """Serve ``router`` (which the gateway then owns) from the next request on; the previous ServedBundle.
@@ -253,6 +260,7 @@ class Gateway:
         served, previous = self._served(router, owned=True), self.served
         self.served = served
         self.metrics.serve_bundle(served.digest, previous.digest)
+        self.windows.serve(served.drift)
         previous.retired = True
         if not previous.in_flight:
             self._close(previous)
@@ -368,6 +376,7 @@ class Gateway:
         self.metrics.decision_seconds.labels(scenario.name).observe(decision.router_ms / 1000)
         if not scenario.cloud_allowed and decision.route == "cloud":  # trained so that it cannot happen (tau 0)
             decision = replace(decision, route="edge")
+        self.windows.observe(served.digest, decision)
         return decision
 
     def _plan(self, outcome: Outcome) -> list[Route]:

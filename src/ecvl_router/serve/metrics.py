@@ -4,7 +4,8 @@ A lone process (``ecvl-router serve``) keeps its metrics in a registry of its ow
 a process. Under ``serve --workers N`` every worker writes its values to the service's multiprocess folder
 (prometheus-client's multiprocess mode) and ``/metrics`` of any worker shows the whole service: counters and
 histograms summed over every worker that ever served, the gauges by the mode each declares. Shares (the edge
-share, the cache hit rate) are not kept as gauges: each scrape derives them from the summed counters.
+share, the cache hit rate) are not kept as gauges: each scrape derives them from the summed counters, and the
+drift metrics from the live workers' windows of recent decisions (``serve/drift.py``).
 """
 
 from __future__ import annotations
@@ -19,6 +20,9 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
+from ecvl_router.learning.drift import P_BINS
+from ecvl_router.serve.drift import WINDOW_BINS, WINDOW_EDGE, WINDOW_FAMILIES, DecisionWindows, DriftReference, drift_families
+
 if TYPE_CHECKING:
     from ecvl_router.serve.routing import RouterStats
 
@@ -31,7 +35,8 @@ _ANSWERED = ("edge", "cloud")
 class GatewayMetrics:
     """Requests by scenario, route and outcome; decision and backend latency; fallbacks; conversation lookups and
     route-store outages; decision batch sizes; embedding-cache lookups and bytes; the bundles served and their
-    reloads; the edge share and the cache hit rate derived at each scrape.
+    reloads; the router's p; the edge share, the cache hit rate and the drift of the recent decisions derived at
+    each scrape.
 
     ``multiprocess_dir``: the service's prometheus multiprocess folder (``PROMETHEUS_MULTIPROC_DIR``, set
     before prometheus-client was first imported); ``exposition`` then shows every process writing there.
@@ -104,10 +109,31 @@ class GatewayMetrics:
             "ecvl_router_bundle_reloads", "Bundle reloads by outcome (loaded, refused), counted in each process",
             ["outcome"], registry=self.registry,
         )
+        self.p = Histogram(
+            "ecvl_router_p", "The router's P(edge competent) of its decisions, by scenario and bundle (content hash)",
+            ["scenario", "bundle"], buckets=tuple(P_BINS[1:].tolist()), registry=self.registry,
+        )
+        self.drift_bins = Gauge(
+            WINDOW_BINS, "Decisions of the drift windows by bin of p (combined at each scrape, not shown)",
+            ["bundle", "scenario", "bin"], multiprocess_mode="livesum", registry=self.registry,
+        )
+        self.drift_edge = Gauge(
+            WINDOW_EDGE, "Edge decisions of the drift windows (combined at each scrape, not shown)",
+            ["bundle", "scenario"], multiprocess_mode="livesum", registry=self.registry,
+        )
+        self.windows: DecisionWindows | None = None
         self._followed: list[RouterCounts] = []
         source = self.registry.collect if multiprocess_dir is None else MultiProcessCollector(None, str(multiprocess_dir)).collect
         self._scraped = CollectorRegistry(auto_describe=False)
-        self._scraped.register(_WithShares(source))
+        self._scraped.register(_WithShares(source, self._drift_reference))
+
+    def watch_drift(self, size: int) -> DecisionWindows:
+        """Keep this process's last ``size`` router decisions per scenario for the drift metrics (``serve/drift.py``)."""
+        self.windows = DecisionWindows(size, self.p, self.drift_bins, self.drift_edge)
+        return self.windows
+
+    def _drift_reference(self) -> DriftReference | None:
+        return self.windows.reference if self.windows is not None else None
 
     def follow(self, stats: Callable[[], RouterStats]) -> RouterCounts:
         """Start copying a router's counts (read by ``stats``) into these metrics; see :class:`RouterCounts`."""
@@ -163,14 +189,17 @@ class RouterCounts:
 
 
 class _WithShares(Collector):
-    """The metrics of ``source``, followed by the shares derived from their counters."""
+    """The metrics of ``source``, followed by the shares derived from their counters and the drift of the windows
+    of the bundle ``reference`` names (the windows' own counts are not shown)."""
 
-    def __init__(self, source: Callable[[], Iterable[Metric]]) -> None:
+    def __init__(self, source: Callable[[], Iterable[Metric]], reference: Callable[[], DriftReference | None]) -> None:
         self.source = source
+        self.reference = reference
 
     def collect(self) -> Iterator[Metric]:
         families = list(self.source())
-        yield from families
+        yield from (family for family in families if family.name not in WINDOW_FAMILIES)
+        yield from drift_families(families, self.reference())
         totals = _totals(families)
         answered = {route: sum(value for labels, value in totals["ecvl_router_requests_total"] if labels.get("route") == route)
                     for route in _ANSWERED}
