@@ -36,9 +36,14 @@ def inner_splits(n_rows: int, folds: int, seed: int, *, labels: np.ndarray | Non
     return list(StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed).split(rows, labels))
 
 
-def _shrinkage(singular: np.ndarray, alphas: np.ndarray) -> np.ndarray:
-    """s / (s² + α): the ridge filter factors, one row per penalty α."""
-    return singular[None, :] / (singular[None, :] ** 2 + alphas[:, None])
+def _eigen(Z: np.ndarray, Y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Eigenvalues λ and vectors V of the centred Gram matrix ZᵀZ, and Vᵀ Zᵀ Y (centred): a ridge fit at any penalty α
+    has the coefficients V diag(1 / (λ + α)) Vᵀ Zᵀ Y."""
+    Zc, Yc = Z - Z.mean(axis=0), Y - Y.mean(axis=0)
+    gram = Zc.T.astype(np.float32) @ Zc.astype(np.float32)  # single precision halves the cost; α ≥ ridge_min keeps it stable
+    eigenvalues, V = np.linalg.eigh(gram)
+    V = V.astype(np.float64)
+    return np.clip(eigenvalues.astype(np.float64), 0.0, None), V, V.T @ (Zc.T @ Yc)
 
 
 @dataclass
@@ -46,7 +51,7 @@ class CrossValidatedRidge:
     """Ridge regression of several targets on standardised inputs, the penalty of each target chosen from ``alphas``
     by the squared error on held-out folds; ``oof`` keeps each training row's held-out prediction at the chosen penalties.
 
-    One singular value decomposition per fold gives the predictions of every penalty at once.
+    One eigendecomposition of the Gram matrix per fold gives the predictions of every penalty at once.
     """
 
     alphas: np.ndarray
@@ -72,21 +77,17 @@ class CrossValidatedRidge:
         best = error.argmin(axis=0)
         self.chosen = alphas[best]
         self.oof = held_out[best, :, np.arange(Y.shape[1])].T
-        U, s, Vt = np.linalg.svd(Z - Z.mean(axis=0), full_matrices=False)
-        y_mean = Y.mean(axis=0)
-        projected = U.T @ (Y - y_mean)  # (rank, targets)
-        self.coef = Vt.T @ (_shrinkage(s, self.chosen).T * projected)  # (features, targets)
-        self.intercept = y_mean - Z.mean(axis=0) @ self.coef
+        eigenvalues, V, projected = _eigen(Z, Y)
+        self.coef = V @ (projected / (eigenvalues[:, None] + self.chosen[None, :]))  # (features, targets)
+        self.intercept = Y.mean(axis=0) - Z.mean(axis=0) @ self.coef
         return self
 
     @staticmethod
     def _path(Z_fit: np.ndarray, Y_fit: np.ndarray, Z_held: np.ndarray, alphas: np.ndarray) -> np.ndarray:
         """Predictions for ``Z_held`` of ridge fits on (``Z_fit``, ``Y_fit``) at every penalty: (alphas, held, targets)."""
-        z_mean, y_mean = Z_fit.mean(axis=0), Y_fit.mean(axis=0)
-        U, s, Vt = np.linalg.svd(Z_fit - z_mean, full_matrices=False)
-        left, right = (Z_held - z_mean) @ Vt.T, U.T @ (Y_fit - y_mean)  # (held, rank), (rank, targets)
-        factors = _shrinkage(s, alphas)  # (alphas, rank)
-        return np.stack([(left * factor) @ right for factor in factors]) + y_mean
+        eigenvalues, V, projected = _eigen(Z_fit, Y_fit)
+        left = (Z_held - Z_fit.mean(axis=0)) @ V  # (held, features)
+        return np.stack([left @ (projected / (eigenvalues[:, None] + alpha)) for alpha in alphas]) + Y_fit.mean(axis=0)
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         """The predicted targets of rows ``X``: (n, targets)."""
