@@ -3,7 +3,8 @@
 A cell is (``source``, last sentence of the question): on benchmarks whose questions end in an
 instruction ("Answer with a floating-point number."), the cell says what the answer looks like, which
 alone tells much of how the two models compare. A query of an unseen cell gets its source's mean, and
-one of an unseen (or unknown) source the training mean. The ranking score d̄ ∈ [−range, range] (range:
+one of an unseen source the training mean; a query whose source is unknown (a live query) gets the mean
+of its last sentence over every source, else the training mean. The ranking score d̄ ∈ [−range, range] (range:
 the observed score range) maps monotonically to p = 0.5 + d̄ / (2·range); the recipes' calibration and τ
 search take it from there. The cell's competence rate is kept beside it, for reports. It learns no
 weights, so a learned router that does not beat it has learnt nothing the question's wording does not say.
@@ -34,12 +35,12 @@ def last_sentence(question: str) -> str:
     return sentences[-1].lower() if sentences else ""
 
 
-def _cells(X: QueryFeatures) -> tuple[list[str], list[str]]:
-    """Each query's source ('' where unknown) and cell key (source and last sentence)."""
+def _cells(X: QueryFeatures) -> tuple[list[str | None], list[str], list[str]]:
+    """Each query's source (None where unknown), last sentence and cell key (source and last sentence)."""
     n = len(X)
-    sources = [""] * n if X.sources is None else [str(source) for source in X.sources]
+    sources = [None] * n if X.sources is None else [None if source is None else str(source) for source in X.sources]
     endings = [""] * n if X.questions is None else [last_sentence(question) for question in X.questions]
-    return sources, [json.dumps([source, ending]) for source, ending in zip(sources, endings)]
+    return sources, endings, [json.dumps([source, ending]) for source, ending in zip(sources, endings)]
 
 
 class LookupRouter(Router):
@@ -60,12 +61,13 @@ class LookupRouter(Router):
             raise ValueError(f"no training query has scores of both {y.edge!r} and {y.cloud!r}")
         gap = (edge - cloud)[both]
         competent = competence_labels(edge[both], cloud[both], mes=y.mes, rule=y.rule, k=y.k)
-        sources, cells = (np.asarray(keys, dtype=object)[both] for keys in _cells(X))
+        sources, endings, cells = (np.asarray(keys, dtype=object)[both] for keys in _cells(X))
         self._state = {
             "pair": y.pair_settings(),
             "range": float(values[-1] - values[0]),
             "global": float(gap.mean()),
             "sources": _means(sources, gap),
+            "endings": _means(endings, gap),
             "cells": _means(cells, gap),
             "competence": _means(cells, competent),
         }
@@ -77,16 +79,17 @@ class LookupRouter(Router):
         return dict(self._fitted()["pair"])
 
     def mean_gap(self, X: QueryFeatures) -> np.ndarray:
-        """Each query's looked-up mean edge-minus-cloud score (cell, else source, else global)."""
+        """Each query's looked-up mean edge-minus-cloud score (cell, else source, else global; last sentence for an unknown source)."""
         state = self._fitted()
-        sources, cells = _cells(X)
-        return np.array([state["cells"].get(cell, state["sources"].get(source, state["global"]))
-                         for source, cell in zip(sources, cells)], dtype=np.float64)
+        gaps = [state["endings"].get(ending, state["global"]) if source is None
+                else state["cells"].get(cell, state["sources"].get(source, state["global"]))
+                for source, ending, cell in zip(*_cells(X))]
+        return np.array(gaps, dtype=np.float64)
 
     def competence_rate(self, X: QueryFeatures) -> np.ndarray:
         """Each query's cell's share of competent training queries (NaN for an unseen cell)."""
         state = self._fitted()
-        return np.array([state["competence"].get(cell, np.nan) for cell in _cells(X)[1]], dtype=np.float64)
+        return np.array([state["competence"].get(cell, np.nan) for cell in _cells(X)[2]], dtype=np.float64)
 
     def predict_proba(self, X: QueryFeatures) -> np.ndarray:
         state = self._fitted()
