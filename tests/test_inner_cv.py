@@ -44,11 +44,12 @@ def test_without_groups_the_splits_are_plain_k_fold_and_fewer_groups_mean_fewer_
     assert len(inner_splits(30, 5, seed=0, groups=np.repeat(["a", "b", "c"], 10))) == 3
 
 
-def test_the_ridge_matches_scikit_learn_at_each_chosen_penalty_and_keeps_held_out_predictions():
+@pytest.mark.parametrize(("n", "d"), [(200, 12), (60, 150)])  # more rows than columns, and fewer (the dual form)
+def test_the_ridge_matches_scikit_learn_at_each_chosen_penalty_and_keeps_held_out_predictions(n, d):
     rng = np.random.default_rng(1)
-    X = rng.normal(size=(200, 12)) * rng.uniform(0.5, 3.0, 12)
-    Y = np.column_stack([X[:, 0] + 0.1 * rng.normal(size=200), rng.normal(size=200)])
-    splits = inner_splits(200, 4, seed=0)
+    X = rng.normal(size=(n, d)) * rng.uniform(0.5, 3.0, d)
+    Y = np.column_stack([X[:, 0] + 0.1 * rng.normal(size=n), rng.normal(size=n)])
+    splits = inner_splits(n, 4, seed=0)
     ridge = CrossValidatedRidge(np.geomspace(0.01, 1e4, 13)).fit(X, Y, splits)
     assert ridge.chosen[0] < ridge.chosen[1]  # signal: a weak penalty; noise: the strongest
     Z = (X - X.mean(axis=0)) / X.std(axis=0)

@@ -37,13 +37,18 @@ def inner_splits(n_rows: int, folds: int, seed: int, *, labels: np.ndarray | Non
 
 
 def _eigen(Z: np.ndarray, Y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Eigenvalues λ and vectors V of the centred Gram matrix ZᵀZ, and Vᵀ Zᵀ Y (centred): a ridge fit at any penalty α
-    has the coefficients V diag(1 / (λ + α)) Vᵀ Zᵀ Y."""
+    """(λ, W, P) such that a ridge fit of centred ``Y`` on centred ``Z`` at any penalty α has the coefficients
+    W · (P / (λ + α)): from the eigendecomposition of ZᵀZ (W = V, P = Vᵀ Zᵀ Y) or, with fewer rows than columns,
+    of Z Zᵀ (W = Zᵀ U, P = Uᵀ Y), whichever is smaller."""
     Zc, Yc = Z - Z.mean(axis=0), Y - Y.mean(axis=0)
-    gram = Zc.T.astype(np.float32) @ Zc.astype(np.float32)  # single precision halves the cost; α ≥ ridge_min keeps it stable
-    eigenvalues, V = np.linalg.eigh(gram)
-    V = V.astype(np.float64)
-    return np.clip(eigenvalues.astype(np.float64), 0.0, None), V, V.T @ (Zc.T @ Yc)
+    single = Zc.astype(np.float32)  # single precision halves the cost; α ≥ ridge_min keeps it stable
+    dual = len(Zc) < Zc.shape[1]
+    eigenvalues, vectors = np.linalg.eigh(single @ single.T if dual else single.T @ single)
+    vectors = vectors.astype(np.float64)
+    eigenvalues = np.clip(eigenvalues.astype(np.float64), 0.0, None)
+    if dual:
+        return eigenvalues, Zc.T @ vectors, vectors.T @ Yc
+    return eigenvalues, vectors, vectors.T @ (Zc.T @ Yc)
 
 
 @dataclass
@@ -51,7 +56,7 @@ class CrossValidatedRidge:
     """Ridge regression of several targets on standardised inputs, the penalty of each target chosen from ``alphas``
     by the squared error on held-out folds; ``oof`` keeps each training row's held-out prediction at the chosen penalties.
 
-    One eigendecomposition of the Gram matrix per fold gives the predictions of every penalty at once.
+    One eigendecomposition of the (smaller) Gram matrix per fold gives the predictions of every penalty at once.
     """
 
     alphas: np.ndarray
@@ -77,16 +82,16 @@ class CrossValidatedRidge:
         best = error.argmin(axis=0)
         self.chosen = alphas[best]
         self.oof = held_out[best, :, np.arange(Y.shape[1])].T
-        eigenvalues, V, projected = _eigen(Z, Y)
-        self.coef = V @ (projected / (eigenvalues[:, None] + self.chosen[None, :]))  # (features, targets)
+        eigenvalues, W, projected = _eigen(Z, Y)
+        self.coef = W @ (projected / (eigenvalues[:, None] + self.chosen[None, :]))  # (features, targets)
         self.intercept = Y.mean(axis=0) - Z.mean(axis=0) @ self.coef
         return self
 
     @staticmethod
     def _path(Z_fit: np.ndarray, Y_fit: np.ndarray, Z_held: np.ndarray, alphas: np.ndarray) -> np.ndarray:
         """Predictions for ``Z_held`` of ridge fits on (``Z_fit``, ``Y_fit``) at every penalty: (alphas, held, targets)."""
-        eigenvalues, V, projected = _eigen(Z_fit, Y_fit)
-        left = (Z_held - Z_fit.mean(axis=0)) @ V  # (held, features)
+        eigenvalues, W, projected = _eigen(Z_fit, Y_fit)
+        left = (Z_held - Z_fit.mean(axis=0)) @ W  # (held, rank)
         return np.stack([left @ (projected / (eigenvalues[:, None] + alpha)) for alpha in alphas]) + Y_fit.mean(axis=0)
 
     def predict(self, X: np.ndarray) -> np.ndarray:
