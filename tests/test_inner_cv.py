@@ -89,4 +89,4 @@ def test_profile_chooses_its_penalties_on_grouped_folds_when_the_features_carry_
     params = {"ridges": 9, "inner_folds": 4}
     grouped = ProfileRouter(**params).fit(_features(rows, groups), targets)
     leaky = ProfileRouter(**params).fit(_features(rows, None), targets)
-    assert grouped._model.scores.chosen[0] >= 100 * leaky._model.scores.chosen[0]
+    assert grouped._model.scores["text"].chosen[0] >= 100 * leaky._model.scores["text"].chosen[0]

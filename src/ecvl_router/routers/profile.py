@@ -1,11 +1,12 @@
 """A two-stage linear router that learns from every model's scores: the query's predicted score profile.
 
 Stage one predicts the score of *every* model of the dataset, and the pair's gap d = edge score − cloud
-score, from the query (ridge regression on the standardised branches, one penalty per target chosen by
-``inner_folds``-fold cross-validation of the squared error). A dataset with M models gives stage one M
-targets per query, each a noisy view of the same few properties of the query (how hard it is, what it asks
-for); stage two combines the M + 1 predictions, which averages much of that noise away before the pair's
-own, scarcer labels are fitted. Stage two, by ``head``:
+score, from each branch of the query on its own (ridge regression on the branch's standardised columns,
+one penalty per branch and target chosen by ``inner_folds``-fold cross-validation of the squared error),
+so a noisy branch (1,280 image columns) is shrunk without shrinking the others. A dataset with M models
+gives stage one M targets per query, each a noisy view of the same few properties of the query (how hard
+it is, what it asks for); stage two combines the branches' (M + 1)-wide predicted profiles, which averages
+much of that noise away before the pair's own, scarcer labels are fitted. Stage two, by ``head``:
 
 - ``gap`` (default): a ridge regression of d on the profile ranks the queries (what the edge loses, or
   gains, against the cloud), and a logistic map of that ranking score per MES level gives P(edge competent);
@@ -47,7 +48,8 @@ class ProfileModel:
     """The fitted stages: the profile predictor, the gap ranking (``gap`` head only) and one competence head per MES
     level (a constant where the labels were)."""
 
-    scores: CrossValidatedRidge
+    scores: dict[str, CrossValidatedRidge]
+    """Stage one per branch: every model's score and the gap, predicted from that branch alone."""
     gap: CrossValidatedRidge | None
     heads: dict[float, BaseEstimator | float]
     pair: dict[str, Any]
@@ -63,9 +65,10 @@ class ProfileModel:
         levels = [level for level in self.heads if level >= mes]
         return self.heads[min(levels)] if levels and mes > self.lowest else 1.0
 
-    def head_inputs(self, rows: np.ndarray) -> np.ndarray:
-        """What the heads read for encoded query ``rows``: the predicted profile, or the gap ranking score from it."""
-        profile = self.scores.predict(rows)
+    def head_inputs(self, branches: dict[str, np.ndarray]) -> np.ndarray:
+        """What the heads read for the encoded queries' ``branches``: the predicted profiles side by side, or the gap
+        ranking score from them."""
+        profile = np.concatenate([ridge.predict(branches[name]) for name, ridge in self.scores.items()], axis=1)
         return profile if self.gap is None else self.gap.predict(profile)
 
 
@@ -92,7 +95,7 @@ class ProfileRouter(LinearRouter):
         if unanswered:
             raise ValueError(f"model {unanswered[0]!r} has no score in the training data")
         self._encoder = InputEncoder.fit(X, self.branches)
-        rows = self._encoder.concatenated(X)
+        branches = self._encoder.transform(X)
         filled = np.where(observed, y.scores, np.nanmean(y.scores, axis=0))
         edge, cloud = y.models.index(y.edge), y.models.index(y.cloud)
         both = observed[:, edge] & observed[:, cloud]
@@ -100,9 +103,10 @@ class ProfileRouter(LinearRouter):
         groups = None if X.groups is None else np.asarray(X.groups)[both]
         alphas = np.geomspace(self.ridge_min, self.ridge_max, self.ridges)
         with limited_threads(self.num_threads):
-            folds = inner_splits(len(rows), self.inner_folds, self.random_state, groups=X.groups)
-            scores = CrossValidatedRidge(alphas).fit(rows, np.column_stack([filled, gap]), folds)
-            profile = scores.oof[both]
+            folds = inner_splits(len(X), self.inner_folds, self.random_state, groups=X.groups)
+            stage_one = np.column_stack([filled, gap])
+            scores = {name: CrossValidatedRidge(alphas).fit(matrix, stage_one, folds) for name, matrix in branches.items()}
+            profile = np.concatenate([ridge.oof[both] for ridge in scores.values()], axis=1)
             ranking = None
             if self.head == "gap":
                 ranking = CrossValidatedRidge(alphas).fit(profile, gap[both], inner_splits(len(profile), self.inner_folds, self.random_state, groups=groups))
@@ -156,7 +160,7 @@ class ProfileRouter(LinearRouter):
         """What the heads read, one row per query: the predicted profile, or the gap ranking score."""
         model = self._profile()
         assert self._encoder is not None  # _profile checked it
-        return model.head_inputs(self._encoder.concatenated(check_features(X)))
+        return model.head_inputs(self._encoder.transform(check_features(X)))
 
     @staticmethod
     def _head_proba(head: BaseEstimator | float, inputs: np.ndarray) -> np.ndarray:
