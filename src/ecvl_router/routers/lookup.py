@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,11 +36,30 @@ def last_sentence(question: str) -> str:
     return sentences[-1].lower() if sentences else ""
 
 
+def question_endings(X: QueryFeatures) -> list[str]:
+    """Each query's last sentence ('' where the questions are unknown)."""
+    return [""] * len(X) if X.questions is None else [last_sentence(question) for question in X.questions]
+
+
+@dataclass(frozen=True)
+class EndingGaps:
+    """The mean edge-minus-cloud score per last sentence of the question; ``overall`` for a sentence not seen."""
+
+    means: dict[str, float]
+    overall: float
+
+    @classmethod
+    def fit(cls, endings: Sequence[str], gap: np.ndarray) -> EndingGaps:
+        return cls(_means(np.asarray(endings, dtype=object), gap), float(np.mean(gap)))
+
+    def predict(self, endings: Sequence[str]) -> np.ndarray:
+        return np.array([self.means.get(ending, self.overall) for ending in endings], dtype=np.float64)
+
+
 def _cells(X: QueryFeatures) -> tuple[list[str | None], list[str], list[str]]:
     """Each query's source (None where unknown), last sentence and cell key (source and last sentence)."""
-    n = len(X)
-    sources = [None] * n if X.sources is None else [None if source is None else str(source) for source in X.sources]
-    endings = [""] * n if X.questions is None else [last_sentence(question) for question in X.questions]
+    sources = [None] * len(X) if X.sources is None else [None if source is None else str(source) for source in X.sources]
+    endings = question_endings(X)
     return sources, endings, [json.dumps([source, ending]) for source, ending in zip(sources, endings)]
 
 

@@ -12,6 +12,12 @@ much of that noise away before the pair's own, scarcer labels are fitted. Stage 
   gains, against the cloud), and a logistic map of that ranking score per MES level gives P(edge competent);
 - ``logistic``: ``linear``'s cross-validated logistic regression of the competence labels on the profile.
 
+With ``endings`` (default) stage two also reads the mean gap of the training queries whose question ends
+in the same sentence (out of fold; the overall mean for a sentence not seen): on benchmarks whose
+questions end in an instruction ("Answer with a floating-point number."), that sentence says what the
+answer looks like, which a sentence embedding of the whole question blurs. It needs only the question
+text, so live queries get it too.
+
 Stage two is fitted on out-of-fold profiles (each held-out fold predicted by stage one fitted on the
 others), so it learns how far predicted profiles are to be trusted, not the in-sample ones; the logistic
 map of ``gap`` is fitted on out-of-fold ranking scores. Every inner fold keeps each of the features'
@@ -36,6 +42,7 @@ from ecvl_router.routers.base import positive_int
 from ecvl_router.routers.inner_cv import CrossValidatedRidge, inner_splits
 from ecvl_router.routers.inputs import InputEncoder, check_features
 from ecvl_router.routers.linear import LinearRouter
+from ecvl_router.routers.lookup import EndingGaps, question_endings
 from ecvl_router.routers.multi import ScoreTargets, score_levels
 from ecvl_router.routers.threads import limited_threads
 
@@ -50,6 +57,8 @@ class ProfileModel:
 
     scores: dict[str, CrossValidatedRidge]
     """Stage one per branch: every model's score and the gap, predicted from that branch alone."""
+    endings: EndingGaps | None
+    """With ``endings``: the training queries' mean gap per last sentence of the question, one more stage-two input."""
     gap: CrossValidatedRidge | None
     heads: dict[float, BaseEstimator | float]
     pair: dict[str, Any]
@@ -65,10 +74,12 @@ class ProfileModel:
         levels = [level for level in self.heads if level >= mes]
         return self.heads[min(levels)] if levels and mes > self.lowest else 1.0
 
-    def head_inputs(self, branches: dict[str, np.ndarray]) -> np.ndarray:
-        """What the heads read for the encoded queries' ``branches``: the predicted profiles side by side, or the gap
-        ranking score from them."""
+    def head_inputs(self, branches: dict[str, np.ndarray], endings: list[str]) -> np.ndarray:
+        """What the heads read for the encoded queries' ``branches`` (and their questions' ``endings``): the predicted
+        profiles side by side (and the looked-up gap), or the gap ranking score from them."""
         profile = np.concatenate([ridge.predict(branches[name]) for name, ridge in self.scores.items()], axis=1)
+        if self.endings is not None:
+            profile = np.column_stack([profile, self.endings.predict(endings)])
         return profile if self.gap is None else self.gap.predict(profile)
 
 
@@ -78,7 +89,8 @@ class ProfileRouter(LinearRouter):
     name = "profile"
     learns_scores = True
 
-    def __init__(self, *, ridge_min: float = 0.1, ridge_max: float = 1e5, ridges: int = 25, head: str = "gap", **linear: Any) -> None:
+    def __init__(self, *, ridge_min: float = 0.1, ridge_max: float = 1e5, ridges: int = 25, head: str = "gap", endings: bool = True,
+                 **linear: Any) -> None:
         super().__init__(**linear)
         if not 0 < ridge_min <= ridge_max:
             raise ValueError(f"need 0 < ridge_min <= ridge_max, got ridge_min={ridge_min!r}, ridge_max={ridge_max!r}")
@@ -87,6 +99,7 @@ class ProfileRouter(LinearRouter):
         if head not in HEADS:
             raise ValueError(f"unknown head {head!r}; heads are {', '.join(HEADS)}")
         self.head = head
+        self.endings = bool(endings)
 
     def iter_fit(self, X: QueryFeatures, y: ScoreTargets) -> Iterator[int]:  # type: ignore[override]
         values = score_levels(self.name, X, y)
@@ -107,6 +120,9 @@ class ProfileRouter(LinearRouter):
             stage_one = np.column_stack([filled, gap])
             scores = {name: CrossValidatedRidge(alphas).fit(matrix, stage_one, folds) for name, matrix in branches.items()}
             profile = np.concatenate([ridge.oof[both] for ridge in scores.values()], axis=1)
+            endings = EndingGaps.fit([question_endings(X)[row] for row in np.flatnonzero(both)], gap[both]) if self.endings else None
+            if endings is not None:
+                profile = np.column_stack([profile, self._held_out_ending_gaps(question_endings(X), gap, both, folds)[both]])
             ranking = None
             if self.head == "gap":
                 ranking = CrossValidatedRidge(alphas).fit(profile, gap[both], inner_splits(len(profile), self.inner_folds, self.random_state, groups=groups))
@@ -121,7 +137,7 @@ class ProfileRouter(LinearRouter):
                     heads[float(level)] = self._estimator(labels, groups).fit(profile, labels)
                 else:
                     heads[float(level)] = LogisticRegression().fit(head_inputs, labels)
-        self._model = ProfileModel(scores=scores, gap=ranking, heads=heads, pair=y.pair_settings(),
+        self._model = ProfileModel(scores=scores, endings=endings, gap=ranking, heads=heads, pair=y.pair_settings(),
                                    lowest=float(values[0]) if y.rule == "mes" else -np.inf)
         yield 0
 
@@ -160,7 +176,17 @@ class ProfileRouter(LinearRouter):
         """What the heads read, one row per query: the predicted profile, or the gap ranking score."""
         model = self._profile()
         assert self._encoder is not None  # _profile checked it
-        return model.head_inputs(self._encoder.transform(check_features(X)))
+        return model.head_inputs(self._encoder.transform(check_features(X)), question_endings(X))
+
+    @staticmethod
+    def _held_out_ending_gaps(endings: list[str], gap: np.ndarray, both: np.ndarray, folds: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
+        """Each query's mean gap per last sentence over the other folds' queries with both scores (stage one's folds)."""
+        looked_up = np.zeros(len(endings))
+        for fit_rows, held_rows in folds:
+            kept = fit_rows[both[fit_rows]]
+            table = EndingGaps.fit([endings[row] for row in kept], gap[kept])
+            looked_up[held_rows] = table.predict([endings[row] for row in held_rows])
+        return looked_up
 
     @staticmethod
     def _head_proba(head: BaseEstimator | float, inputs: np.ndarray) -> np.ndarray:
