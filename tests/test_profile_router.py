@@ -143,8 +143,8 @@ def _ending_problem(n: int, seed: int):
 def test_stage_two_reads_the_mean_gap_of_the_questions_last_sentence():
     X, targets, _ = _ending_problem(300, seed=0)
     X_new, _, gap_new = _ending_problem(200, seed=1)
-    with_endings = ProfileRouter(**PARAMS).fit(X, targets).predict_proba(X_new)
-    without = ProfileRouter(endings=False, **PARAMS).fit(X, targets).predict_proba(X_new)
+    with_endings = ProfileRouter(endings=True, **PARAMS).fit(X, targets).predict_proba(X_new)
+    without = ProfileRouter(**PARAMS).fit(X, targets).predict_proba(X_new)
     assert np.corrcoef(with_endings, gap_new)[0, 1] > 0.3
     assert abs(np.corrcoef(without, gap_new)[0, 1]) < 0.2
 

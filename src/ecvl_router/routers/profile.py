@@ -12,7 +12,7 @@ much of that noise away before the pair's own, scarcer labels are fitted. Stage 
   gains, against the cloud), and a logistic map of that ranking score per MES level gives P(edge competent);
 - ``logistic``: ``linear``'s cross-validated logistic regression of the competence labels on the profile.
 
-With ``endings`` (default) stage two also reads the mean gap of the training queries whose question ends
+With ``endings`` (off by default: on DynaMath it did not help) stage two also reads the mean gap of the training queries whose question ends
 in the same sentence (out of fold; the overall mean for a sentence not seen): on benchmarks whose
 questions end in an instruction ("Answer with a floating-point number."), that sentence says what the
 answer looks like, which a sentence embedding of the whole question blurs. It needs only the question
@@ -89,7 +89,7 @@ class ProfileRouter(LinearRouter):
     name = "profile"
     learns_scores = True
 
-    def __init__(self, *, ridge_min: float = 0.1, ridge_max: float = 1e5, ridges: int = 25, head: str = "gap", endings: bool = True,
+    def __init__(self, *, ridge_min: float = 0.1, ridge_max: float = 1e5, ridges: int = 25, head: str = "gap", endings: bool = False,
                  **linear: Any) -> None:
         super().__init__(**linear)
         if not 0 < ridge_min <= ridge_max:
