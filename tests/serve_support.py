@@ -60,11 +60,11 @@ def write_tiny_encoders(folder: Path) -> Path:
 
 
 def train_bundle(data: Path, out: Path, cache: Path, encoders: Path | None = None, epochs: int = 2, router: str = "ecvl") -> Path:
-    """Train a router bundle (ECVL by default) on ``data`` for quality, speed and a privacy scenario (``ecvl-router train``)."""
+    """Train a router bundle (ECVL by default, the split recipe) on ``data`` for quality, speed and a privacy scenario (``ecvl-router train``)."""
     scenarios = out.parent / f"{out.name}-scenarios.yaml"
     scenarios.write_text(yaml.safe_dump(SCENARIO_FILE))
     args = ["train", "--data", str(data), "--edge", EDGE, "--cloud", CLOUD, "--out", str(out), "--epochs", str(epochs),
-            "--cache-dir", str(cache), "--scenario", str(scenarios), "--router", router]
+            "--cache-dir", str(cache), "--scenario", str(scenarios), "--router", router, "--recipe", "split"]
     if encoders is not None:
         args += ["--encoders", str(encoders)]
     result = CliRunner().invoke(cli_app, args)

@@ -5,6 +5,7 @@ from typer.testing import CliRunner
 
 from ecvl_router.cli import app
 from ecvl_router.data.demo import DEMO_PAIRS, generate_demo
+from ecvl_router.learning.recipes import DEFAULT_RECIPE, DEFAULT_ROUTER
 
 from tests.cli_support import invoke
 from tests.strict_json import strict_loads
@@ -24,20 +25,21 @@ def test_train_evaluate_route(workspace):
     run = workspace / "run"
     trained = invoke("train", "--data", workspace / "data", "--edge", edge, "--cloud", cloud, "--out", run,
                      "--epochs", 2, "--cache-dir", workspace / "cache", "--scenario", "quality", "--scenario", "speed")
-    assert "linear is not trained in epochs; --epochs is ignored" in " ".join(trained.stdout.split())  # the default router
+    assert f"{DEFAULT_ROUTER} is not trained in epochs; --epochs is ignored" in " ".join(trained.stdout.split())
     manifest = strict_loads((run / "manifest.json").read_text())
     assert set(manifest["scenarios"]) == {"quality", "speed"}
     assert manifest["settings"]["task"]["edge"] == edge
     report = strict_loads(invoke("evaluate", run, "--json", "--cache-dir", workspace / "cache").stdout)
     assert report["split"] == "test" and report["n"] == 24
     quality = report["scenarios"]["quality"]
-    assert set(quality) == {"linear", "all-large", "all-small", "oracle", "bayes"}  # bayes: demo data only
+    default = f"{DEFAULT_ROUTER}:{DEFAULT_RECIPE}"
+    assert set(quality) == {default, "all-large", "all-small", "oracle", "bayes"}  # bayes: demo data only
     assert quality["oracle"]["accuracy"] == 1.0 and 0 <= quality["bayes"]["tau"] <= 1
     table = invoke("evaluate", run, "--cache-dir", workspace / "cache").stdout
     assert "time saved (s)" in table and "tokens saved share" in table and "against all-at-large" in table
     assert "quality scenario — cost–quality curves" in " ".join(table.split())
     assert report["curves"]["quality"]["score"]["oracle"]["curve_share"] == 1.0
-    assert quality["linear"]["rcs"] == pytest.approx(1.2 * quality["linear"]["apsp"] + 0.1 * quality["linear"]["ca"] - 0.001 * quality["linear"]["ail"])
+    assert quality[default]["rcs"] == pytest.approx(1.2 * quality[default]["apsp"] + 0.1 * quality[default]["ca"] - 0.001 * quality[default]["ail"])
     image = next((workspace / "data" / "images").iterdir())
     for extra in (("--image", image), ()):
         decision = strict_loads(invoke("route", run, "--question", "How many circles are there?", "--scenario", "speed", "--json", *extra).stdout)

@@ -47,7 +47,7 @@ def workspace(demo_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path
     """Two bundles trained with tiny encoders: linear (split recipe, with a guaranteed scenario) and ecvl-multi:oof."""
     root = tmp_path_factory.mktemp("predict")
     encoders = write_tiny_encoders(root / "encoders")
-    for name, scenarios, extra in (("linear", [*SCENARIOS, GUARANTEED], ()), ("multi", SCENARIOS, ("--router", "ecvl-multi", "--recipe", "oof"))):
+    for name, scenarios, extra in (("linear", [*SCENARIOS, GUARANTEED], ("--router", "linear", "--recipe", "split")), ("multi", SCENARIOS, ("--router", "ecvl-multi", "--recipe", "oof"))):
         (root / f"{name}.yaml").write_text(yaml.safe_dump(scenarios))
         invoke("train", "--data", demo_data, "--edge", EDGE, "--cloud", CLOUD, "--out", root / name, "--epochs", 2,
                "--cache-dir", root / "cache", "--encoders", encoders, "--scenario", root / f"{name}.yaml", *extra)

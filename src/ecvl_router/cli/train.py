@@ -23,7 +23,7 @@ from ecvl_router.learning.curve_summary import curve_entries, summarise_curves
 from ecvl_router.learning.curves import TARGETS, CostQuality, cost_quality, oracle_cost_quality, target_key
 from ecvl_router.learning.drift import reference_histograms
 from ecvl_router.learning.oof import INNER_FOLDS
-from ecvl_router.learning.recipes import RECIPES, RecipeSettings, train_with_recipe
+from ecvl_router.learning.recipes import DEFAULT_RECIPE, DEFAULT_ROUTER, RECIPES, RecipeSettings, train_with_recipe
 from ecvl_router.learning.training_set import TrainingSet, take_targets
 from ecvl_router.learning.risk_control import certified, quality_drop
 from ecvl_router.routers import TRAINABLE_ROUTER_NAMES, Router, ScoreTargets, create_router, router_class, router_hyperparameters
@@ -66,8 +66,8 @@ def train(
     mes: float | None = typer.Option(None, "--mes", help="Minimal Expectation Score for every scenario (dataset scale)."),
     label_rule: str = typer.Option("mes", "--label-rule", help=f"Competence labels: {', '.join(LABEL_RULES)}."),
     k: float = typer.Option(1, "--k", help="Margin of win-soft(k)."),
-    router: str = typer.Option("linear", "--router", help=f"Router: {', '.join(TRAINABLE_ROUTER_NAMES)} (ecvl: the paper's)."),
-    recipe: str = typer.Option("split", "--recipe", help="split: best epoch and τ on the validation split (the paper's); oof: out-of-fold ensemble over train+validation with calibrated τ and a fallback to the better trivial policy; bag: seed bagging of the split recipe, τ on out-of-bag predictions."),
+    router: str = typer.Option(DEFAULT_ROUTER, "--router", help=f"Router: {', '.join(TRAINABLE_ROUTER_NAMES)} (ecvl: the paper's)."),
+    recipe: str = typer.Option(DEFAULT_RECIPE, "--recipe", help="split: best epoch and τ on the validation split (the paper's); oof: out-of-fold ensemble over train+validation with calibrated τ and a fallback to the better trivial policy; bag: seed bagging of the split recipe, τ on out-of-bag predictions."),
     seed: int = typer.Option(0, "--seed", help="Seed of the split and the router."),
     epochs: int | None = typer.Option(None, "--epochs", min=1, help="Training epochs of neural routers.", show_default="50"),
     edge_share: float | None = typer.Option(None, "--edge-share", min=0, max=1, help="Calibrate τ so this share of validation queries goes to the edge instead of maximising RCS."),

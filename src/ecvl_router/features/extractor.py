@@ -208,6 +208,7 @@ class FeatureExtractor:
             image=_gather(cache, self.image_encoder.identity, image_keys, self.image_encoder.dim),
             stats=_gather(cache, STATISTICS_VERSION, stat_keys, len(STAT_NAMES)),
             has_image=np.array([key is not None for key in image_keys], dtype=bool),
+            questions=np.asarray(questions, dtype=object),
         )
 
     def _fill_text(self, cache: EmbeddingCache, questions: list[str], keys: list[str]) -> None:
@@ -284,6 +285,7 @@ class FeatureExtractor:
             image=image,
             stats=np.concatenate([text_stats, image_stats], axis=1),
             has_image=np.asarray([image is not None for image in images], dtype=bool),
+            questions=np.asarray(questions, dtype=object),
         )
 
     def run_live(self, tasks: Sequence[Callable[[], T]]) -> list[T | Exception]:

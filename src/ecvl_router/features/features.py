@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
+
+CONTEXT = ("questions", "sources", "groups")
+"""The optional per-query context of QueryFeatures, beside the matrices."""
 
 
 @dataclass(frozen=True)
@@ -13,6 +17,9 @@ class QueryFeatures:
 
     ``image`` holds zeros where a query has no image; ``has_image`` says which rows have one.
     ``stats`` are raw (unscaled) statistics; routers standardise them on their training split.
+    The optional context (None when unknown): ``questions``, the question texts (set by the extractor);
+    ``sources``, the items' sources; ``groups``, the items' groups, which routers with an inner
+    cross-validation keep on one side of every inner split.
     """
 
     item_ids: np.ndarray  # (n,) str
@@ -20,25 +27,26 @@ class QueryFeatures:
     image: np.ndarray  # (n, d_image) float32
     stats: np.ndarray  # (n, d_stats) float32
     has_image: np.ndarray  # (n,) bool
+    questions: np.ndarray | None = None  # (n,) str
+    sources: np.ndarray | None = None  # (n,) str
+    groups: np.ndarray | None = None  # (n,) str
 
     def __post_init__(self) -> None:
         n = len(self.item_ids)
-        for name in ("text", "image", "stats", "has_image"):
-            if len(getattr(self, name)) != n:
-                raise ValueError(f"QueryFeatures.{name} has {len(getattr(self, name))} rows, expected {n}")
+        for name in ("text", "image", "stats", "has_image", *CONTEXT):
+            value = getattr(self, name)
+            if value is not None and len(value) != n:
+                raise ValueError(f"QueryFeatures.{name} has {len(value)} rows, expected {n}")
 
     def __len__(self) -> int:
         return len(self.item_ids)
 
     def take(self, index: np.ndarray) -> QueryFeatures:
         """Rows selected by an integer or boolean index, in that order."""
-        return QueryFeatures(
-            item_ids=self.item_ids[index],
-            text=self.text[index],
-            image=self.image[index],
-            stats=self.stats[index],
-            has_image=self.has_image[index],
-        )
+        return QueryFeatures(**{
+            field.name: None if getattr(self, field.name) is None else getattr(self, field.name)[index]
+            for field in dataclasses.fields(self)
+        })
 
     def select(self, item_ids: np.ndarray) -> QueryFeatures:
         """Rows for the given item ids, in that order; raises KeyError naming a missing id."""
@@ -47,3 +55,11 @@ class QueryFeatures:
         if missing:
             raise KeyError(f"no features for item {missing[0]!r} ({len(missing)} missing)")
         return self.take(np.array([position[item_id] for item_id in item_ids], dtype=np.int64))
+
+    def with_context(self, *, sources: np.ndarray | None = None, groups: np.ndarray | None = None) -> QueryFeatures:
+        """These features with the items' ``sources`` and ``groups`` (each kept as it is where None is given)."""
+        return dataclasses.replace(
+            self,
+            sources=self.sources if sources is None else np.asarray(sources, dtype=object),
+            groups=self.groups if groups is None else np.asarray(groups, dtype=object),
+        )

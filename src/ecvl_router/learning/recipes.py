@@ -26,6 +26,12 @@ from ecvl_router.scenarios import Scenario
 RECIPES: tuple[str, ...] = ("split", "oof", "bag")
 """The recipes, by name (``router:recipe`` in ``evaluate-routers``, ``--recipe`` in ``train``)."""
 
+DEFAULT_ROUTER = "profile"
+"""The router ``train`` fits unless told otherwise (docs/evaluation.md, "DynaMath": it ranks best on real data)."""
+DEFAULT_RECIPE = "oof"
+"""The recipe ``train`` uses unless told otherwise: its fallback keeps a router that does not beat the better
+trivial policy out of fold from costing RCS."""
+
 Progress = Callable[[int, int], None]
 
 

@@ -34,11 +34,13 @@ def rsd_features(
     item_ids: Sequence[str] | None = None,
     progress: Progress | None = None,
 ) -> QueryFeatures:
-    """Features of a dataset's items (all, or ``item_ids`` in that order) through the embedding cache."""
-    items = rsd.items.set_index("item_id", drop=False)
+    """Features of a dataset's items (all, or ``item_ids`` in that order) through the embedding cache, with the
+    items' sources and groups (``RSD.group_keys``, if the dataset has groups)."""
+    groups = rsd.group_keys()
+    items = rsd.items.assign(group_key=groups).set_index("item_id", drop=False)
     if item_ids is not None:
         items = items.loc[list(item_ids)]
-    return extract_for_items(
+    features = extract_for_items(
         item_ids=items["item_id"].tolist(),
         questions=items["question"].tolist(),
         image_paths=[rsd.image_path(image) for image in items["image"].tolist()],
@@ -46,6 +48,7 @@ def rsd_features(
         cache_dir=cache_dir,
         progress=progress,
     )
+    return features.with_context(sources=items["source"].to_numpy(), groups=None if groups is None else items["group_key"].to_numpy())
 
 
 def settings_key(settings: dict[str, Any]) -> str:

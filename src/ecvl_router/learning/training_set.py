@@ -28,7 +28,8 @@ class TrainingSet:
 
     ``targets`` is what the router learns from; ``labels`` the pair's 0/1 competence labels (for
     calibration and fallback tests); ``strata`` stratify every inner split; ``groups`` (optional) keep
-    related queries, such as variants of one question, on one side of every inner split.
+    related queries, such as variants of one question, on one side of every inner split. The features
+    carry the pair's sources and the groups, so routers with an inner cross-validation keep groups whole too.
     """
 
     features: QueryFeatures
@@ -44,6 +45,7 @@ class TrainingSet:
             sizes.add(len(self.groups))
         if len(sizes) != 1:
             raise ValueError(f"a training set's parts must have one row per query, got sizes {sorted(sizes)}")
+        object.__setattr__(self, "features", self.features.with_context(sources=self.pair.sources, groups=self.groups))
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -66,7 +68,7 @@ def concat_training_sets(first: TrainingSet, second: TrainingSet) -> TrainingSet
     if (first.groups is None) != (second.groups is None):
         raise ValueError("either both training sets have groups or neither")
     features = QueryFeatures(**{
-        field.name: np.concatenate([getattr(first.features, field.name), getattr(second.features, field.name)])
+        field.name: _concat_optional(getattr(first.features, field.name), getattr(second.features, field.name))
         for field in dataclasses.fields(QueryFeatures)
     })
     return TrainingSet(
@@ -74,6 +76,11 @@ def concat_training_sets(first: TrainingSet, second: TrainingSet) -> TrainingSet
         _concat_pairs(first.pair, second.pair), np.concatenate([first.strata, second.strata]),
         None if first.groups is None else np.concatenate([first.groups, second.groups]),
     )
+
+
+def _concat_optional(first: np.ndarray | None, second: np.ndarray | None) -> np.ndarray | None:
+    """Both arrays one after the other; None where either is unknown."""
+    return None if first is None or second is None else np.concatenate([first, second])
 
 
 def _concat_pairs(first: PairView, second: PairView) -> PairView:

@@ -16,6 +16,7 @@ from ecvl_router.routers.ensemble import EnsembleRouter
 from ecvl_router.routers.gbdt import GBDTRouter
 from ecvl_router.routers.inputs import BRANCHES, check_branches
 from ecvl_router.routers.linear import LinearRouter
+from ecvl_router.routers.lookup import LookupRouter
 from ecvl_router.routers.mf import MFRouter
 from ecvl_router.routers.mlp import MLPRouter
 from ecvl_router.routers.multi import ECVLMultiRouter, ScoreTargets, competence_from_distributions
@@ -23,7 +24,7 @@ from ecvl_router.routers.neural import NeuralRouter
 from ecvl_router.routers.profile import ProfileRouter
 
 ROUTER_CLASSES: dict[str, type[Router]] = {
-    cls.name: cls for cls in (ECVLRouter, ECVLMultiRouter, MLPRouter, GBDTRouter, LinearRouter, ProfileRouter, MFRouter, RandomRouter, AllLargeRouter, AllSmallRouter, EnsembleRouter)
+    cls.name: cls for cls in (ECVLRouter, ECVLMultiRouter, MLPRouter, GBDTRouter, LinearRouter, ProfileRouter, LookupRouter, MFRouter, RandomRouter, AllLargeRouter, AllSmallRouter, EnsembleRouter)
 }
 TRAINABLE_ROUTER_NAMES: tuple[str, ...] = tuple(name for name, cls in ROUTER_CLASSES.items() if cls.trainable)
 """Routers ``train`` can fit: the pair routers of ROUTER_NAMES and the multi-model ``ecvl-multi``."""
@@ -73,6 +74,7 @@ __all__ = [
     "FixedPolicy",
     "GBDTRouter",
     "LinearRouter",
+    "LookupRouter",
     "MFRouter",
     "MLPRouter",
     "NeuralRouter",

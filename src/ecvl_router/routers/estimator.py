@@ -38,8 +38,9 @@ class EstimatorRouter(Router):
         self._model: BaseEstimator | float | None = None
 
     @abstractmethod
-    def _estimator(self, labels: np.ndarray) -> BaseEstimator:
-        """A new, unfitted classifier (with ``predict_proba``) for the training ``labels`` (both classes present)."""
+    def _estimator(self, labels: np.ndarray, groups: np.ndarray | None) -> BaseEstimator:
+        """A new, unfitted classifier (with ``predict_proba``) for the training ``labels`` (both classes present) of
+        queries in ``groups`` (None: unknown), which an inner cross-validation keeps whole."""
 
     def iter_fit(self, X: QueryFeatures, y: np.ndarray) -> Iterator[int]:
         check_features(X)
@@ -50,7 +51,7 @@ class EstimatorRouter(Router):
             self._model = float(labels[0])
         else:
             with limited_threads(self.num_threads):
-                self._model = self._estimator(labels).fit(self._encoder.concatenated(X), labels)
+                self._model = self._estimator(labels, X.groups).fit(self._encoder.concatenated(X), labels)
         yield 0
 
     def predict_proba(self, X: QueryFeatures) -> np.ndarray:

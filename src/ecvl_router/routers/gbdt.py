@@ -39,7 +39,7 @@ class GBDTRouter(EstimatorRouter):
         self.learning_rate = float(learning_rate)
         self.max_leaf_nodes = positive_int("max_leaf_nodes", max_leaf_nodes)
 
-    def _estimator(self, labels: np.ndarray) -> HistGradientBoostingClassifier:
+    def _estimator(self, labels: np.ndarray, groups: np.ndarray | None) -> HistGradientBoostingClassifier:
         return HistGradientBoostingClassifier(
             max_iter=self.max_iter,
             learning_rate=self.learning_rate,

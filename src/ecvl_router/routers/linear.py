@@ -2,7 +2,8 @@
 embeddings with the simplest regularised head.
 
 Every feature is standardised with the training data's mean and standard deviation, and the strength of
-the penalty is chosen by stratified ``inner_folds``-fold cross-validation of the log-loss over
+the penalty is chosen by stratified ``inner_folds``-fold cross-validation of the log-loss (each group of the
+features' ``groups`` in one fold, when they are known) over
 ``penalties`` values of the inverse strength C, log-spaced from ``c_min`` to ``c_max``
 (scikit-learn's ``LogisticRegressionCV``), then refitted on all the training data. A model with one
 weight per feature and a penalty chosen on held-out folds, for datasets of a few hundred to a few
@@ -13,12 +14,12 @@ from __future__ import annotations
 
 import numpy as np
 from sklearn.linear_model import LogisticRegression, LogisticRegressionCV
-from sklearn.model_selection import StratifiedKFold
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from ecvl_router.routers.base import positive_int
 from ecvl_router.routers.estimator import EstimatorRouter
+from ecvl_router.routers.inner_cv import inner_splits
 from ecvl_router.routers.inputs import BRANCHES
 from ecvl_router.routers.threads import DEFAULT_THREADS
 
@@ -50,12 +51,12 @@ class LinearRouter(EstimatorRouter):
             raise ValueError(f"inner_folds must be at least 2, got {inner_folds!r}")
         self.max_iter = positive_int("max_iter", max_iter)
 
-    def _estimator(self, labels: np.ndarray) -> Pipeline:
+    def _estimator(self, labels: np.ndarray, groups: np.ndarray | None) -> Pipeline:
         grid = np.geomspace(self.c_min, self.c_max, self.penalties)
         folds = min(self.inner_folds, int(np.bincount(labels).min()))
         if folds < 2:  # a class with a single query: no held-out fold can hold it, keep the weakest penalty tried
             return make_pipeline(StandardScaler(), LogisticRegression(C=float(grid[-1]), max_iter=self.max_iter))
-        splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=self.random_state)
-        model = LogisticRegressionCV(Cs=grid, cv=splitter, scoring="neg_log_loss", l1_ratios=(0.0,), max_iter=self.max_iter,
+        splits = inner_splits(len(labels), folds, self.random_state, labels=labels, groups=groups)
+        model = LogisticRegressionCV(Cs=grid, cv=splits, scoring="neg_log_loss", l1_ratios=(0.0,), max_iter=self.max_iter,
                                      use_legacy_attributes=False)
         return make_pipeline(StandardScaler(), model)

@@ -1,17 +1,29 @@
 """A two-stage linear router that learns from every model's scores: the query's predicted score profile.
 
-Stage one predicts the score of *every* model of the dataset from the query (ridge regression on the
-standardised branches, one penalty per model chosen by leave-one-out cross-validation). Stage two is
-``linear``'s cross-validated logistic regression, fitted on those predicted profiles to the pair's
-competence labels. A dataset with M models gives stage one M targets per query, and each is a noisy view
-of the same few properties of the query (how hard it is, what it asks for); stage two combines the M
-predictions, which averages much of that noise away before the pair's own, scarcer labels are fitted.
+Stage one predicts the score of *every* model of the dataset, and the pair's gap d = edge score − cloud
+score, from each branch of the query on its own (ridge regression on the branch's standardised columns,
+one penalty per branch and target chosen by ``inner_folds``-fold cross-validation of the squared error),
+so a noisy branch (1,280 image columns) is shrunk without shrinking the others. A dataset with M models
+gives stage one M targets per query, each a noisy view of the same few properties of the query (how hard
+it is, what it asks for); stage two combines the branches' (M + 1)-wide predicted profiles, which averages
+much of that noise away before the pair's own, scarcer labels are fitted. Stage two, by ``head``:
 
-Stage two is fitted on out-of-fold profiles (stage one refitted on ``inner_folds`` - 1 folds and
-predicting the held-out one), so it learns how far predicted profiles are to be trusted, not the
-in-sample ones. Missing scores are filled with the model's mean score for stage one. ``predict_proba``
-and ``competence`` give P(edge competent) for the pair the router was fitted for, at any MES on the
-dataset's scale (one stage-two head per score level); other pairs need their own fit.
+- ``gap`` (default): a ridge regression of d on the profile ranks the queries (what the edge loses, or
+  gains, against the cloud), and a logistic map of that ranking score per MES level gives P(edge competent);
+- ``logistic``: ``linear``'s cross-validated logistic regression of the competence labels on the profile.
+
+With ``endings`` (off by default: on DynaMath it did not help) stage two also reads the mean gap of the training queries whose question ends
+in the same sentence (out of fold; the overall mean for a sentence not seen): on benchmarks whose
+questions end in an instruction ("Answer with a floating-point number."), that sentence says what the
+answer looks like, which a sentence embedding of the whole question blurs. It needs only the question
+text, so live queries get it too.
+
+Stage two is fitted on out-of-fold profiles (each held-out fold predicted by stage one fitted on the
+others), so it learns how far predicted profiles are to be trusted, not the in-sample ones; the logistic
+map of ``gap`` is fitted on out-of-fold ranking scores. Every inner fold keeps each of the features'
+``groups`` (when known) on one side. Missing scores are filled with the model's mean score for stage one.
+``predict_proba`` and ``competence`` give P(edge competent) for the pair the router was fitted for, at any
+MES on the dataset's scale (one stage-two head per score level); other pairs need their own fit.
 """
 
 from __future__ import annotations
@@ -21,26 +33,33 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from sklearn.base import BaseEstimator, clone
-from sklearn.linear_model import RidgeCV
-from sklearn.model_selection import KFold, cross_val_predict
-from sklearn.pipeline import Pipeline, make_pipeline
-from sklearn.preprocessing import StandardScaler
+from sklearn.base import BaseEstimator
+from sklearn.linear_model import LogisticRegression
 
 from ecvl_router.features.features import QueryFeatures
 from ecvl_router.labels import LabelRule, competence_labels
 from ecvl_router.routers.base import positive_int
+from ecvl_router.routers.inner_cv import CrossValidatedRidge, inner_splits
 from ecvl_router.routers.inputs import InputEncoder, check_features
 from ecvl_router.routers.linear import LinearRouter
+from ecvl_router.routers.lookup import EndingGaps, question_endings
 from ecvl_router.routers.multi import ScoreTargets, score_levels
 from ecvl_router.routers.threads import limited_threads
+
+HEADS = ("gap", "logistic")
+"""Stage twos of ``profile``: a ridge regression of the edge-minus-cloud gap, or a logistic regression of the labels."""
 
 
 @dataclass
 class ProfileModel:
-    """The fitted stages: the score predictor and one competence head per MES level (a constant where labels were)."""
+    """The fitted stages: the profile predictor, the gap ranking (``gap`` head only) and one competence head per MES
+    level (a constant where the labels were)."""
 
-    scores: Pipeline
+    scores: dict[str, CrossValidatedRidge]
+    """Stage one per branch: every model's score and the gap, predicted from that branch alone."""
+    endings: EndingGaps | None
+    """With ``endings``: the training queries' mean gap per last sentence of the question, one more stage-two input."""
+    gap: CrossValidatedRidge | None
     heads: dict[float, BaseEstimator | float]
     pair: dict[str, Any]
     lowest: float
@@ -55,19 +74,32 @@ class ProfileModel:
         levels = [level for level in self.heads if level >= mes]
         return self.heads[min(levels)] if levels and mes > self.lowest else 1.0
 
+    def head_inputs(self, branches: dict[str, np.ndarray], endings: list[str]) -> np.ndarray:
+        """What the heads read for the encoded queries' ``branches`` (and their questions' ``endings``): the predicted
+        profiles side by side (and the looked-up gap), or the gap ranking score from them."""
+        profile = np.concatenate([ridge.predict(branches[name]) for name, ridge in self.scores.items()], axis=1)
+        if self.endings is not None:
+            profile = np.column_stack([profile, self.endings.predict(endings)])
+        return profile if self.gap is None else self.gap.predict(profile)
+
 
 class ProfileRouter(LinearRouter):
-    """Ridge per model on the query, then cross-validated logistic regression on the predicted score profile."""
+    """Ridge per model (and on the pair's gap) on the query, then a ranking of the gap (or a logistic regression) on the profile."""
 
     name = "profile"
     learns_scores = True
 
-    def __init__(self, *, ridge_min: float = 0.1, ridge_max: float = 1e5, ridges: int = 25, **linear: Any) -> None:
+    def __init__(self, *, ridge_min: float = 0.1, ridge_max: float = 1e5, ridges: int = 25, head: str = "gap", endings: bool = False,
+                 **linear: Any) -> None:
         super().__init__(**linear)
         if not 0 < ridge_min <= ridge_max:
             raise ValueError(f"need 0 < ridge_min <= ridge_max, got ridge_min={ridge_min!r}, ridge_max={ridge_max!r}")
         self.ridge_min, self.ridge_max = float(ridge_min), float(ridge_max)
         self.ridges = positive_int("ridges", ridges)
+        if head not in HEADS:
+            raise ValueError(f"unknown head {head!r}; heads are {', '.join(HEADS)}")
+        self.head = head
+        self.endings = bool(endings)
 
     def iter_fit(self, X: QueryFeatures, y: ScoreTargets) -> Iterator[int]:  # type: ignore[override]
         values = score_levels(self.name, X, y)
@@ -76,23 +108,37 @@ class ProfileRouter(LinearRouter):
         if unanswered:
             raise ValueError(f"model {unanswered[0]!r} has no score in the training data")
         self._encoder = InputEncoder.fit(X, self.branches)
-        rows = self._encoder.concatenated(X)
+        branches = self._encoder.transform(X)
         filled = np.where(observed, y.scores, np.nanmean(y.scores, axis=0))
         edge, cloud = y.models.index(y.edge), y.models.index(y.cloud)
         both = observed[:, edge] & observed[:, cloud]
+        gap = filled[:, edge] - filled[:, cloud]
+        groups = None if X.groups is None else np.asarray(X.groups)[both]
+        alphas = np.geomspace(self.ridge_min, self.ridge_max, self.ridges)
         with limited_threads(self.num_threads):
-            scores = make_pipeline(StandardScaler(), RidgeCV(alphas=np.geomspace(self.ridge_min, self.ridge_max, self.ridges),
-                                                             alpha_per_target=True, gcv_mode="svd"))
-            folds = KFold(n_splits=self.inner_folds, shuffle=True, random_state=self.random_state)
-            profile = cross_val_predict(clone(scores), rows, filled, cv=folds)[both]
-            scores.fit(rows, filled)
+            folds = inner_splits(len(X), self.inner_folds, self.random_state, groups=X.groups)
+            stage_one = np.column_stack([filled, gap])
+            scores = {name: CrossValidatedRidge(alphas).fit(matrix, stage_one, folds) for name, matrix in branches.items()}
+            profile = np.concatenate([ridge.oof[both] for ridge in scores.values()], axis=1)
+            endings = EndingGaps.fit([question_endings(X)[row] for row in np.flatnonzero(both)], gap[both]) if self.endings else None
+            if endings is not None:
+                profile = np.column_stack([profile, self._held_out_ending_gaps(question_endings(X), gap, both, folds)[both]])
+            ranking = None
+            if self.head == "gap":
+                ranking = CrossValidatedRidge(alphas).fit(profile, gap[both], inner_splits(len(profile), self.inner_folds, self.random_state, groups=groups))
+                head_inputs = ranking.oof
             levels = values[1:] if y.rule == "mes" else np.array([y.mes])
             heads: dict[float, BaseEstimator | float] = {}
             for level in levels:
                 labels = competence_labels(y.scores[both, edge], y.scores[both, cloud], mes=float(level), rule=y.rule, k=y.k)
-                constant = len(np.unique(labels)) < 2
-                heads[float(level)] = float(labels[0]) if constant else self._estimator(labels).fit(profile, labels)
-        self._model = ProfileModel(scores=scores, heads=heads, pair=y.pair_settings(), lowest=float(values[0]) if y.rule == "mes" else -np.inf)
+                if len(np.unique(labels)) < 2:
+                    heads[float(level)] = float(labels[0])
+                elif ranking is None:
+                    heads[float(level)] = self._estimator(labels, groups).fit(profile, labels)
+                else:
+                    heads[float(level)] = LogisticRegression().fit(head_inputs, labels)
+        self._model = ProfileModel(scores=scores, endings=endings, gap=ranking, heads=heads, pair=y.pair_settings(),
+                                   lowest=float(values[0]) if y.rule == "mes" else -np.inf)
         yield 0
 
     @property
@@ -108,7 +154,7 @@ class ProfileRouter(LinearRouter):
         """P(edge competent) for the fitted pair and label rule at ``mes`` (any MES under the MES rule)."""
         model = self._profile()
         self._check_request(model, edge=edge, cloud=cloud, rule=rule, mes=mes, k=k)
-        return self._head_proba(model.head_for(mes), self._predicted_profile(X))
+        return self._head_proba(model.head_for(mes), self._head_inputs(X))
 
     def competence_by_level(self, X: QueryFeatures, *, edge: str, cloud: str) -> dict[float, np.ndarray]:
         """P(edge competent) under the MES rule at every score level above the lowest (none if fitted under another rule)."""
@@ -116,8 +162,8 @@ class ProfileRouter(LinearRouter):
         if model.pair["rule"] != "mes":
             return {}
         self._check_request(model, edge=edge, cloud=cloud, rule="mes", mes=model.pair["mes"], k=model.pair["k"])
-        profile = self._predicted_profile(X)
-        return {level: self._head_proba(head, profile) for level, head in model.heads.items()}
+        inputs = self._head_inputs(X)
+        return {level: self._head_proba(head, inputs) for level, head in model.heads.items()}
 
     def _check_request(self, model: ProfileModel, *, edge: str, cloud: str, rule: LabelRule, mes: float, k: float) -> None:
         """Raise unless the request is for the fitted pair and rule (and, under a win rule, the fitted MES and k)."""
@@ -126,17 +172,27 @@ class ProfileRouter(LinearRouter):
             raise ValueError(f"{self.name} was fitted for {fitted['edge']} (edge) / {fitted['cloud']} (cloud) under the "
                              f"{fitted['rule']} rule; asked for {edge} / {cloud} under {rule}: train it for that pair")
 
-    def _predicted_profile(self, X: QueryFeatures) -> np.ndarray:
-        """Stage one: every model's predicted score, one row per query."""
-        scores = self._profile().scores
+    def _head_inputs(self, X: QueryFeatures) -> np.ndarray:
+        """What the heads read, one row per query: the predicted profile, or the gap ranking score."""
+        model = self._profile()
         assert self._encoder is not None  # _profile checked it
-        return scores.predict(self._encoder.concatenated(check_features(X)))
+        return model.head_inputs(self._encoder.transform(check_features(X)), question_endings(X))
 
     @staticmethod
-    def _head_proba(head: BaseEstimator | float, profile: np.ndarray) -> np.ndarray:
+    def _held_out_ending_gaps(endings: list[str], gap: np.ndarray, both: np.ndarray, folds: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
+        """Each query's mean gap per last sentence over the other folds' queries with both scores (stage one's folds)."""
+        looked_up = np.zeros(len(endings))
+        for fit_rows, held_rows in folds:
+            kept = fit_rows[both[fit_rows]]
+            table = EndingGaps.fit([endings[row] for row in kept], gap[kept])
+            looked_up[held_rows] = table.predict([endings[row] for row in held_rows])
+        return looked_up
+
+    @staticmethod
+    def _head_proba(head: BaseEstimator | float, inputs: np.ndarray) -> np.ndarray:
         if isinstance(head, float):
-            return np.full(len(profile), head)
-        return head.predict_proba(profile)[:, 1].astype(np.float64)
+            return np.full(len(inputs), head)
+        return head.predict_proba(inputs)[:, 1].astype(np.float64)
 
     def _profile(self) -> ProfileModel:
         if not isinstance(self._model, ProfileModel) or self._encoder is None:
