@@ -58,3 +58,15 @@ def test_check_guarantee_writes_its_report(workspace, router):
     assert set(summary["policy"]) == {"guaranteed", "plug-in", "matched", "rcs"} and (summary["repetitions"] == 5).all()
     assert len(pd.read_csv(out / "repetitions.csv")) == 4 * 5 and len(pd.read_csv(out / "probabilities.csv")) == 120
     assert (out / "guarantee.png").stat().st_size > 0 and "confidence 0.9" in (out / "guarantee.md").read_text()
+
+
+def test_train_without_a_recipe_takes_split_where_oof_cannot_serve(workspace):
+    from ecvl_router.cli.train import default_recipe
+    from ecvl_router.learning.recipes import DEFAULT_RECIPE
+    from ecvl_router.scenarios import SCENARIOS, load_scenarios
+
+    (careful,) = load_scenarios(workspace / "careful.yaml")
+    assert default_recipe([SCENARIOS["quality"]], None) == DEFAULT_RECIPE
+    assert default_recipe([careful], None) == DEFAULT_RECIPE
+    assert default_recipe([careful, SCENARIOS["quality"]], None) == "split"
+    assert default_recipe([SCENARIOS["quality"]], 0.3) == "split"

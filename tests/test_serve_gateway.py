@@ -700,8 +700,8 @@ def test_a_stream_the_client_abandons_is_logged_as_closed(router, sims, tmp_path
                 first = next(response.iter_lines())
             assert first.startswith("data:") and "ecvl" in first
             deadline = time.monotonic() + 10
-            while not log.exists() and time.monotonic() < deadline:
-                time.sleep(0.05)
+            while not (log.exists() and log.read_text().endswith("\n")) and time.monotonic() < deadline:
+                time.sleep(0.05)  # the log is opened with the gateway; the record lands when the stream's end is noticed
             record = json.loads(log.read_text())
             assert record["status"] == 499 and record["route"] == "edge" and record["stream"] is True
             assert 'outcome="client_closed"' in httpx.get(gateway.url + "/metrics").text

@@ -57,6 +57,12 @@ def embed(
     )
 
 
+def default_recipe(scenarios: list[Scenario], edge_share: float | None) -> str:
+    """The recipe of a run that names none: ``DEFAULT_RECIPE``, unless only the split recipe can train it (an edge-share
+    calibration, or guaranteed scenarios beside RCS ones, whose promise a trivial-policy fallback would void)."""
+    return "split" if edge_share is not None or len({s.guaranteed for s in scenarios}) > 1 else DEFAULT_RECIPE
+
+
 def train(
     data: Path = typer.Option(..., "--data", help="Dataset folder (interchange or Parquet)."),
     edge: str = typer.Option(..., "--edge", help="Edge (small) model name as in the dataset."),
@@ -67,7 +73,7 @@ def train(
     label_rule: str = typer.Option("mes", "--label-rule", help=f"Competence labels: {', '.join(LABEL_RULES)}."),
     k: float = typer.Option(1, "--k", help="Margin of win-soft(k)."),
     router: str = typer.Option(DEFAULT_ROUTER, "--router", help=f"Router: {', '.join(TRAINABLE_ROUTER_NAMES)} (ecvl: the paper's)."),
-    recipe: str = typer.Option(DEFAULT_RECIPE, "--recipe", help="split: best epoch and τ on the validation split (the paper's); oof: out-of-fold ensemble over train+validation with calibrated τ and a fallback to the better trivial policy; bag: seed bagging of the split recipe, τ on out-of-bag predictions."),
+    recipe: str | None = typer.Option(None, "--recipe", help="split: best epoch and τ on the validation split (the paper's); oof: out-of-fold ensemble over train+validation with calibrated τ and a fallback to the better trivial policy; bag: seed bagging of the split recipe, τ on out-of-bag predictions. Default: oof, or split with --edge-share or with guaranteed and RCS scenarios in one run.", show_default=False),
     seed: int = typer.Option(0, "--seed", help="Seed of the split and the router."),
     epochs: int | None = typer.Option(None, "--epochs", min=1, help="Training epochs of neural routers.", show_default="50"),
     edge_share: float | None = typer.Option(None, "--edge-share", min=0, max=1, help="Calibrate τ so this share of validation queries goes to the edge instead of maximising RCS."),
@@ -81,6 +87,7 @@ def train(
     scenarios = scenarios_on_one_mes(scenario, mes, rsd)
     if out.exists() and not force:
         fail(f"{out} exists; use --force to replace it")
+    recipe = recipe or default_recipe(scenarios, edge_share)
     if recipe not in RECIPES:
         fail(f"unknown recipe {recipe!r}; use {' or '.join(RECIPES)}")
     if recipe != "split" and edge_share is not None:
