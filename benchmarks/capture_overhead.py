@@ -26,7 +26,8 @@ from pathlib import Path
 import httpx
 import yaml
 
-from gateway_load import CLOUD, EDGE, VARIANTS, Run, add_load_arguments, closed_loop, free_port, gateway_config, load_average, open_loop, prepare_bundle, queries, start
+from gateway_load import (CLOUD, EDGE, VARIANTS, DemoQuery, Run, add_load_arguments, closed_loop, demo_queries, free_port, fresh_stream,
+                          gateway_config, load_average, open_loop, prepare_bundle, request_body, start)
 
 Load = tuple[str, float]
 
@@ -46,11 +47,11 @@ def capture_config(plain: Path, capture_dir: Path, sample: float, port: int) -> 
     return path
 
 
-def send(url: str, model: str, load: Load, stream: list[list[dict]], args: argparse.Namespace) -> Run:
+def send(url: str, load: Load, bodies: list[bytes], args: argparse.Namespace) -> Run:
     kind, level = load
     if kind == "closed":
-        return asyncio.run(closed_loop(url, model, stream, args.requests, int(level)))
-    return asyncio.run(open_loop(url, model, stream, level, args.duration, args.seed))
+        return asyncio.run(closed_loop(url, bodies, args.requests, int(level)))
+    return asyncio.run(open_loop(url, bodies, level, args.duration, args.seed))
 
 
 def wait_for_shadows(url: str, timeout: float = 300) -> None:
@@ -86,18 +87,18 @@ def main() -> None:
             print(f"starting both gateways ({args.variant}; capture sample {args.sample:g} with shadow) …", flush=True)
             for name, config in (("off", plain), ("capture", captured)):
                 processes.append(start(["serve", "--config", str(config)], urls[name] + "/healthz", work / f"gateway-{name}.log"))
-            measure(urls, loads, queries(data), args)
+            measure(urls, loads, demo_queries(data), args)
         finally:
             for process in processes:
                 process.terminate()
                 process.wait(timeout=60)
 
 
-def measure(urls: dict[str, str], loads: list[Load], messages: list[list[dict]], args: argparse.Namespace) -> None:
+def measure(urls: dict[str, str], loads: list[Load], queries: list[DemoQuery], args: argparse.Namespace) -> None:
     model = f"ecvl-router:{args.scenario}"
     for url in urls.values():
-        asyncio.run(closed_loop(url, model, messages[-20:], 20, 1))  # warm-up
-    print(f"{len(messages)} demo queries, scenario {args.scenario}, {args.rounds} round(s); closed loop {args.requests} requests "
+        asyncio.run(closed_loop(url, [request_body(query, model) for query in queries[-20:]], 20, 1))  # warm-up
+    print(f"{len(queries)} demo queries (each request made fresh, the same to both gateways), scenario {args.scenario}, {args.rounds} round(s); closed loop {args.requests} requests "
           f"per level, open loop {args.duration:g} s per rate\n", flush=True)
     runs: dict[tuple[str, Load], list[Run]] = {}
     counts: dict[Load, list[float]] = {}
@@ -106,11 +107,11 @@ def measure(urls: dict[str, str], loads: list[Load], messages: list[list[dict]],
         print(f"round {round_index + 1}: load average {load_average()}", flush=True)
         for load in loads:
             count = args.requests if load[0] == "closed" else int(load[1] * args.duration * 1.2)
-            stream = [messages[(start_at + i) % len(messages)] for i in range(count)]
+            bodies = [request_body(query, model) for query in fresh_stream(queries, start_at, count)]
             start_at += count
             before = [metric_sum(urls["capture"], name) for name in _COUNTED]
             for name in (("off", "capture") if round_index % 2 == 0 else ("capture", "off")):
-                runs.setdefault((name, load), []).append(send(urls[name], model, load, stream, args))
+                runs.setdefault((name, load), []).append(send(urls[name], load, bodies, args))
                 if name == "capture":
                     wait_for_shadows(urls["capture"])
             after = [metric_sum(urls["capture"], name) for name in _COUNTED]

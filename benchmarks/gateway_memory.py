@@ -1,8 +1,8 @@
 """Memory of one gateway process: resident set after startup and its peak under load (to size containers).
 
 Starts two instant `backend-sim` processes and one `ecvl-router serve` with the example configuration's
-defaults (torch encoders, a 64 MiB embedding cache), then sends ``--requests`` demo queries with their
-images by ``--concurrency`` clients, as `benchmarks/gateway_load.py` does. Prints the gateway's resident
+defaults (ONNX Runtime encoders where installed, a 64 MiB embedding cache), then sends ``--requests`` demo queries with their
+images by ``--concurrency`` clients, each made fresh as `benchmarks/gateway_load.py` makes them. Prints the gateway's resident
 memory (VmRSS) after startup and after the load, and its peak (VmHWM), from /proc; Linux only.
 
     .venv/bin/python benchmarks/gateway_memory.py --requests 2000
@@ -15,7 +15,7 @@ import asyncio
 import tempfile
 from pathlib import Path
 
-from gateway_load import CLOUD, EDGE, closed_loop, free_port, gateway_config, prepare_bundle, queries, start
+from gateway_load import CLOUD, EDGE, closed_loop, demo_queries, free_port, fresh_stream, gateway_config, prepare_bundle, request_body, start
 
 
 def memory_mib(pid: int) -> dict[str, float]:
@@ -45,11 +45,11 @@ def main() -> None:
             gateway = start(["serve", "--config", str(config)], url + "/healthz", work / "gateway.log")
             processes.append(gateway)
             started = memory_mib(gateway.pid)
-            messages = queries(data)
-            stream = [messages[i % len(messages)] for i in range(args.requests)]
-            run = asyncio.run(closed_loop(url, "ecvl-router", stream, args.requests, args.concurrency))
+            messages = demo_queries(data)
+            bodies = [request_body(query, "ecvl-router") for query in fresh_stream(messages, 0, args.requests)]
+            run = asyncio.run(closed_loop(url, bodies, args.requests, args.concurrency))
             loaded = memory_mib(gateway.pid)
-            print(f"{len(messages)} demo queries, {args.requests} requests by {args.concurrency} clients "
+            print(f"{len(messages)} demo queries (each request made fresh), {args.requests} requests by {args.concurrency} clients "
                   f"({len(run.latencies_ms)} answered, {run.server_errors} 5xx, {run.other_errors} failed)")
             print(f"gateway resident memory: {started['VmRSS']:.0f} MiB after startup, {loaded['VmRSS']:.0f} MiB after the load, "
                   f"peak {loaded['VmHWM']:.0f} MiB")
