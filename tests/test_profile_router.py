@@ -144,9 +144,36 @@ def test_stage_two_reads_the_mean_gap_of_the_questions_last_sentence():
     X, targets, _ = _ending_problem(300, seed=0)
     X_new, _, gap_new = _ending_problem(200, seed=1)
     with_endings = ProfileRouter(endings=True, **PARAMS).fit(X, targets).predict_proba(X_new)
-    without = ProfileRouter(**PARAMS).fit(X, targets).predict_proba(X_new)
+    without = ProfileRouter(lookup=False, **PARAMS).fit(X, targets).predict_proba(X_new)
     assert np.corrcoef(with_endings, gap_new)[0, 1] > 0.3
     assert abs(np.corrcoef(without, gap_new)[0, 1]) < 0.2
+
+
+def _source_problem(n: int, seed: int):
+    """Features without signal, one question ending for all, and sources that alone decide which model is right."""
+    X, _, _ = _ending_problem(n, seed)
+    rng = np.random.default_rng(seed + 100)
+    kind = rng.integers(0, 3, n)
+    edge = (rng.random(n) < np.array([0.9, 0.2, 0.5])[kind]).astype(float)
+    cloud = (rng.random(n) < 0.6).astype(float)
+    scores = np.column_stack([edge, cloud, rng.integers(0, 2, n)]).astype(float)
+    X = type(X)(**{**vars(X), "questions": np.array(["Question? Answer."] * n, dtype=object),
+                   "sources": np.array([f"source-{k}" for k in kind], dtype=object)})
+    return X, ScoreTargets(scores, MODELS, "edge-model", "cloud-model", 1.0), edge - cloud
+
+
+def test_the_gap_ranking_adds_the_mean_gap_of_the_querys_cell_and_a_live_query_its_last_sentences():
+    X, targets, _ = _source_problem(300, seed=0)
+    X_new, _, gap_new = _source_problem(200, seed=1)
+    blended = ProfileRouter(**PARAMS).fit(X, targets)
+    assert blended.lookup and np.corrcoef(blended.predict_proba(X_new), gap_new)[0, 1] > 0.3
+    without = ProfileRouter(lookup=False, **PARAMS).fit(X, targets).predict_proba(X_new)
+    assert abs(np.corrcoef(without, gap_new)[0, 1]) < 0.2
+    live = blended.predict_proba(type(X_new)(**{**vars(X_new), "sources": None}))  # one last sentence for all: no signal
+    assert np.ptp(live) < 0.5 * np.ptp(blended.predict_proba(X_new))
+    with pytest.raises(ValueError, match="needs head='gap', not 'logistic'"):
+        ProfileRouter(head="logistic", lookup=True)
+    assert not ProfileRouter(head="logistic").lookup
 
 
 def test_the_logistic_head_fits_the_labels_on_the_profile(fitted):

@@ -63,6 +63,33 @@ def _cells(X: QueryFeatures) -> tuple[list[str | None], list[str], list[str]]:
     return sources, endings, [json.dumps([source, ending]) for source, ending in zip(sources, endings)]
 
 
+@dataclass(frozen=True)
+class CellGaps:
+    """The mean edge-minus-cloud score per (source, last sentence) cell, per source, per last sentence and overall.
+
+    A query of an unseen cell gets its source's mean, one of an unseen source the overall mean; a query whose
+    source is unknown (a live query) gets its last sentence's mean over every source, else the overall mean.
+    """
+
+    cells: dict[str, float]
+    sources: dict[str, float]
+    endings: dict[str, float]
+    overall: float
+
+    @classmethod
+    def fit(cls, X: QueryFeatures, gap: np.ndarray) -> CellGaps:
+        """The means of ``gap`` (one per query of ``X``) by cell, source and last sentence."""
+        sources, endings, cells = (np.asarray(keys, dtype=object) for keys in _cells(X))
+        return cls(_means(cells, gap), _means(sources, gap), _means(endings, gap), float(np.mean(gap)))
+
+    def predict(self, X: QueryFeatures) -> np.ndarray:
+        """Each query's looked-up mean gap (cell, else source, else overall; last sentence for an unknown source)."""
+        gaps = [self.endings.get(ending, self.overall) if source is None
+                else self.cells.get(cell, self.sources.get(source, self.overall))
+                for source, ending, cell in zip(*_cells(X))]
+        return np.array(gaps, dtype=np.float64)
+
+
 class LookupRouter(Router):
     """The mean edge-minus-cloud score per (source, last sentence) cell, backing off to the source's, then the global mean."""
 
@@ -81,15 +108,15 @@ class LookupRouter(Router):
             raise ValueError(f"no training query has scores of both {y.edge!r} and {y.cloud!r}")
         gap = (edge - cloud)[both]
         competent = competence_labels(edge[both], cloud[both], mes=y.mes, rule=y.rule, k=y.k)
-        sources, endings, cells = (np.asarray(keys, dtype=object)[both] for keys in _cells(X))
+        table = CellGaps.fit(X.take(both), gap)
         self._state = {
             "pair": y.pair_settings(),
             "range": float(values[-1] - values[0]),
-            "global": float(gap.mean()),
-            "sources": _means(sources, gap),
-            "endings": _means(endings, gap),
-            "cells": _means(cells, gap),
-            "competence": _means(cells, competent),
+            "global": table.overall,
+            "sources": table.sources,
+            "endings": table.endings,
+            "cells": table.cells,
+            "competence": _means(np.asarray(_cells(X)[2], dtype=object)[both], competent),
         }
         yield 0
 
@@ -101,10 +128,7 @@ class LookupRouter(Router):
     def mean_gap(self, X: QueryFeatures) -> np.ndarray:
         """Each query's looked-up mean edge-minus-cloud score (cell, else source, else global; last sentence for an unknown source)."""
         state = self._fitted()
-        gaps = [state["endings"].get(ending, state["global"]) if source is None
-                else state["cells"].get(cell, state["sources"].get(source, state["global"]))
-                for source, ending, cell in zip(*_cells(X))]
-        return np.array(gaps, dtype=np.float64)
+        return CellGaps(state["cells"], state["sources"], state["endings"], state["global"]).predict(X)
 
     def competence_rate(self, X: QueryFeatures) -> np.ndarray:
         """Each query's cell's share of competent training queries (NaN for an unseen cell)."""

@@ -9,7 +9,12 @@ it is, what it asks for); stage two combines the branches' (M + 1)-wide predicte
 much of that noise away before the pair's own, scarcer labels are fitted. Stage two, by ``head``:
 
 - ``gap`` (default): a ridge regression of d on the profile ranks the queries (what the edge loses, or
-  gains, against the cloud), and a logistic map of that ranking score per MES level gives P(edge competent);
+  gains, against the cloud), and a logistic map of that ranking score per MES level gives P(edge competent).
+  With ``lookup`` (on by default with this head) the ranking score is the sum of two standardised scores: the
+  ridge's, and the mean gap of the training queries in the query's (source, last sentence) cell, the
+  ``lookup`` baseline's table (:class:`~ecvl_router.routers.lookup.CellGaps`). The two rank the queries by
+  different evidence, the embedded query and the wording's cell, and their sum ranks better than either on
+  DynaMath (docs/evaluation.md). A live query carries no source, so it is looked up by its last sentence alone;
 - ``logistic``: ``linear``'s cross-validated logistic regression of the competence labels on the profile.
 
 With ``endings`` (off by default: on DynaMath it did not help) stage two also reads the mean gap of the training queries whose question ends
@@ -20,7 +25,7 @@ text, so live queries get it too.
 
 Stage two is fitted on out-of-fold profiles (each held-out fold predicted by stage one fitted on the
 others), so it learns how far predicted profiles are to be trusted, not the in-sample ones; the logistic
-map of ``gap`` is fitted on out-of-fold ranking scores. Every inner fold keeps each of the features'
+map of ``gap`` is fitted on out-of-fold ranking scores (and held-out cell gaps). Every inner fold keeps each of the features'
 ``groups`` (when known) on one side. Missing scores are filled with the model's mean score for stage one.
 ``predict_proba`` and ``competence`` give P(edge competent) for the pair the router was fitted for, at any
 MES on the dataset's scale (one stage-two head per score level); other pairs need their own fit.
@@ -42,7 +47,7 @@ from ecvl_router.routers.base import positive_int
 from ecvl_router.routers.inner_cv import CrossValidatedRidge, inner_splits
 from ecvl_router.routers.inputs import InputEncoder, check_features
 from ecvl_router.routers.linear import LinearRouter
-from ecvl_router.routers.lookup import EndingGaps, question_endings
+from ecvl_router.routers.lookup import CellGaps, EndingGaps, question_endings
 from ecvl_router.routers.multi import ScoreTargets, score_levels
 from ecvl_router.routers.threads import limited_threads
 
@@ -64,6 +69,10 @@ class ProfileModel:
     pair: dict[str, Any]
     lowest: float
     """Under the MES rule the lowest training score (every answer reaches an MES at or below it); else -inf."""
+    cells: CellGaps | None = None
+    """With ``lookup``: the training queries' mean gap per (source, last sentence) cell, added to the gap ranking."""
+    blend: tuple[float, float, float, float] | None = None
+    """With ``lookup``: the mean and standard deviation of the out-of-fold ranking scores, then of the held-out cell gaps."""
 
     def head_for(self, mes: float) -> BaseEstimator | float:
         """The head of the lowest level ≥ ``mes`` (the labels at ``mes`` equal that level's on this scale).
@@ -74,13 +83,31 @@ class ProfileModel:
         levels = [level for level in self.heads if level >= mes]
         return self.heads[min(levels)] if levels and mes > self.lowest else 1.0
 
-    def head_inputs(self, branches: dict[str, np.ndarray], endings: list[str]) -> np.ndarray:
-        """What the heads read for the encoded queries' ``branches`` (and their questions' ``endings``): the predicted
-        profiles side by side (and the looked-up gap), or the gap ranking score from them."""
+    def head_inputs(self, branches: dict[str, np.ndarray], X: QueryFeatures) -> np.ndarray:
+        """What the heads read for the queries ``X`` (encoded: ``branches``): the predicted profiles side by side (and
+        the looked-up gap of the question's last sentence), or the gap ranking score from them (blended with the
+        cell's gap)."""
         profile = np.concatenate([ridge.predict(branches[name]) for name, ridge in self.scores.items()], axis=1)
         if self.endings is not None:
-            profile = np.column_stack([profile, self.endings.predict(endings)])
-        return profile if self.gap is None else self.gap.predict(profile)
+            profile = np.column_stack([profile, self.endings.predict(question_endings(X))])
+        if self.gap is None:
+            return profile
+        ranking = self.gap.predict(profile)
+        if self.cells is None or self.blend is None:
+            return ranking
+        return blended_ranking(ranking, self.cells.predict(X), self.blend)
+
+
+def blended_ranking(ranking: np.ndarray, cell_gaps: np.ndarray, blend: tuple[float, float, float, float]) -> np.ndarray:
+    """The ridge's ranking scores (n, 1) plus the cells' gaps (n,), each standardised by ``blend``, as (n, 1)."""
+    ranking_mean, ranking_std, cells_mean, cells_std = blend
+    return (ranking - ranking_mean) / ranking_std + ((cell_gaps - cells_mean) / cells_std)[:, None]
+
+
+def _spread(values: np.ndarray) -> tuple[float, float]:
+    """Mean and standard deviation of ``values`` (1 for a constant)."""
+    std = float(np.std(values))
+    return float(np.mean(values)), std if std > 0 else 1.0
 
 
 class ProfileRouter(LinearRouter):
@@ -90,7 +117,7 @@ class ProfileRouter(LinearRouter):
     learns_scores = True
 
     def __init__(self, *, ridge_min: float = 0.1, ridge_max: float = 1e5, ridges: int = 25, head: str = "gap", endings: bool = False,
-                 **linear: Any) -> None:
+                 lookup: bool | None = None, **linear: Any) -> None:
         super().__init__(**linear)
         if not 0 < ridge_min <= ridge_max:
             raise ValueError(f"need 0 < ridge_min <= ridge_max, got ridge_min={ridge_min!r}, ridge_max={ridge_max!r}")
@@ -100,6 +127,9 @@ class ProfileRouter(LinearRouter):
             raise ValueError(f"unknown head {head!r}; heads are {', '.join(HEADS)}")
         self.head = head
         self.endings = bool(endings)
+        self.lookup = head == "gap" if lookup is None else bool(lookup)
+        if self.lookup and head != "gap":
+            raise ValueError(f"lookup blends the gap ranking with the cells' gaps: it needs head='gap', not {head!r}")
 
     def iter_fit(self, X: QueryFeatures, y: ScoreTargets) -> Iterator[int]:  # type: ignore[override]
         values = score_levels(self.name, X, y)
@@ -123,10 +153,16 @@ class ProfileRouter(LinearRouter):
             endings = EndingGaps.fit([question_endings(X)[row] for row in np.flatnonzero(both)], gap[both]) if self.endings else None
             if endings is not None:
                 profile = np.column_stack([profile, self._held_out_ending_gaps(question_endings(X), gap, both, folds)[both]])
-            ranking = None
+            ranking, cells, blend = None, None, None
             if self.head == "gap":
-                ranking = CrossValidatedRidge(alphas).fit(profile, gap[both], inner_splits(len(profile), self.inner_folds, self.random_state, groups=groups))
+                ranking_folds = inner_splits(len(profile), self.inner_folds, self.random_state, groups=groups)
+                ranking = CrossValidatedRidge(alphas).fit(profile, gap[both], ranking_folds)
                 head_inputs = ranking.oof
+                if self.lookup:
+                    answered = X.take(np.flatnonzero(both))
+                    held_out = self._held_out_cell_gaps(answered, gap[both], ranking_folds)
+                    cells, blend = CellGaps.fit(answered, gap[both]), (*_spread(ranking.oof), *_spread(held_out))
+                    head_inputs = blended_ranking(ranking.oof, held_out, blend)
             levels = values[1:] if y.rule == "mes" else np.array([y.mes])
             heads: dict[float, BaseEstimator | float] = {}
             for level in levels:
@@ -138,7 +174,7 @@ class ProfileRouter(LinearRouter):
                 else:
                     heads[float(level)] = LogisticRegression().fit(head_inputs, labels)
         self._model = ProfileModel(scores=scores, endings=endings, gap=ranking, heads=heads, pair=y.pair_settings(),
-                                   lowest=float(values[0]) if y.rule == "mes" else -np.inf)
+                                   lowest=float(values[0]) if y.rule == "mes" else -np.inf, cells=cells, blend=blend)
         yield 0
 
     @property
@@ -176,7 +212,7 @@ class ProfileRouter(LinearRouter):
         """What the heads read, one row per query: the predicted profile, or the gap ranking score."""
         model = self._profile()
         assert self._encoder is not None  # _profile checked it
-        return model.head_inputs(self._encoder.transform(check_features(X)), question_endings(X))
+        return model.head_inputs(self._encoder.transform(check_features(X)), X)
 
     @staticmethod
     def _held_out_ending_gaps(endings: list[str], gap: np.ndarray, both: np.ndarray, folds: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
@@ -186,6 +222,14 @@ class ProfileRouter(LinearRouter):
             kept = fit_rows[both[fit_rows]]
             table = EndingGaps.fit([endings[row] for row in kept], gap[kept])
             looked_up[held_rows] = table.predict([endings[row] for row in held_rows])
+        return looked_up
+
+    @staticmethod
+    def _held_out_cell_gaps(X: QueryFeatures, gap: np.ndarray, folds: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
+        """Each query's cell gap looked up in a table of the other folds' queries."""
+        looked_up = np.zeros(len(X))
+        for fit_rows, held_rows in folds:
+            looked_up[held_rows] = CellGaps.fit(X.take(fit_rows), gap[fit_rows]).predict(X.take(held_rows))
         return looked_up
 
     @staticmethod
