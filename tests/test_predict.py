@@ -220,3 +220,15 @@ def test_item_features_leave_out_undecodable_images_only(workspace, log, tmp_pat
     features, failed = item_features(items, extractor, cache_dir=tmp_path / "cache")
     assert list(failed) == [victim.line] and failed[victim.line].field == "image"
     assert victim.item_id not in features.item_ids and len(features) == N_ITEMS - 1
+
+
+def test_item_features_carry_the_items_sources_where_they_name_them(workspace, log, tmp_path):
+    trained = load_bundle(workspace / "linear")
+    extractor = FeatureExtractor.from_settings(ExtractorSettings(**trained.manifest["settings"]["extractor"]))
+    records = [json.loads(line) for line in (log / "items.jsonl").read_text().splitlines()]
+    features, _ = item_features(read_items(log), extractor, cache_dir=workspace / "cache")
+    assert list(features.sources) == [record["source"] for record in records] and all(features.sources)
+    folder = tmp_path / "no-sources"
+    shutil.copytree(log, folder)
+    (folder / "items.jsonl").write_text("".join(json.dumps({k: v for k, v in r.items() if k != "source"}) + "\n" for r in records))
+    assert item_features(read_items(folder), extractor, cache_dir=workspace / "cache")[0].sources is None

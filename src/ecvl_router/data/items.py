@@ -41,6 +41,7 @@ class ItemLine:
     image: str | None
     image_path: Path | None
     problems: tuple[Problem, ...]
+    source: str | None = None
 
     @property
     def readable(self) -> bool:
@@ -101,4 +102,5 @@ def _item_line(root: Path, number: int, record: Any, problems: tuple[Problem, ..
         image=image,
         image_path=None if image is None else root.joinpath(*PurePosixPath(image).parts),
         problems=problems,
+        source=fields.get("source") if isinstance(fields.get("source"), str) else None,
     )

@@ -116,7 +116,7 @@ def _add_openai_routes(app: FastAPI, gateway: Gateway) -> None:
             raise
         reply = await gateway.handle(body, scenario_header=request.headers.get("x-ecvl-scenario"),
                                      mes_header=request.headers.get("x-ecvl-mes"), session_header=request.headers.get("x-ecvl-session"),
-                                     capture_header=request.headers.get("x-ecvl-capture"))
+                                     capture_header=request.headers.get("x-ecvl-capture"), source_header=request.headers.get("x-ecvl-source"))
         headers = reply.outcome.headers()
         sampled = reply.outcome.capture
         if sampled is not None:

@@ -52,6 +52,21 @@ CLIENT_CLOSED = 499
 """The decision log's status of a stream the client closed before its end."""
 
 
+MAX_SOURCE_CHARS = 200
+"""Longest ``X-ECVL-Source`` accepted."""
+
+
+def requested_source(header: str | None) -> str | None:
+    """The source of ``X-ECVL-Source`` (whitespace stripped); None without the header; 400 when empty or too long."""
+    if header is None:
+        return None
+    source = header.strip()
+    if not source or len(source) > MAX_SOURCE_CHARS:
+        raise bad_request(f"X-ECVL-Source must name a source in 1 to {MAX_SOURCE_CHARS} characters, got {len(source)}",
+                          param="X-ECVL-Source")
+    return source
+
+
 def passed_through(error: CallError) -> bool:
     """Whether a backend's error is the client's to fix: a 4xx other than 408 and 429 (transient) and 401, 403
     and 404 (the gateway's own key or model id). Such an error goes back to the client; no other backend is tried."""
@@ -289,11 +304,12 @@ class Gateway:
 
     # ------------------------------------------------------------------ requests
     async def handle(self, body: dict[str, Any], *, scenario_header: str | None = None, mes_header: str | None = None,
-                     session_header: str | None = None, capture_header: str | None = None) -> Reply:
+                     session_header: str | None = None, capture_header: str | None = None, source_header: str | None = None) -> Reply:
         """Answer one chat-completion request body; raises GatewayError (4xx, 5xx) when it cannot.
 
         ``mes_header`` (``X-ECVL-MES``) asks for another MES than the scenario's; only a bundle whose router
-        predicts scores (``ecvl-multi``) serves it. ``session_header`` (``X-ECVL-Session``) names the conversation. ``capture_header`` (``X-ECVL-Capture``) ``off``
+        predicts scores (``ecvl-multi``) serves it. ``source_header`` (``X-ECVL-Source``) names the query's source, as the
+        training data's ``source`` field does, for routers that read it. ``session_header`` (``X-ECVL-Session``) names the conversation. ``capture_header`` (``X-ECVL-Capture``) ``off``
         keeps the request out of the capture; a sampled request's ``outcome.capture`` is to be finished once the client
         has its answer.
         """
@@ -310,10 +326,11 @@ class Gateway:
                 )
                 scenario_label = request.scenario
                 mes = self._requested_mes(served, mes_header, request.scenario)
+                source = requested_source(source_header)
                 refused = capture_refused(capture_header)
                 turn = self.stickiness.turn(request, session_header)
                 routed_image = await self._check_images(request)
-                decision = await self._decide(served, request, routed_image, mes, await self.stickiness.recall(turn))
+                decision = await self._decide(served, request, routed_image, mes, source, await self.stickiness.recall(turn))
             except GatewayError:
                 self.metrics.requests.labels(scenario_label, "none", "rejected").inc()
                 raise
@@ -363,14 +380,14 @@ class Gateway:
         return mes
 
     async def _decide(self, served: ServedBundle, request: ChatRequest, routed_image: tuple[CheckedImage, str] | None,
-                      mes: float | None, kept: Route | None) -> Decision:
+                      mes: float | None, source: str | None, kept: Route | None) -> Decision:
         """The route of ``request``: ``kept`` (its conversation's) where its scenario allows it, else the router's."""
         scenario = served.scenarios[request.scenario]
         if kept is not None and (kept == "edge" or scenario.cloud_allowed):
             return Decision(kept, None, served.router.tau(scenario.name), scenario.name, 0.0, sticky=True, batch_size=0)
 
         image = partial(routed_image[0].decode, routed_image[1]) if routed_image else None  # decoded in the batch
-        decision = await asyncio.wrap_future(served.router.submit(request.question, image, scenario.name, mes=mes))
+        decision = await asyncio.wrap_future(served.router.submit(request.question, image, scenario.name, mes=mes, source=source))
         if served.counts is not None:
             served.counts.sync()
         self.metrics.decision_seconds.labels(scenario.name).observe(decision.router_ms / 1000)

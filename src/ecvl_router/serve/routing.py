@@ -52,12 +52,14 @@ ImageSource = ImageInput | Callable[[], Image.Image | None]
 
 @dataclass(frozen=True)
 class Query:
-    """One routing decision to make: the question, its image (or None), the scenario and an optional MES."""
+    """One routing decision to make: the question, its image (or None), the scenario, an optional MES and an optional
+    source (the dataset's ``source`` the query belongs to, for routers that read it, such as ``lookup`` and ``profile``)."""
 
     question: str
     image: ImageSource | None
     scenario: str
     mes: float | None = None
+    source: str | None = None
 
     def load_image(self) -> Image.Image | None:
         if self.image is None:
@@ -172,13 +174,16 @@ class QueryRouter:
         scale = (self.trained.manifest or {}).get("score_scale") or [float("-inf"), float("inf")]
         return float(scale[0]), float(scale[1])
 
-    def submit(self, question: str, image: ImageSource | None, scenario: str, *, mes: float | None = None) -> Future[Decision]:
-        """Route one query under ``scenario`` (a name of :attr:`scenarios`), at its MES or at ``mes``, in a batch."""
-        return self._batcher.submit(Query(question, image, scenario, mes))
+    def submit(self, question: str, image: ImageSource | None, scenario: str, *, mes: float | None = None,
+               source: str | None = None) -> Future[Decision]:
+        """Route one query under ``scenario`` (a name of :attr:`scenarios`), at its MES or at ``mes``, of ``source`` if
+        known, in a batch."""
+        return self._batcher.submit(Query(question, image, scenario, mes, source))
 
-    def decide(self, question: str, image: ImageSource | None, scenario: str, *, mes: float | None = None) -> Decision:
+    def decide(self, question: str, image: ImageSource | None, scenario: str, *, mes: float | None = None,
+               source: str | None = None) -> Decision:
         """:meth:`submit`, waiting for the decision."""
-        return self.submit(question, image, scenario, mes=mes).result()
+        return self.submit(question, image, scenario, mes=mes, source=source).result()
 
     def decide_batch(self, queries: Sequence[Query]) -> list[Decision | Exception]:
         """Decisions for ``queries`` computed together (each failing query gets its exception, the others a decision)."""
@@ -194,6 +199,8 @@ class QueryRouter:
                 rows.append(row)
         if rows:
             features = self.extractor.extract_live([queries[row].question for row in rows], images, memory=self.memory)
+            if any(queries[row].source is not None for row in rows):
+                features = features.with_context(sources=np.asarray([queries[row].source for row in rows], dtype=object))
             groups: dict[tuple[str, float | None], list[int]] = {}
             for position, row in enumerate(rows):
                 groups.setdefault((queries[row].scenario, queries[row].mes), []).append(position)
