@@ -87,8 +87,10 @@ class PolicyRouter:
     def score_scale(self) -> tuple[float, float]:
         return (-math.inf, math.inf)
 
-    def submit(self, question: str, image: ImageSource | None, key: str, *, mes: float | None = None) -> Future[Decision]:
-        """The decision of ``key``'s policy for one query; its ``scenario`` is ``key`` (``mes``: its own MES only)."""
+    def submit(self, question: str, image: ImageSource | None, key: str, *, mes: float | None = None,
+               source: str | None = None) -> Future[Decision]:
+        """The decision of ``key``'s policy for one query (of ``source``, if known); its ``scenario`` is ``key`` (``mes``:
+        its own MES only)."""
         plan = self._plans[key]
         decision: Future[Decision] = Future()
         if isinstance(plan, str):
@@ -102,12 +104,13 @@ class PolicyRouter:
             else:
                 decision.set_result(replace(routed.result(), scenario=key))
 
-        plan.submit(question, image, _scenario_of(key), mes=mes).add_done_callback(relabel)
+        plan.submit(question, image, _scenario_of(key), mes=mes, source=source).add_done_callback(relabel)
         return decision
 
-    def decide(self, question: str, image: ImageSource | None, key: str, *, mes: float | None = None) -> Decision:
+    def decide(self, question: str, image: ImageSource | None, key: str, *, mes: float | None = None,
+               source: str | None = None) -> Decision:
         """:meth:`submit`, waiting for the decision."""
-        return self.submit(question, image, key, mes=mes).result()
+        return self.submit(question, image, key, mes=mes, source=source).result()
 
     def warm_up(self) -> None:
         for router in self._routers():
