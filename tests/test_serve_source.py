@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import httpx
@@ -9,15 +10,20 @@ import pytest
 
 from ecvl_router.data import load_rsd
 from ecvl_router.serve import QueryRouter
+from tests.cli_support import invoke
 from tests.serve_support import demo_data, train_bundle, write_tiny_encoders  # noqa: F401
 from tests.test_serve_gateway import backend_sims, gateway_server, sims  # noqa: F401
 
 
 @pytest.fixture(scope="module")
-def lookup_router(demo_data: Path, tmp_path_factory: pytest.TempPathFactory) -> QueryRouter:
+def lookup_bundle(demo_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("lookup-bundle")
-    bundle = train_bundle(demo_data, root / "run", root / "cache", write_tiny_encoders(root / "encoders"), router="lookup")
-    return QueryRouter.from_bundle(bundle)
+    return train_bundle(demo_data, root / "run", root / "cache", write_tiny_encoders(root / "encoders"), router="lookup")
+
+
+@pytest.fixture(scope="module")
+def lookup_router(lookup_bundle: Path) -> QueryRouter:
+    return QueryRouter.from_bundle(lookup_bundle)
 
 
 def _question_and_source(demo_data: Path, router: QueryRouter) -> tuple[str, str]:
@@ -47,3 +53,11 @@ def test_the_source_header_decides_like_the_router_given_that_source(lookup_rout
         for bad in ("", "x" * 201):
             error = _post(gateway, question, {"X-ECVL-Source": bad})
             assert error.status_code == 400 and error.json()["error"]["param"] == "X-ECVL-Source"
+
+
+def test_route_takes_the_source_too(lookup_bundle, lookup_router, demo_data) -> None:
+    question, source = _question_and_source(demo_data, lookup_router)
+    for given in (source, None):
+        extra = ("--source", given) if given else ()
+        decision = json.loads(invoke("route", lookup_bundle, "--question", question, "--scenario", "quality", "--json", *extra).stdout)
+        assert decision["p"] == pytest.approx(lookup_router.decide(question, None, "quality", source=given).p, abs=1e-6)

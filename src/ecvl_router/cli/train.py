@@ -283,6 +283,7 @@ def route(
     mes: float | None = typer.Option(None, "--mes", help="Serve another MES than the scenario's (ecvl-multi bundles)."),
     edge: str | None = typer.Option(None, "--edge", help="Another edge model of the training data (ecvl-multi bundles)."),
     cloud: str | None = typer.Option(None, "--cloud", help="Another cloud model of the training data (ecvl-multi bundles)."),
+    source: str | None = typer.Option(None, "--source", help="The query's source, as the training data's `source` field names it (read by lookup and profile)."),
     as_json: bool = typer.Option(False, "--json", help="Print the decision as JSON."),
 ) -> None:
     """Route one query: edge or cloud, P(edge competent), τ, and how long the decision took."""
@@ -300,7 +301,10 @@ def route(
     extractor.extract_one("warm-up", None)
     started = time.perf_counter()
     try:
-        to_edge, p, tau = trained.decide(extractor.extract_one(question, image), name, mes=mes, edge=edge, cloud=cloud)
+        features = extractor.extract_one(question, image)
+        if source is not None:
+            features = features.with_context(sources=np.asarray([source], dtype=object))
+        to_edge, p, tau = trained.decide(features, name, mes=mes, edge=edge, cloud=cloud)
     except (KeyError, ValueError) as exc:
         fail(str(exc).strip('"'))
     elapsed_ms = (time.perf_counter() - started) * 1000
