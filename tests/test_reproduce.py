@@ -38,6 +38,8 @@ TINY_ROUTERS = {
     "mlp": {"hidden": (16, 8), "epochs": 2},
     "mf": {"dim": 8, "epochs": 2},
     "gbdt": {"max_iter": 5},
+    "ecvl-multi": {"d_model": 16, "epochs": 2},
+    "linear": {"penalties": 3, "inner_folds": 3},
 }
 SECTIONS = (
     "Dataset analysis", "Figure 3", "Figure 4", "Figure 5", "Figure 6", "Figure 7", "**Table 1.**", "Figure 2 (", "Figure 8",
