@@ -301,9 +301,7 @@ def route(
     extractor.extract_one("warm-up", None)
     started = time.perf_counter()
     try:
-        features = extractor.extract_one(question, image)
-        if source is not None:
-            features = features.with_context(sources=np.asarray([source], dtype=object))
+        features = extractor.extract_one(question, image).with_sources([source])
         to_edge, p, tau = trained.decide(features, name, mes=mes, edge=edge, cloud=cloud)
     except (KeyError, ValueError) as exc:
         fail(str(exc).strip('"'))

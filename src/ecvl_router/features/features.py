@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -55,6 +56,10 @@ class QueryFeatures:
         if missing:
             raise KeyError(f"no features for item {missing[0]!r} ({len(missing)} missing)")
         return self.take(np.array([position[item_id] for item_id in item_ids], dtype=np.int64))
+
+    def with_sources(self, sources: Sequence[str | None]) -> QueryFeatures:
+        """These features with each query's source (None where unknown); unchanged when no source is known."""
+        return self if all(source is None for source in sources) else self.with_context(sources=np.asarray(list(sources), dtype=object))
 
     def with_context(self, *, sources: np.ndarray | None = None, groups: np.ndarray | None = None) -> QueryFeatures:
         """These features with the items' ``sources`` and ``groups`` (each kept as it is where None is given)."""

@@ -55,17 +55,14 @@ def item_features(
 
 def _extract(lines: Sequence[ItemLine], extractor: FeatureExtractor, cache_dir: Path | None, progress: Progress | None) -> QueryFeatures:
     """Features of ``lines``, with their sources where the items name them (routers such as ``lookup`` read them)."""
-    features = extract_for_items(
+    return extract_for_items(
         item_ids=[line.item_id for line in lines],
         questions=[line.question for line in lines],
         image_paths=[line.image_path for line in lines],
         extractor=extractor,
         cache_dir=cache_dir,
         progress=progress,
-    )
-    if not any(line.source is not None for line in lines):
-        return features
-    return features.with_context(sources=np.asarray([line.source for line in lines], dtype=object))
+    ).with_sources([line.source for line in lines])
 
 
 def _image_problem(file: str, line: ItemLine) -> Problem | None:

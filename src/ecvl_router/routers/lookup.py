@@ -56,11 +56,24 @@ class EndingGaps:
         return np.array([self.means.get(ending, self.overall) for ending in endings], dtype=np.float64)
 
 
-def _cells(X: QueryFeatures) -> tuple[list[str | None], list[str], list[str]]:
-    """Each query's source (None where unknown), last sentence and cell key (source and last sentence)."""
-    sources = [None] * len(X) if X.sources is None else [None if source is None else str(source) for source in X.sources]
-    endings = question_endings(X)
-    return sources, endings, [json.dumps([source, ending]) for source, ending in zip(sources, endings)]
+@dataclass(frozen=True)
+class CellKeys:
+    """Each query's source (None where unknown), last sentence and cell key (source and last sentence), as arrays."""
+
+    sources: np.ndarray
+    endings: np.ndarray
+    cells: np.ndarray
+
+    @classmethod
+    def of(cls, X: QueryFeatures) -> CellKeys:
+        sources = [None] * len(X) if X.sources is None else [None if source is None else str(source) for source in X.sources]
+        endings = question_endings(X)
+        cells = [json.dumps([source, ending]) for source, ending in zip(sources, endings)]
+        return cls(*(np.asarray(keys, dtype=object) for keys in (sources, endings, cells)))
+
+    def take(self, rows: np.ndarray) -> CellKeys:
+        """The keys of ``rows`` (an integer or boolean index)."""
+        return CellKeys(self.sources[rows], self.endings[rows], self.cells[rows])
 
 
 @dataclass(frozen=True)
@@ -77,16 +90,15 @@ class CellGaps:
     overall: float
 
     @classmethod
-    def fit(cls, X: QueryFeatures, gap: np.ndarray) -> CellGaps:
-        """The means of ``gap`` (one per query of ``X``) by cell, source and last sentence."""
-        sources, endings, cells = (np.asarray(keys, dtype=object) for keys in _cells(X))
-        return cls(_means(cells, gap), _means(sources, gap), _means(endings, gap), float(np.mean(gap)))
+    def fit(cls, keys: CellKeys, gap: np.ndarray) -> CellGaps:
+        """The means of ``gap`` (one per query of ``keys``) by cell, source and last sentence."""
+        return cls(_means(keys.cells, gap), _means(keys.sources, gap), _means(keys.endings, gap), float(np.mean(gap)))
 
-    def predict(self, X: QueryFeatures) -> np.ndarray:
+    def predict(self, keys: CellKeys) -> np.ndarray:
         """Each query's looked-up mean gap (cell, else source, else overall; last sentence for an unknown source)."""
         gaps = [self.endings.get(ending, self.overall) if source is None
                 else self.cells.get(cell, self.sources.get(source, self.overall))
-                for source, ending, cell in zip(*_cells(X))]
+                for source, ending, cell in zip(keys.sources, keys.endings, keys.cells)]
         return np.array(gaps, dtype=np.float64)
 
 
@@ -108,7 +120,8 @@ class LookupRouter(Router):
             raise ValueError(f"no training query has scores of both {y.edge!r} and {y.cloud!r}")
         gap = (edge - cloud)[both]
         competent = competence_labels(edge[both], cloud[both], mes=y.mes, rule=y.rule, k=y.k)
-        table = CellGaps.fit(X.take(both), gap)
+        keys = CellKeys.of(X).take(both)
+        table = CellGaps.fit(keys, gap)
         self._state = {
             "pair": y.pair_settings(),
             "range": float(values[-1] - values[0]),
@@ -116,7 +129,7 @@ class LookupRouter(Router):
             "sources": table.sources,
             "endings": table.endings,
             "cells": table.cells,
-            "competence": _means(np.asarray(_cells(X)[2], dtype=object)[both], competent),
+            "competence": _means(keys.cells, competent),
         }
         yield 0
 
@@ -128,12 +141,12 @@ class LookupRouter(Router):
     def mean_gap(self, X: QueryFeatures) -> np.ndarray:
         """Each query's looked-up mean edge-minus-cloud score (cell, else source, else global; last sentence for an unknown source)."""
         state = self._fitted()
-        return CellGaps(state["cells"], state["sources"], state["endings"], state["global"]).predict(X)
+        return CellGaps(state["cells"], state["sources"], state["endings"], state["global"]).predict(CellKeys.of(X))
 
     def competence_rate(self, X: QueryFeatures) -> np.ndarray:
         """Each query's cell's share of competent training queries (NaN for an unseen cell)."""
         state = self._fitted()
-        return np.array([state["competence"].get(cell, np.nan) for cell in _cells(X)[2]], dtype=np.float64)
+        return np.array([state["competence"].get(cell, np.nan) for cell in CellKeys.of(X).cells], dtype=np.float64)
 
     def predict_proba(self, X: QueryFeatures) -> np.ndarray:
         state = self._fitted()

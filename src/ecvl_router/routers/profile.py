@@ -34,7 +34,7 @@ MES on the dataset's scale (one stage-two head per score level); other pairs nee
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,7 +48,7 @@ from ecvl_router.routers.base import positive_int
 from ecvl_router.routers.inner_cv import CrossValidatedRidge, inner_splits
 from ecvl_router.routers.inputs import InputEncoder, check_features
 from ecvl_router.routers.linear import LinearRouter
-from ecvl_router.routers.lookup import CellGaps, EndingGaps, question_endings
+from ecvl_router.routers.lookup import CellGaps, CellKeys, EndingGaps, question_endings
 from ecvl_router.routers.multi import ScoreTargets, score_levels
 from ecvl_router.routers.threads import limited_threads
 
@@ -96,13 +96,22 @@ class ProfileModel:
         ranking = self.gap.predict(profile)
         if self.cells is None or self.blend is None:
             return ranking
-        return blended_ranking(ranking, self.cells.predict(X), self.blend)
+        return blended_ranking(ranking, self.cells.predict(CellKeys.of(X)), self.blend)
 
 
 def blended_ranking(ranking: np.ndarray, cell_gaps: np.ndarray, blend: tuple[float, float, float, float]) -> np.ndarray:
     """The ridge's ranking scores (n, 1) plus the cells' gaps (n,), each standardised by ``blend``, as (n, 1)."""
     ranking_mean, ranking_std, cells_mean, cells_std = blend
     return (ranking - ranking_mean) / ranking_std + ((cell_gaps - cells_mean) / cells_std)[:, None]
+
+
+def _held_out(folds: list[tuple[np.ndarray, np.ndarray]], n_rows: int,
+              look_up: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> np.ndarray:
+    """Each row's value from ``look_up(fit_rows, held_rows)``: a table built on the other folds' rows, read at its own."""
+    looked_up = np.zeros(n_rows)
+    for fit_rows, held_rows in folds:
+        looked_up[held_rows] = look_up(fit_rows, held_rows)
+    return looked_up
 
 
 def _spread(values: np.ndarray) -> tuple[float, float]:
@@ -153,16 +162,23 @@ class ProfileRouter(LinearRouter):
             profile = np.concatenate([ridge.oof[both] for ridge in scores.values()], axis=1)
             endings = EndingGaps.fit([question_endings(X)[row] for row in np.flatnonzero(both)], gap[both]) if self.endings else None
             if endings is not None:
-                profile = np.column_stack([profile, self._held_out_ending_gaps(question_endings(X), gap, both, folds)[both]])
+                ending_keys = np.asarray(question_endings(X), dtype=object)
+
+                def ending_gaps(fit_rows: np.ndarray, held_rows: np.ndarray) -> np.ndarray:
+                    kept = fit_rows[both[fit_rows]]
+                    return EndingGaps.fit(list(ending_keys[kept]), gap[kept]).predict(list(ending_keys[held_rows]))
+
+                profile = np.column_stack([profile, _held_out(folds, len(X), ending_gaps)[both]])
             ranking, cells, blend = None, None, None
             if self.head == "gap":
                 ranking_folds = inner_splits(len(profile), self.inner_folds, self.random_state, groups=groups)
                 ranking = CrossValidatedRidge(alphas).fit(profile, gap[both], ranking_folds)
                 head_inputs = ranking.oof
                 if self.lookup:
-                    answered = X.take(np.flatnonzero(both))
-                    held_out = self._held_out_cell_gaps(answered, gap[both], ranking_folds)
-                    cells, blend = CellGaps.fit(answered, gap[both]), (*_spread(ranking.oof), *_spread(held_out))
+                    keys, answered_gap = CellKeys.of(X).take(both), gap[both]
+                    held_out = _held_out(ranking_folds, len(answered_gap), lambda fit_rows, held_rows: CellGaps.fit(
+                        keys.take(fit_rows), answered_gap[fit_rows]).predict(keys.take(held_rows)))
+                    cells, blend = CellGaps.fit(keys, answered_gap), (*_spread(ranking.oof), *_spread(held_out))
                     head_inputs = blended_ranking(ranking.oof, held_out, blend)
             levels = values[1:] if y.rule == "mes" else np.array([y.mes])
             heads: dict[float, BaseEstimator | float] = {}
@@ -214,24 +230,6 @@ class ProfileRouter(LinearRouter):
         model = self._profile()
         assert self._encoder is not None  # _profile checked it
         return model.head_inputs(self._encoder.transform(check_features(X)), X)
-
-    @staticmethod
-    def _held_out_ending_gaps(endings: list[str], gap: np.ndarray, both: np.ndarray, folds: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
-        """Each query's mean gap per last sentence over the other folds' queries with both scores (stage one's folds)."""
-        looked_up = np.zeros(len(endings))
-        for fit_rows, held_rows in folds:
-            kept = fit_rows[both[fit_rows]]
-            table = EndingGaps.fit([endings[row] for row in kept], gap[kept])
-            looked_up[held_rows] = table.predict([endings[row] for row in held_rows])
-        return looked_up
-
-    @staticmethod
-    def _held_out_cell_gaps(X: QueryFeatures, gap: np.ndarray, folds: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
-        """Each query's cell gap looked up in a table of the other folds' queries."""
-        looked_up = np.zeros(len(X))
-        for fit_rows, held_rows in folds:
-            looked_up[held_rows] = CellGaps.fit(X.take(fit_rows), gap[fit_rows]).predict(X.take(held_rows))
-        return looked_up
 
     @staticmethod
     def _head_proba(head: BaseEstimator | float, inputs: np.ndarray) -> np.ndarray:

@@ -199,8 +199,7 @@ class QueryRouter:
                 rows.append(row)
         if rows:
             features = self.extractor.extract_live([queries[row].question for row in rows], images, memory=self.memory)
-            if any(queries[row].source is not None for row in rows):
-                features = features.with_context(sources=np.asarray([queries[row].source for row in rows], dtype=object))
+            features = features.with_sources([queries[row].source for row in rows])
             groups: dict[tuple[str, float | None], list[int]] = {}
             for position, row in enumerate(rows):
                 groups.setdefault((queries[row].scenario, queries[row].mes), []).append(position)
