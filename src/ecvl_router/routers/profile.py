@@ -13,8 +13,8 @@ much of that noise away before the pair's own, scarcer labels are fitted. Stage 
   With ``lookup`` (on by default with this head) the ranking score is the sum of two standardised scores: the
   ridge's, and the mean gap of the training queries in the query's (source, last sentence) cell, the
   ``lookup`` baseline's table (:class:`~ecvl_router.routers.lookup.CellGaps`). The two rank the queries by
-  different evidence, the embedded query and the wording's cell, and their sum ranks better than either on
-  DynaMath (docs/evaluation.md). A live query is looked up by its last sentence alone unless it names its
+  different evidence, the embedded query and the wording's cell (measured on DynaMath in docs/evaluation.md).
+  A live query is looked up by its last sentence alone unless it names its
   source (``X-ECVL-Source`` at the gateway);
 - ``logistic``: ``linear``'s cross-validated logistic regression of the competence labels on the profile.
 
