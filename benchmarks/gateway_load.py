@@ -340,6 +340,8 @@ def gateway_config(work: Path, variant: str, bundle: Path, ports: dict[str, int]
         config["batching"]["max_batch"] = args.max_batch
     if args.max_wait_ms is not None:
         config["batching"]["max_wait_ms"] = args.max_wait_ms
+    if args.in_flight is not None:
+        config["batching"]["in_flight"] = args.in_flight
     if args.onnx_cache is not None:
         config["encoder_runtime"]["cache_dir"] = str(args.onnx_cache.resolve())
     for section, values in VARIANTS[variant].items():
@@ -389,6 +391,7 @@ def add_load_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--onnx-cache", type=Path, help="encoder_runtime.cache_dir of the gateways (default: the configuration's default)")
     parser.add_argument("--max-batch", type=int, help="the gateway's batching.max_batch (default: the example configuration's)")
     parser.add_argument("--max-wait-ms", type=float, help="the gateway's batching.max_wait_ms (default: the example configuration's)")
+    parser.add_argument("--in-flight", type=int, help="the gateway's batching.in_flight (default: the example configuration's)")
     parser.add_argument("--scenario", default="quality", help="scenario of the gateway requests")
     parser.add_argument("--data", type=Path, help="demo benchmark folder (default: generate one)")
     parser.add_argument("--bundle", type=Path, help="router bundle trained on --data (default: train one)")

@@ -12,6 +12,7 @@ from PIL import Image
 
 from ecvl_router import AsyncRouterClient
 from ecvl_router.data import load_rsd
+from ecvl_router.features import text as text_module
 from ecvl_router.serve import QueryRouter
 from ecvl_router.serve.batching import MicroBatcher
 from ecvl_router.serve.routing import Decision, Query
@@ -25,12 +26,17 @@ class GatedDouble:
         self.gate = threading.Event()
         self.started = threading.Event()
         self.batches: list[list[int]] = []
+        self._calls = 0
+        self._lock = threading.Lock()
 
     def __call__(self, items: Sequence[int]) -> list[int | Exception]:
+        with self._lock:
+            first, self._calls = self._calls == 0, self._calls + 1
         self.started.set()
-        if not self.batches:
+        if first:
             self.gate.wait(timeout=30)
-        self.batches.append(list(items))
+        with self._lock:
+            self.batches.append(list(items))
         return [ValueError(f"bad {item}") if item < 0 else 2 * item for item in items]
 
 
@@ -78,9 +84,30 @@ def test_an_error_fails_its_own_item_only_and_cancelled_items_are_skipped() -> N
         batcher.close()
 
 
+def test_with_two_in_flight_later_batches_are_computed_while_the_first_still_runs() -> None:
+    process = GatedDouble()
+    batcher = MicroBatcher(process, max_batch=4, max_wait_ms=0, in_flight=2, name="pair")
+    try:
+        first = batcher.submit(0)
+        assert process.started.wait(timeout=30)
+        queued = [batcher.submit(value) for value in range(1, 7)]
+        assert [future.result(timeout=30) for future in queued] == [2, 4, 6, 8, 10, 12]
+        assert not first.done()  # the first batch still waits for its gate
+        process.gate.set()
+        assert first.result(timeout=30) == 0
+        assert process.batches[-1] == [0]
+        assert sorted(value for batch in process.batches[:-1] for value in batch) == [1, 2, 3, 4, 5, 6]
+        assert all(len(batch) <= 4 for batch in process.batches)
+    finally:
+        batcher.close()
+    assert not [thread for thread in threading.enumerate() if thread.name.startswith("pair-")]
+
+
 def test_settings_are_checked() -> None:
     with pytest.raises(ValueError, match="max_batch"):
         MicroBatcher(GatedDouble(), max_batch=0, max_wait_ms=1)
+    with pytest.raises(ValueError, match="in_flight"):
+        MicroBatcher(GatedDouble(), max_batch=1, max_wait_ms=1, in_flight=0)
 
 
 @pytest.fixture(scope="module")
@@ -126,7 +153,7 @@ def test_concurrent_async_client_decisions_are_batched_and_equal_single_ones(tin
 
     async def together() -> list[Decision]:
         async with AsyncRouterClient(tiny_bundle, batching={"max_batch": 64, "max_wait_ms": 0}) as client:
-            busy = client.router.extractor._live_lock  # held: the encoders look busy until every query is queued
+            busy = text_module._TOKENIZER_LOCK  # held: the encoders look busy until every query is queued
             busy.acquire()
             tasks = [asyncio.create_task(client.decide(q.question, q.image, q.scenario)) for q in queries]
             await asyncio.sleep(0)  # every task submits its query in its first step

@@ -121,6 +121,7 @@ class FeatureExtractor:
         self.branch_threads = branch_threads
         self._pool: ThreadPoolExecutor | None = None
         self._live_lock = threading.Lock()
+        self._pool_lock = threading.Lock()
 
     @classmethod
     def from_settings(cls, settings: ExtractorSettings) -> FeatureExtractor:
@@ -255,30 +256,31 @@ class FeatureExtractor:
         With ``overlap`` the work runs as small tasks in two worker threads, each limited to
         ``branch_threads`` intra-op threads: the questions in chunks of similar length (``TEXT_CHUNK_CHARS``),
         then the images in chunks of ``IMAGE_CHUNK``, each task going to whichever thread is free, so both
-        cores stay busy until the batch is done; without it, all texts in one call, then
-        all images in one call. Calls are serialised. Vectors found in ``memory`` are not recomputed;
-        new ones are stored there.
+        cores stay busy until the batch is done; concurrent calls queue their tasks behind each other's, so
+        the threads go on with the next batch while one call assembles its result. Without ``overlap``: all
+        texts in one call, then all images in one call, one caller at a time. Vectors found in ``memory``
+        are not recomputed; new ones are stored there.
         """
         ids = [str(item_id) for item_id in item_ids] if item_ids is not None else ["query"] * len(questions)
         if not len(questions) == len(images) == len(ids):
             raise ValueError(f"got {len(questions)} questions, {len(images)} images and {len(ids)} item ids")
         questions = [_check_question(question, item_id) for question, item_id in zip(questions, ids)]
-        with self._live_lock:
-            if not self.overlap:
+        if not self.overlap:
+            with self._live_lock:
                 text, text_stats = self._text_branch(questions, memory)
                 image, image_stats = self._image_branch(images, ids, memory)
-            else:
-                pool = self._live_pool()
-                by_length = sorted(range(len(questions)), key=lambda row: len(questions[row]))
-                text_rows = _length_chunks(by_length, [len(question) for question in questions], TEXT_CHUNK_CHARS)
-                image_rows = [list(range(start, min(start + IMAGE_CHUNK, len(images)))) for start in range(0, len(images), IMAGE_CHUNK)]
-                text_parts = [pool.submit(self._text_branch, [questions[row] for row in rows], memory) for rows in text_rows]
-                image_parts = [
-                    pool.submit(self._image_branch, [images[row] for row in rows], [ids[row] for row in rows], memory)
-                    for rows in image_rows
-                ]
-                text, text_stats = _assemble(text_rows, [part.result() for part in text_parts])
-                image, image_stats = _assemble(image_rows, [part.result() for part in image_parts])
+        else:
+            pool = self._live_pool()
+            by_length = sorted(range(len(questions)), key=lambda row: len(questions[row]))
+            text_rows = _length_chunks(by_length, [len(question) for question in questions], TEXT_CHUNK_CHARS)
+            image_rows = [list(range(start, min(start + IMAGE_CHUNK, len(images)))) for start in range(0, len(images), IMAGE_CHUNK)]
+            text_parts = [pool.submit(self._text_branch, [questions[row] for row in rows], memory) for rows in text_rows]
+            image_parts = [
+                pool.submit(self._image_branch, [images[row] for row in rows], [ids[row] for row in rows], memory)
+                for rows in image_rows
+            ]
+            text, text_stats = _assemble(text_rows, [part.result() for part in text_parts])
+            image, image_stats = _assemble(image_rows, [part.result() for part in image_parts])
         return QueryFeatures(
             item_ids=np.asarray(ids, dtype=str),
             text=text,
@@ -297,11 +299,12 @@ class FeatureExtractor:
         return [future.result() for future in [pool.submit(_result_or_error, task) for task in tasks]]
 
     def _live_pool(self) -> ThreadPoolExecutor:
-        if self._pool is None:
-            self._pool = ThreadPoolExecutor(
-                2, thread_name_prefix="features", initializer=torch.set_num_threads, initargs=(self.branch_threads,)
-            )
-        return self._pool
+        with self._pool_lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(
+                    2, thread_name_prefix="features", initializer=torch.set_num_threads, initargs=(self.branch_threads,)
+                )
+            return self._pool
 
     def _text_branch(self, questions: list[str], memory: MemoryEmbeddingCache | None) -> tuple[np.ndarray, np.ndarray]:
         vectors = _through_memory(
@@ -327,9 +330,10 @@ class FeatureExtractor:
 
     def close(self) -> None:
         """Stop the worker threads of :meth:`extract_one` (they restart on the next call)."""
-        if self._pool is not None:
-            self._pool.shutdown()
-            self._pool = None
+        with self._pool_lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown()
 
     def __enter__(self) -> FeatureExtractor:
         return self

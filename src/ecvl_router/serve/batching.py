@@ -1,9 +1,10 @@
-"""Dynamic micro-batching: items submitted from any thread are processed in batches by one worker thread.
+"""Dynamic micro-batching: items submitted from any thread are processed in batches by worker threads.
 
-A batch starts as soon as the worker is free. An item alone is processed at once; when several are waiting,
+A batch starts as soon as a worker is free. An item alone is processed at once; when several are waiting,
 the worker takes up to ``max_batch`` of them and, if fewer are there, waits at most ``max_wait_ms`` (counted
-from the first item's arrival) for more. Items that arrive while a batch is processed form the next one, so
-under load batches grow by themselves.
+from the first item's arrival) for more. Items that arrive while batches are processed form the next one, so
+under load batches grow by themselves. With ``in_flight`` workers, that many batches are processed at once;
+one worker at a time collects, so a free worker never splits a batch another is still filling.
 """
 
 from __future__ import annotations
@@ -38,18 +39,24 @@ _STOP = object()
 
 
 class MicroBatcher(Generic[Item, Result]):
-    """Runs ``process`` on batches of submitted items in one worker thread (started on first use)."""
+    """Runs ``process`` on batches of submitted items in ``in_flight`` worker threads (started on first use)."""
 
-    def __init__(self, process: BatchFunction, *, max_batch: int, max_wait_ms: float, name: str = "batcher") -> None:
-        if max_batch < 1 or max_wait_ms < 0:
-            raise ValueError(f"max_batch must be >= 1 and max_wait_ms >= 0, got {max_batch} and {max_wait_ms}")
+    def __init__(
+        self, process: BatchFunction, *, max_batch: int, max_wait_ms: float, in_flight: int = 1, name: str = "batcher"
+    ) -> None:
+        if max_batch < 1 or max_wait_ms < 0 or in_flight < 1:
+            raise ValueError(
+                f"max_batch and in_flight must be >= 1 and max_wait_ms >= 0, got {max_batch}, {in_flight} and {max_wait_ms}"
+            )
         self.process = process
         self.max_batch = max_batch
         self.max_wait_s = max_wait_ms / 1000
+        self.in_flight = in_flight
         self.name = name
         self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
-        self._thread: threading.Thread | None = None
+        self._threads: list[threading.Thread] = []
         self._start_lock = threading.Lock()
+        self._collect_lock = threading.Lock()
         self._sizes: Counter[int] = Counter()
         self._sizes_lock = threading.Lock()
         self._closed = False
@@ -69,25 +76,31 @@ class MicroBatcher(Generic[Item, Result]):
             return dict(self._sizes)
 
     def close(self) -> None:
-        """Finish the queued items, then stop the worker."""
+        """Finish the queued items, then stop the workers."""
         self._closed = True
-        if self._thread is not None:
+        with self._start_lock:
+            threads, self._threads = self._threads, []
+        for _ in threads:
             self._queue.put(_STOP)
-            self._thread.join(timeout=30)
-            self._thread = None
+        for thread in threads:
+            thread.join(timeout=30)
 
     def _ensure_started(self) -> None:
         with self._start_lock:
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._work, name=self.name, daemon=True)
-                self._thread.start()
+            if not self._threads:
+                self._threads = [
+                    threading.Thread(target=self._work, name=f"{self.name}-{index}", daemon=True) for index in range(self.in_flight)
+                ]
+                for thread in self._threads:
+                    thread.start()
 
     def _work(self) -> None:
         while True:
-            first = self._queue.get()
-            if first is _STOP:
-                return
-            batch, stop = self._collect(first)  # type: ignore[arg-type]
+            with self._collect_lock:
+                first = self._queue.get()
+                if first is _STOP:
+                    return
+                batch, stop = self._collect(first)  # type: ignore[arg-type]
             self._run(batch)
             if stop:
                 return

@@ -178,6 +178,7 @@ class BatchingPolicy(BaseModel):
 
     max_batch: int = Field(16, ge=1, le=1024, description="decisions in one batch at most")
     max_wait_ms: float = Field(2.0, ge=0, le=1000, description="how long a batch of several waits to fill; a request alone never waits")
+    in_flight: int = Field(2, ge=1, le=8, description="batches computed at once: the next one starts while one is finished")
 
 
 class EmbeddingCachePolicy(BaseModel):

@@ -103,7 +103,8 @@ class QueryRouter:
         max_bytes = (embedding_cache or EmbeddingCachePolicy()).max_bytes
         self.memory = MemoryEmbeddingCache(max_bytes) if max_bytes else None
         self._batcher: MicroBatcher[Query, Decision] = MicroBatcher(
-            self.decide_batch, max_batch=batching.max_batch, max_wait_ms=batching.max_wait_ms, name="router"
+            self.decide_batch, max_batch=batching.max_batch, max_wait_ms=batching.max_wait_ms, in_flight=batching.in_flight,
+            name="router",
         )
 
     @classmethod
