@@ -1,15 +1,18 @@
 """Hot reload of the router bundle in one gateway on 127.0.0.1: ``POST /admin/reload`` behind the admin keys, every
 answer naming the bundle that decided it, no failed request while bundles are swapped under load, a request in
-flight finishing on the old bundle, and bundles that are refused while the old one keeps serving."""
+flight finishing on the old bundle, bundles that are refused while the old one keeps serving, and a replaced router
+released in a process whose heap is frozen."""
 
 from __future__ import annotations
 
 import asyncio
+import gc
 import io
 import os
 import signal
 import threading
 import time
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -26,6 +29,7 @@ from ecvl_router.learning.bundle import bundle_digest
 from ecvl_router.serve.app import create_app
 from ecvl_router.serve.config import load_gateway_config
 from ecvl_router.serve.gateway import Gateway
+from ecvl_router.serve.heap import freeze_heap
 from ecvl_router.serve.reload import Hangups, Reloader
 from ecvl_router.serve.routing import QueryRouter
 from tests.serve_support import (  # noqa: F401
@@ -217,3 +221,17 @@ def test_a_sighup_that_comes_before_the_gateway_runs_is_kept_for_it() -> None:
         hangups.uninstall()
     assert signal.getsignal(signal.SIGHUP) == previous
 
+
+
+def test_in_a_frozen_heap_the_replaced_router_is_still_released(bundles, sim_backends, keys, tmp_path: Path) -> None:
+    config = write_config(tmp_path / "gateway.yaml", bundles["cloud-quality"], sim_backends)
+    with gateway_on(config) as (server, gateway):
+        replaced = weakref.ref(gateway.router)
+        freeze_heap()  # as `serve` does once the gateway is loaded
+        try:
+            write_config(config, bundles["edge-quality"], sim_backends)
+            assert reload(server).status_code == 200
+            wait_until(lambda: replaced() is None, 30)
+            wait_until(lambda: gc.get_freeze_count() > 0, 30)  # and what is left frozen again
+        finally:
+            gc.unfreeze()

@@ -71,6 +71,7 @@ def serve_one(config: Path, host: str | None, port: int | None, port_file: Path 
     from ecvl_router.features.weights import WeightsIntegrityError, WeightsNotFoundError
     from ecvl_router.serve.app import create_app
     from ecvl_router.serve.gateway import Gateway
+    from ecvl_router.serve.heap import freeze_heap
     from ecvl_router.serve.reload import Reloader
     from ecvl_router.study.config import load_study_gateway_config
     from ecvl_router.study.store import StoreError
@@ -96,6 +97,7 @@ def serve_one(config: Path, host: str | None, port: int | None, port_file: Path 
     if settings.study is not None:
         err_console.print(f"[green]study[/] {plain(address)}/study — ratings in {plain(settings.study.database)}", highlight=False)
     verbose = logging.getLogger().level <= logging.INFO
+    freeze_heap()
     run_server(app, listener, log_level="info" if verbose else "warning", access_log=verbose, graceful_timeout=graceful_timeout)
 
 

@@ -39,6 +39,7 @@ from ecvl_router.serve.conversation_keys import AnswerTranscript
 from ecvl_router.serve.decision_log import DecisionLog
 from ecvl_router.serve.drift import DriftReference
 from ecvl_router.serve.errors import GatewayError, bad_request
+from ecvl_router.serve.heap import refreeze_heap
 from ecvl_router.serve.images import CheckedImage, ImageFetcher, decode_data_uri
 from ecvl_router.serve.metrics import GatewayMetrics, RouterCounts
 from ecvl_router.serve.routing import Decision, QueryRouter, Route
@@ -301,6 +302,7 @@ class Gateway:
             task = asyncio.get_running_loop().create_task(asyncio.to_thread(served.router.close))
             self._closing.add(task)
             task.add_done_callback(self._closing.discard)
+            task.add_done_callback(lambda _: refreeze_heap())  # a frozen process releases the closed router
 
     # ------------------------------------------------------------------ requests
     async def handle(self, body: dict[str, Any], *, scenario_header: str | None = None, mes_header: str | None = None,

@@ -137,6 +137,7 @@ class GatewayService(BaseApplication):
         from ecvl_router.serve.app import create_app
         from ecvl_router.serve.config import load_gateway_config
         from ecvl_router.serve.gateway import Gateway
+        from ecvl_router.serve.heap import freeze_heap
         from ecvl_router.serve.metrics import GatewayMetrics
         from ecvl_router.serve.reload import Hangups, Reloader
 
@@ -149,7 +150,9 @@ class GatewayService(BaseApplication):
         except (ConfigError, BundleError, WeightsNotFoundError, WeightsIntegrityError, OnnxExportError, FileNotFoundError) as exc:
             logger.error("a worker cannot start: %s", exc)
             sys.exit(Arbiter.WORKER_BOOT_ERROR)
-        return create_app(gateway, reloader=Reloader(gateway, self.settings.config, master=os.getppid(), hangups=hangups))
+        app = create_app(gateway, reloader=Reloader(gateway, self.settings.config, master=os.getppid(), hangups=hangups))
+        freeze_heap()
+        return app
 
     def run(self) -> None:
         GatewayArbiter(self).run()
