@@ -33,7 +33,7 @@ added p50 <= 40 ms and p99 <= 250 ms): the figures depend on what else the machi
 
 The load generator keeps its cost low, since it shares the cores with the gateway: request bodies are encoded
 once, before the runs, and the connections are spread over several httpx clients of at most
-``CONNECTIONS_PER_CLIENT`` each (httpx's pool scans all its connections on every request).
+``CONNECTIONS_PER_CLIENT`` each (``ClientPool``: httpx's pool scans all its connections on every request).
 
     .venv/bin/python benchmarks/gateway_load.py --data /tmp/gw-demo --bundle runs/demo
     .venv/bin/python benchmarks/gateway_load.py --requests 300 --duration 10 --variants default   # a quick run
@@ -55,7 +55,6 @@ import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable
-from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -66,6 +65,7 @@ from PIL import Image
 
 from ecvl_router.data import load_rsd
 from ecvl_router.data.demo import DEMO_PAIRS, generate_demo
+from ecvl_router.openai_http.client_pool import ClientPool
 from ecvl_router.serve import example_config
 
 CLOUD, EDGE = DEMO_PAIRS[0]
@@ -77,7 +77,6 @@ VARIANTS = {
     "torch-nocache": {"encoder_runtime": {"engine": "torch"}, "embedding_cache": {"max_mb": 0}},
 }
 CONNECTIONS_PER_CLIENT = 8
-MAX_CLIENTS = 16
 TARGET_RATE, TARGET_P50_MS, TARGET_P99_MS, TARGET_CLIENTS, TARGET_ARRIVALS = 100.0, 40.0, 250.0, 64, 50.0
 
 
@@ -202,41 +201,27 @@ class Run:
             self.batch_sizes.append(int(response.headers["x-ecvl-batch-size"]))
 
 
-class Clients:
-    """httpx clients for ``connections`` connections in all, CONNECTIONS_PER_CLIENT each (more where MAX_CLIENTS would
-    not hold them all: each client costs milliseconds to create); request i uses client i modulo their number. A request
-    unanswered after 120 s counts as failed."""
+def load_clients(url: str, connections: int) -> ClientPool:
+    """The load generator's connections, CONNECTIONS_PER_CLIENT per client; a request unanswered after 120 s fails."""
+    return ClientPool(connections, per_client=CONNECTIONS_PER_CLIENT, base_url=url, timeout=120)
 
-    def __init__(self, url: str, connections: int) -> None:
-        count = min(MAX_CLIENTS, max(1, -(-connections // CONNECTIONS_PER_CLIENT)))
-        per_client = -(-connections // count)
-        limits = httpx.Limits(max_connections=per_client, max_keepalive_connections=per_client)
-        self.clients = [httpx.AsyncClient(base_url=url, limits=limits, timeout=120) for _ in range(count)]
-        self._stack = AsyncExitStack()
 
-    async def __aenter__(self) -> Clients:
-        for http in self.clients:
-            await self._stack.enter_async_context(http)
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self._stack.aclose()
-
-    async def post(self, index: int, body: bytes) -> httpx.Response:
-        http = self.clients[index % len(self.clients)]
-        return await http.post("/v1/chat/completions", content=body, headers={"Content-Type": "application/json"})
+async def post(pool: ClientPool, index: int, body: bytes) -> httpx.Response:
+    """A chat request by client ``index`` modulo their number (a closed-loop worker or an open-loop request)."""
+    http = pool.clients[index % len(pool.clients)]
+    return await http.post("/v1/chat/completions", content=body, headers={"Content-Type": "application/json"})
 
 
 async def closed_loop(url: str, bodies: list[bytes], n: int, concurrency: int) -> Run:
     """``n`` chat requests by ``concurrency`` clients, each sending its next request once answered (bodies in order)."""
     run, counter = Run(), iter(range(n))
-    async with Clients(url, concurrency) as http:
+    async with load_clients(url, concurrency) as http:
 
         async def worker(client: int) -> None:
             for index in counter:
                 started = time.perf_counter()
                 try:
-                    response = await http.post(client, bodies[index % len(bodies)])
+                    response = await post(http, client, bodies[index % len(bodies)])
                 except httpx.HTTPError as error:
                     run.fail(type(error).__name__)
                     continue
@@ -254,13 +239,13 @@ async def open_loop(url: str, bodies: list[bytes], rate: float, duration: float,
     arrivals = np.cumsum(rng.exponential(1 / rate, size=int(rate * duration * 2) + 10))
     arrivals = arrivals[arrivals < duration]
     run = Run()
-    async with Clients(url, 2048) as http:
+    async with load_clients(url, 2048) as http:
         began = time.perf_counter()
 
         async def one(index: int, at: float) -> None:
             await asyncio.sleep(max(0.0, began + at - time.perf_counter()))
             try:
-                response = await http.post(index, bodies[index % len(bodies)])
+                response = await post(http, index, bodies[index % len(bodies)])
             except httpx.HTTPError as error:
                 run.fail(type(error).__name__)
                 return

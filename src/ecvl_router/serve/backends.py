@@ -9,6 +9,7 @@ from typing import Any
 
 import httpx
 
+from ecvl_router.openai_http.client_pool import ClientPool
 from ecvl_router.openai_http.errors import CallError, redact, response_excerpt, status_error, transport_error
 from ecvl_router.openai_http.retry import with_retries
 from ecvl_router.serve.config import BackendSpec
@@ -29,16 +30,16 @@ class Backend:
         headers = {"Content-Type": "application/json", **spec.headers}
         if api_key:
             headers[spec.api_key_header] = ("Bearer " if spec.api_key_header.lower() == "authorization" else "") + api_key
-        self._client = httpx.AsyncClient(
+        self._clients = ClientPool(
+            spec.max_connections,
             base_url=spec.base_url,
             headers=headers,
             timeout=httpx.Timeout(spec.timeout_s, connect=spec.connect_timeout_s),
-            limits=httpx.Limits(max_connections=spec.max_connections, max_keepalive_connections=spec.max_connections),
             trust_env=False,
         )
 
     async def aclose(self) -> None:
-        await self._client.aclose()
+        await self._clients.aclose()
 
     def payload(self, body: dict[str, Any]) -> bytes:
         """The request body for this backend."""
@@ -55,7 +56,7 @@ class Backend:
     async def reachable(self) -> str | None:
         """None when the backend answers HTTP at all (any status), else why not."""
         try:
-            await self._client.get("/models", timeout=self.spec.connect_timeout_s)
+            await self._clients.next().get("/models", timeout=self.spec.connect_timeout_s)
         except httpx.HTTPError as exc:
             return redact(f"{type(exc).__name__}: {exc}".rstrip(": "), self._api_key)
         return None
@@ -63,7 +64,7 @@ class Backend:
     async def _complete_once(self, payload: bytes) -> dict[str, Any]:
         try:
             async with asyncio.timeout(self.spec.timeout_s):
-                response = await self._client.post("/chat/completions", content=payload)
+                response = await self._clients.next().post("/chat/completions", content=payload)
         except (TimeoutError, httpx.TimeoutException):
             raise CallError("timeout", f"no answer within {self.spec.timeout_s:g} s", retryable=True) from None
         except httpx.TransportError as exc:
@@ -79,9 +80,10 @@ class Backend:
         return document
 
     async def _open_stream_once(self, payload: bytes) -> httpx.Response:
-        request = self._client.build_request("POST", "/chat/completions", content=payload)
+        client = self._clients.next()
+        request = client.build_request("POST", "/chat/completions", content=payload)
         try:
-            response = await self._client.send(request, stream=True)
+            response = await client.send(request, stream=True)
         except httpx.TimeoutException:
             raise CallError("timeout", f"no answer within {self.spec.timeout_s:g} s", retryable=True) from None
         except httpx.TransportError as exc:
