@@ -2,7 +2,7 @@
 
 On every request, httpx's pool looks at each connection it holds (a poll of every idle socket to see whether
 the server closed it), so the cost of a request grows with the pool: with 64 requests in flight to one
-backend, those checks were about 5 % of the gateway's CPU. A :class:`ClientPool` spreads a connection budget
+backend, httpx took 12 % of the gateway's CPU samples in one pool and 4 % split into pools of 16. A :class:`ClientPool` spreads a connection budget
 over clients of at most ``per_client`` connections each and hands them out in turn.
 """
 
