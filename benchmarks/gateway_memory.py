@@ -39,7 +39,7 @@ def main() -> None:
         processes = [start(["backend-sim", "--data", str(data), "--model", model, "--port", str(ports[role]), "--latency-scale", "0"],
                            f"http://127.0.0.1:{ports[role]}/healthz", work / f"{role}.log") for role, model in (("edge", EDGE), ("cloud", CLOUD))]
         try:
-            settings = argparse.Namespace(max_batch=None, max_wait_ms=None, onnx_cache=work / "onnx")
+            settings = argparse.Namespace(max_batch=None, max_wait_ms=None, in_flight=None, onnx_cache=work / "onnx")
             config = gateway_config(work, "default", bundle, ports, settings)
             url = f"http://127.0.0.1:{ports['gateway']}"
             gateway = start(["serve", "--config", str(config)], url + "/healthz", work / "gateway.log")
