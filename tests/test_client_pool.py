@@ -64,8 +64,9 @@ def test_no_more_connections_than_the_budget_are_open_at_once() -> None:
     async def many() -> list[int]:
         async with ClientPool(4, per_client=2, base_url=server.url, timeout=30) as pool:
             calls = [asyncio.create_task(pool.next().get("/slow")) for _ in range(10)]
-            while seen["now"] < 4:
-                await asyncio.sleep(0.01)
+            async with asyncio.timeout(30):
+                while seen["now"] < 4:
+                    await asyncio.sleep(0.01)
             await asyncio.sleep(0.2)  # room for a fifth connection, were one allowed
             release.set()
             return [response.status_code for response in await asyncio.gather(*calls)]
