@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -22,8 +23,10 @@ def lookup_bundle(demo_data: Path, tmp_path_factory: pytest.TempPathFactory) -> 
 
 
 @pytest.fixture(scope="module")
-def lookup_router(lookup_bundle: Path) -> QueryRouter:
-    return QueryRouter.from_bundle(lookup_bundle)
+def lookup_router(lookup_bundle: Path) -> Iterator[QueryRouter]:
+    router = QueryRouter.from_bundle(lookup_bundle)
+    yield router
+    router.close()
 
 
 def _question_and_source(demo_data: Path, router: QueryRouter) -> tuple[str, str]:

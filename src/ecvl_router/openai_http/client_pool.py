@@ -2,8 +2,9 @@
 
 On every request, httpx's pool looks at each connection it holds (a poll of every idle socket to see whether
 the server closed it), so the cost of a request grows with the pool: with 64 requests in flight to one
-backend, httpx took 12 % of the gateway's CPU samples in one pool and 4 % split into pools of 16. A :class:`ClientPool` spreads a connection budget
-over clients of at most ``per_client`` connections each and hands them out in turn.
+backend, httpx took 12 % of the gateway's CPU samples in one pool and 4 % split into pools of 16. A
+:class:`ClientPool` spreads a connection budget over clients of at most ``per_client`` connections each and
+hands them out in turn.
 """
 
 from __future__ import annotations
@@ -28,11 +29,10 @@ class ClientPool:
     def __init__(self, connections: int, *, per_client: int = PER_CLIENT, max_clients: int = MAX_CLIENTS, **options: Any) -> None:
         if connections < 1 or per_client < 1 or max_clients < 1:
             raise ValueError(f"connections, per_client and max_clients must be >= 1, got {connections}, {per_client}, {max_clients}")
-        count = min(max_clients, connections, -(-connections // per_client))
+        count = min(max_clients, -(-connections // per_client))
         if "verify" not in options:
             options["verify"] = httpx.create_ssl_context(trust_env=options.get("trust_env", True))
-        self.sizes = [connections // count + (index < connections % count) for index in range(count)]
-        """Connections of each client at most."""
+        self.sizes = [connections // count + (index < connections % count) for index in range(count)]  # connections per client
         self.clients = [
             httpx.AsyncClient(limits=httpx.Limits(max_connections=size, max_keepalive_connections=size), **options) for size in self.sizes
         ]
